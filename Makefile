@@ -1,0 +1,58 @@
+# Sluice: the two commands a newcomer needs are `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+LOCAL := $(CURDIR)/.local
+export KUBECONFIG ?= $(LOCAL)/kubeconfig
+# Binaries built by hack/cluster/build.sh (kubectl, helm, kwokctl...) come first on PATH.
+WITH_BIN = PATH="$$(hack/cluster/build.sh | tail -n 1):$$PATH"
+
+.PHONY: venv binaries cluster-up cluster-down crds crds-install run demo demo-down test test-unit test-e2e lint bench clean
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+binaries:  ## build the control plane, kubectl and helm from the Go module proxy (cached)
+	hack/cluster/build.sh
+
+cluster-up: venv  ## local kube-apiserver + kwok, Prometheus and the traffic simulator on 127.0.0.1
+	hack/cluster/up.sh
+
+cluster-down:
+	hack/cluster/down.sh
+
+crds: venv  ## regenerate crds/ from the pydantic models
+	$(PY) -m sluice.api.crdgen crds
+
+crds-install: venv
+	$(WITH_BIN) kubectl apply --server-side --force-conflicts -f crds/
+	$(WITH_BIN) kubectl wait --for condition=established --timeout=60s -f crds/
+
+run: venv crds-install  ## the operator in the foreground against $KUBECONFIG, all namespaces
+	$(VENV)/bin/sluice operator
+
+demo: cluster-up crds-install  ## the local cluster, the operator and a Release walking its steps
+	$(WITH_BIN) $(PY) hack/demo.py
+
+test-unit: venv
+	$(VENV)/bin/pytest -q tests/unit
+
+test-e2e: cluster-up crds-install
+	$(WITH_BIN) $(VENV)/bin/pytest -q tests/e2e
+
+lint: venv
+	$(VENV)/bin/ruff check operator tests hack
+	$(VENV)/bin/mypy operator/sluice
+	$(VENV)/bin/lint-imports
+
+test: lint test-unit test-e2e  ## everything CI runs; leaves the cluster up (make cluster-down)
+
+bench: venv
+	$(VENV)/bin/python hack/bench/planner.py
+
+clean: cluster-down
+	rm -rf $(LOCAL)
