@@ -1,0 +1,1 @@
+"""Pure decision logic: (observed state, now) -> Plan. No I/O, no clock, no kopf."""

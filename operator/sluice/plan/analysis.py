@@ -1,0 +1,116 @@
+"""Analysis runs as pure bookkeeping: which metrics are due, folding results in, the outcome.
+
+Counters live in status (AnalysisRun), so a restart neither repeats nor forgets a measurement.
+The judge (sluice.analysis.judge) turns a query result into a verdict; this module only counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sluice.api.durations import parse_duration
+from sluice.api.models import Analysis, AnalysisRun, Measurement, Metric, MetricRun, ReleaseStatus, Verdict
+from sluice.plan.types import Result, iso, seconds_since
+
+MAX_MEASUREMENTS = 30  # status.analysis keeps the most recent ones, across metrics
+
+
+class Outcome(StrEnum):
+    RUNNING = "Running"
+    PASSED = "Passed"
+    FAILED = "Failed"
+    INCONCLUSIVE = "Inconclusive"
+
+
+@dataclass(frozen=True)
+class RunState:
+    outcome: Outcome
+    reason: str  # a sentence for status.message when the run failed or is inconclusive
+    due: tuple[str, ...]  # metrics to measure now
+    next_in: float | None  # seconds until the next metric is due
+    waiting: bool  # nothing judged yet: every measurement so far was Waiting
+
+
+def selected(analysis: Analysis, names: list[str] | None) -> list[Metric]:
+    """The metrics an analysis step names; all of them when it names none."""
+    if not names:
+        return list(analysis.metrics)
+    return [m for m in analysis.metrics if m.name in names]
+
+
+def start(step: int, now: datetime) -> AnalysisRun:
+    return AnalysisRun(step=step, started_at=iso(now))
+
+
+def evaluate(run: AnalysisRun, metrics: list[Metric], analysis: Analysis, now: datetime,
+             background: bool = False) -> RunState:
+    """Where a run stands. A step run passes after `count` judged measurements of every metric;
+    a background run never passes, it only fails."""
+    interval = parse_duration(analysis.interval)
+    due: list[str] = []
+    next_in: float | None = None
+    judged_any = False
+    inconclusive: list[str] = []
+    finished = True
+    for metric in metrics:
+        counts = run.metrics.get(metric.name, MetricRun())
+        if counts.failed > metric.failure_limit:
+            return RunState(
+                Outcome.FAILED,
+                f"metric {metric.name} failed {counts.failed} time(s), more than failureLimit "
+                f"{metric.failure_limit}", (), None, False,
+            )
+        if counts.consecutive_errors >= metric.consecutive_error_limit:
+            return RunState(
+                Outcome.FAILED,
+                f"metric {metric.name} could not be measured {counts.consecutive_errors} times in a row "
+                f"(consecutiveErrorLimit {metric.consecutive_error_limit})", (), None, False,
+            )
+        judged = counts.successful + counts.failed + counts.inconclusive
+        judged_any = judged_any or judged > 0
+        if counts.inconclusive:
+            inconclusive.append(metric.name)
+        if background or judged < analysis.count:
+            finished = False
+            wait = interval - seconds_since(counts.last_measured_at or run.started_at, now)
+            if wait <= 0:
+                due.append(metric.name)
+            else:
+                next_in = wait if next_in is None else min(next_in, wait)
+    if finished:
+        if inconclusive:
+            return RunState(
+                Outcome.INCONCLUSIVE,
+                f"analysis was inconclusive for {', '.join(inconclusive)}: no data or neither condition "
+                "held; promote to accept, retry to measure again, or abort", (), None, False,
+            )
+        return RunState(Outcome.PASSED, "", (), None, False)
+    return RunState(Outcome.RUNNING, "", tuple(due), next_in, not judged_any)
+
+
+def record(status: ReleaseStatus, run: AnalysisRun, results: list[Result], now: datetime,
+           version: str, step: int | None) -> AnalysisRun:
+    """The run with `results` counted, and each result appended to status.analysis (bounded)."""
+    metrics = {name: counts.model_copy() for name, counts in run.metrics.items()}
+    for result in results:
+        counts = metrics.setdefault(result.metric, MetricRun())
+        counts.last_measured_at = iso(now)
+        if result.verdict == Verdict.ERROR:
+            counts.errors += 1
+            counts.consecutive_errors += 1
+        else:
+            counts.consecutive_errors = 0
+        if result.verdict == Verdict.SUCCESSFUL:
+            counts.successful += 1
+        elif result.verdict == Verdict.FAILED:
+            counts.failed += 1
+        elif result.verdict == Verdict.INCONCLUSIVE:
+            counts.inconclusive += 1
+        status.analysis.append(Measurement(
+            metric=result.metric, verdict=result.verdict, value=result.value, message=result.message,
+            step=step, version=version, at=iso(now),
+        ))
+    status.analysis = status.analysis[-MAX_MEASUREMENTS:]
+    return run.model_copy(update={"metrics": metrics})

@@ -1,0 +1,394 @@
+"""The canary strategy: step traffic to the candidate, judge it, promote or fail.
+
+Weights follow the steps' setWeight; pause and analysis steps hold the weight of the last
+setWeight before them. A step completes only when the candidate runs Ready at that weight,
+and the time spent waiting for that counts against progressDeadline.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sluice.api.durations import format_duration, parse_duration
+from sluice.api.models import CanaryStep, Phase, ReleaseStatus
+from sluice.plan import analysis, reasons
+from sluice.plan.release import (
+    POLL,
+    add_history,
+    back_to_stable,
+    begin,
+    clear_candidate,
+    deadline,
+    fail,
+    refuse,
+)
+from sluice.plan.types import (
+    DeploymentIntent,
+    Event,
+    Observed,
+    Plan,
+    Result,
+    canary_replicas,
+    effective_weight,
+    iso,
+    seconds_since,
+)
+
+
+def weight_at(steps: list[CanaryStep], index: int) -> int:
+    """The weight in force at step `index`: that of the last setWeight at or before it.
+    weight_at([setWeight 10, pause, setWeight 50], 1) == 10; before any setWeight it is 0;
+    past the last step it stays at the last setWeight."""
+    weight = 0
+    for step in steps[: index + 1]:
+        if step.set_weight is not None:
+            weight = step.set_weight
+    return weight
+
+
+def describe(step: CanaryStep) -> str:
+    if step.set_weight is not None:
+        return f"setWeight {step.set_weight}"
+    if step.pause is not None:
+        return f"pause {step.pause.duration}" if step.pause.duration else "pause until promoted"
+    return "analysis"
+
+
+def plan(obs: Observed, status: ReleaseStatus, now: datetime) -> Plan:
+    assert obs.policy is not None and obs.policy.strategy.canary is not None
+    events: list[Event] = []
+    if status.candidate_hash != obs.desired_hash:
+        if status.candidate_hash and status.phase in (Phase.PROGRESSING, Phase.PAUSED):
+            add_history(status, "Superseded", f"superseded by {obs.spec.version}", now)
+            events.append(Event("Normal", reasons.SUPERSEDED,
+                                f"{status.candidate_version} superseded by {obs.spec.version}"))
+        begin(obs, status, now, "canary")
+        status.phase = Phase.PENDING
+    result = _plan(obs, status, now)
+    result.events[:0] = events
+    return result
+
+
+def _plan(obs: Observed, status: ReleaseStatus, now: datetime) -> Plan:
+    request = status.request.action if status.request else None
+    if status.phase in (Phase.ROLLED_BACK, Phase.FAILED):
+        if request == "retry":
+            return _retry(obs, status, now)
+        hold = back_to_stable(obs, status)
+        if request:
+            refuse(hold, f"{status.candidate_version} was rolled back; `sluice retry` tries it again")
+        return hold
+    if request == "abort":
+        who = _who(status)
+        status.request = None
+        return fail(obs, status, now, reasons.ABORTED, "aborted by " + who, force_rollback=True)
+    if status.phase == Phase.PENDING:
+        if obs.unmet_requirement:
+            status.message = f"waiting to roll out {obs.spec.version}: {obs.unmet_requirement}"
+            hold = back_to_stable(obs, status)
+            hold.canary = None
+            if request:
+                refuse(hold, obs.unmet_requirement)
+            hold.requeue_after = POLL * 3
+            return hold
+        status.phase = Phase.PROGRESSING
+        status.step_started_at = iso(now)
+        status.rollout_started_at = iso(now)
+        started = _walk(obs, status, now)
+        started.events.insert(0, Event(
+            "Normal", reasons.ROLLOUT_STARTED,
+            f"rolling out {obs.spec.version} by canary in {len(_steps(obs))} steps; stable is {status.stable_version}",
+        ))
+        return started
+    if request in ("pause", "resume"):
+        return _user_pause(obs, status, now, request == "pause")
+    if request == "retry":
+        if status.phase == Phase.PAUSED and status.pause_reason in (
+                reasons.ANALYSIS_FAILED, reasons.PROGRESS_DEADLINE, reasons.ANALYSIS_INCONCLUSIVE):
+            status.request = None
+            _restart_step(status, now)
+            status.phase = Phase.PROGRESSING
+            return _walk(obs, status, now)
+        held = _walk(obs, status, now)
+        refuse(held, "there is nothing to retry while the rollout is progressing")
+        return held
+    if request in ("promote", "promote-full"):
+        who = _who(status)
+        status.request = None
+        steps = _steps(obs)
+        index = status.current_step or 0
+        target = len(steps) if request == "promote-full" else index + 1
+        status.paused = False
+        status.pause_reason = None
+        status.phase = Phase.PROGRESSING
+        _advance(status, now, min(target, len(steps)))
+        result = _walk(obs, status, now)
+        applied = f"step {index + 1} promoted by {who}" if request == "promote" else f"promoted fully by {who}"
+        result.events.insert(0, Event("Normal", reasons.REQUEST_APPLIED, applied))
+        return result
+    if status.phase == Phase.PAUSED and status.paused:
+        return _hold_paused(obs, status)
+    return _walk(obs, status, now)
+
+
+def _steps(obs: Observed) -> list[CanaryStep]:
+    assert obs.policy is not None and obs.policy.strategy.canary is not None
+    return obs.policy.strategy.canary.steps
+
+
+def _who(status: ReleaseStatus) -> str:
+    return (status.request.by if status.request and status.request.by else "a user")
+
+
+def _retry(obs: Observed, status: ReleaseStatus, now: datetime) -> Plan:
+    status.request = None
+    version = status.candidate_version
+    begin(obs, status, now, "canary")
+    result = _walk(obs, status, now)
+    result.events.insert(0, Event("Normal", reasons.REQUEST_APPLIED, f"retrying {version} from the first step"))
+    return result
+
+
+def _restart_step(status: ReleaseStatus, now: datetime) -> None:
+    status.step_started_at = iso(now)
+    status.analysis_run = None
+    status.background_run = None
+    status.paused = False
+    status.pause_reason = None
+
+
+def _advance(status: ReleaseStatus, now: datetime, to: int) -> None:
+    status.current_step = to
+    _restart_step(status, now)
+
+
+def _user_pause(obs: Observed, status: ReleaseStatus, now: datetime, pause: bool) -> Plan:
+    status.request = None
+    if pause:
+        status.phase = Phase.PAUSED
+        status.paused = True
+        status.pause_reason = reasons.PAUSED
+        return _hold_paused(obs, status)
+    if not status.paused or status.pause_reason != reasons.PAUSED:
+        result = _walk(obs, status, now)
+        result.status.request = status.request
+        result.events.append(Event("Warning", reasons.REQUEST_REFUSED,
+                                   "resume refused: the rollout was not paused by a user; "
+                                   "a pause step or a held analysis is ended by `sluice promote`"))
+        return result
+    status.phase = Phase.PROGRESSING
+    _restart_step(status, now)  # a timed pause or an analysis starts again after a manual pause
+    return _walk(obs, status, now)
+
+
+def _hold_paused(obs: Observed, status: ReleaseStatus) -> Plan:
+    """Everything stays where it is: weights, pods, timers."""
+    steps = _steps(obs)
+    index = status.current_step or 0
+    why = {
+        reasons.PAUSED: "paused by a user; `sluice resume` continues",
+        reasons.WAITING_FOR_PROMOTE: "waiting for `sluice promote`",
+    }.get(status.pause_reason or "", "")
+    if why:
+        status.message = f"step {index + 1}/{len(steps)}: weight {status.canary_weight}%, {why}"
+    return Plan(status=status, stable_service_selects_canary=not obs.gateway)
+
+
+def _walk(obs: Observed, status: ReleaseStatus, now: datetime) -> Plan:
+    """Carry the rollout forward through as many steps as are complete now."""
+    steps = _steps(obs)
+    events: list[Event] = []
+    for _ in range(len(steps) + 1):
+        index = status.current_step or 0
+        if index >= len(steps):
+            result = _promote(obs, status, now)
+            result.events[:0] = events
+            return result
+        result, done = _step(obs, status, now, steps, index)
+        if result.status.phase in (Phase.ROLLED_BACK, Phase.FAILED) or (
+                result.status.phase == Phase.PAUSED and result.status.paused):
+            result.events[:0] = events
+            return result
+        if not done:
+            result.events[:0] = events
+            return result
+        events.append(Event("Normal", reasons.STEP_COMPLETED,
+                            f"step {index + 1}/{len(steps)} ({describe(steps[index])}) complete"))
+        _advance(status, now, index + 1)
+    raise AssertionError("unreachable: every pass advances a step or returns")
+
+
+def _traffic(obs: Observed, status: ReleaseStatus, weight: int) -> tuple[Plan, bool]:
+    """Pods and traffic for `weight`; True when the candidate serves exactly that, Ready."""
+    total = obs.spec.replicas
+    want = canary_replicas(total, weight)
+    canary_ok = obs.canary.complete(obs.desired_hash, want)
+    result = Plan(status=status, canary=DeploymentIntent("candidate", want))
+    if obs.gateway:
+        # Stable stays at full size; the route moves only once the canary pods are Ready.
+        result.stable = DeploymentIntent("stable", total)
+        applied = weight if canary_ok else min(status.canary_weight, weight)
+        result.weight = applied
+        status.canary_weight = applied
+        return result, canary_ok and applied == weight
+    # Replica ratio: stable shrinks only by as many pods as the canary has Ready.
+    ready_canary = min(obs.canary.ready, want) if obs.canary.template_hash == obs.desired_hash else 0
+    stable_target = total - want
+    result.stable = DeploymentIntent("stable", max(stable_target, total - ready_canary))
+    result.stable_service_selects_canary = True
+    status.canary_weight = effective_weight(ready_canary, obs.stable.ready)
+    stable_ok = obs.stable.replicas == stable_target and obs.stable.total == stable_target \
+        and obs.stable.ready == stable_target
+    return result, canary_ok and stable_ok
+
+
+def _step(obs: Observed, status: ReleaseStatus, now: datetime, steps: list[CanaryStep],
+          index: int) -> tuple[Plan, bool]:
+    step = steps[index]
+    weight = weight_at(steps, index)
+    result, in_place = _traffic(obs, status, weight)
+    head = f"step {index + 1}/{len(steps)}"
+    limit = deadline(obs)
+    waited = seconds_since(status.step_started_at, now)
+    ratio = "" if obs.gateway else " by replica ratio"
+    if not in_place:
+        if waited > limit:
+            return fail(obs, status, now, reasons.PROGRESS_DEADLINE,
+                        f"candidate {obs.spec.version} not Ready within {format_duration(limit)} "
+                        f"({obs.canary.ready}/{canary_replicas(obs.spec.replicas, weight)} pods ready)"), False
+        status.message = (f"{head}: moving to weight {weight}%{ratio}, now {status.canary_weight}%, "
+                          f"{obs.canary.ready}/{canary_replicas(obs.spec.replicas, weight)} candidate pods ready")
+        result.requeue_after = POLL
+        return _background(obs, status, now, result), False
+    result = _background(obs, status, now, result)
+    if result.status.phase == Phase.ROLLED_BACK or (result.status.phase == Phase.PAUSED and status.paused):
+        return result, False
+    if step.set_weight is not None:
+        return result, True
+    if step.pause is not None:
+        if step.pause.duration is None:
+            status.phase = Phase.PAUSED
+            status.paused = True
+            status.pause_reason = reasons.WAITING_FOR_PROMOTE
+            return _hold_paused(obs, status), False
+        left = parse_duration(step.pause.duration) - waited
+        if left <= 0:
+            return result, True
+        status.message = f"{head}: weight {status.canary_weight}%{ratio}, paused for {format_duration(left)} more"
+        result.requeue_after = _soonest(result.requeue_after, left)
+        return result, False
+    return _analysis_step(obs, status, now, result, head, index, step)
+
+
+def _analysis_step(obs: Observed, status: ReleaseStatus, now: datetime, result: Plan, head: str,
+                   index: int, step: CanaryStep) -> tuple[Plan, bool]:
+    assert obs.policy is not None and step.analysis is not None
+    spec = obs.policy.analysis
+    metrics = analysis.selected(spec, step.analysis.metrics)
+    if status.analysis_run is None or status.analysis_run.step != index:
+        status.analysis_run = analysis.start(index, now)
+    state = analysis.evaluate(status.analysis_run, metrics, spec, now)
+    if state.outcome == analysis.Outcome.FAILED:
+        return fail(obs, status, now, reasons.ANALYSIS_FAILED, state.reason), False
+    if state.outcome == analysis.Outcome.INCONCLUSIVE:
+        status.phase = Phase.PAUSED
+        status.paused = True
+        status.pause_reason = reasons.ANALYSIS_INCONCLUSIVE
+        status.message = f"{head}: paused, {state.reason}"
+        return Plan(status=status, stable_service_selects_canary=not obs.gateway,
+                    events=[Event("Warning", reasons.ANALYSIS_INCONCLUSIVE, state.reason)]), False
+    if state.outcome == analysis.Outcome.PASSED:
+        return result, True
+    limit = deadline(obs)
+    if state.waiting and seconds_since(status.step_started_at, now) > limit:
+        return fail(obs, status, now, reasons.ANALYSIS_FAILED,
+                    f"no usable data for {format_duration(limit)} (progressDeadline): too little traffic "
+                    "or an empty query result"), False
+    judged = _judged(status)
+    status.message = (f"{head}: weight {status.canary_weight}%, analysis {judged}/{spec.count * len(metrics)} "
+                      f"measurements{_last_verdict(status)}")
+    result.measure = tuple(dict.fromkeys((*result.measure, *state.due)))
+    result.measure_step = state.due
+    result.requeue_after = _soonest(result.requeue_after, 0.0 if state.due else state.next_in)
+    return result, False
+
+
+def _judged(status: ReleaseStatus) -> int:
+    run = status.analysis_run
+    if run is None:
+        return 0
+    return sum(c.successful + c.failed + c.inconclusive for c in run.metrics.values())
+
+
+def _last_verdict(status: ReleaseStatus) -> str:
+    if not status.analysis:
+        return ""
+    last = status.analysis[-1]
+    value = "" if last.value is None else f" = {last.value:g}"
+    return f", last {last.metric}{value} {last.verdict.value}"
+
+
+def _background(obs: Observed, status: ReleaseStatus, now: datetime, result: Plan) -> Plan:
+    """Background analysis from startingStep on: it never promotes, it only fails a rollout."""
+    assert obs.policy is not None and obs.policy.strategy.canary is not None
+    background = obs.policy.strategy.canary.background_analysis
+    index = status.current_step or 0
+    if background is None or index < background.starting_step or not obs.policy.analysis.metrics:
+        return result
+    spec = obs.policy.analysis
+    if status.background_run is None:
+        status.background_run = analysis.start(-1, now)
+    state = analysis.evaluate(status.background_run, list(spec.metrics), spec, now, background=True)
+    if state.outcome == analysis.Outcome.FAILED:
+        return fail(obs, status, now, reasons.ANALYSIS_FAILED, "background analysis: " + state.reason)
+    result.measure = tuple(dict.fromkeys((*result.measure, *state.due)))
+    result.measure_background = state.due
+    result.requeue_after = _soonest(result.requeue_after, 0.0 if state.due else state.next_in)
+    return result
+
+
+def _soonest(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)
+
+
+def _promote(obs: Observed, status: ReleaseStatus, now: datetime) -> Plan:
+    """After the last step the stable Deployment takes the candidate's template; the canary keeps
+    serving until the stable runs it Ready at full size, then traffic returns to stable."""
+    total = obs.spec.replicas
+    if obs.unmet_requirement:
+        status.message = f"all steps passed; promotion waits: {obs.unmet_requirement}"
+        return Plan(status=status, stable_service_selects_canary=not obs.gateway, requeue_after=POLL * 3)
+    if not obs.stable.complete(obs.desired_hash, total):
+        status.message = (f"promoting {obs.spec.version}: stable Deployment "
+                          f"{obs.stable.updated}/{total} updated, {obs.stable.ready}/{total} ready")
+        return Plan(status=status, stable=DeploymentIntent("candidate", total),
+                    stable_service_selects_canary=not obs.gateway, requeue_after=POLL)
+    version = obs.spec.version
+    status.stable_version, status.stable_hash = version, obs.desired_hash
+    status.phase = Phase.SUCCEEDED
+    add_history(status, "Succeeded", f"canary passed {len(_steps(obs))} steps", now)
+    clear_candidate(status)
+    status.message = f"{version} is stable: {total}/{total} pods ready"
+    done = back_to_stable(obs, status)
+    done.events.append(Event("Normal", reasons.PROMOTED, f"{version} promoted to stable"))
+    return done
+
+
+def fold(result: Plan, results: list[Result], now: datetime) -> None:
+    """Count measurements into the runs that asked for them (step and/or background)."""
+    status = result.status
+    version = status.candidate_version or ""
+    step = status.current_step
+    if status.analysis_run is not None and result.measure_step:
+        mine = [r for r in results if r.metric in result.measure_step]
+        status.analysis_run = analysis.record(status, status.analysis_run, mine, now, version, step)
+    if status.background_run is not None and result.measure_background:
+        mine = [r for r in results if r.metric in result.measure_background and r.metric not in result.measure_step]
+        shared = [r for r in results if r.metric in result.measure_background and r.metric in result.measure_step]
+        run = analysis.record(status, status.background_run, mine, now, version, step)
+        # A result both runs asked for is listed in status.analysis once, but counted in both.
+        status.background_run = analysis.record(ReleaseStatus(), run, shared, now, version, step)

@@ -1,0 +1,31 @@
+"""Condition and event reasons, in one place so the CLI, tests and dashboards agree on them."""
+
+# Conditions (kstatus): Ready, Reconciling, Stalled.
+READY = "Ready"
+RECONCILING = "Reconciling"
+STALLED = "Stalled"
+
+ROLLED_OUT = "RolledOut"
+PROGRESSING = "Progressing"
+PAUSED = "Paused"
+WAITING_FOR_PROMOTE = "WaitingForPromote"
+ANALYSIS_INCONCLUSIVE = "AnalysisInconclusive"
+ANALYSIS_FAILED = "AnalysisFailed"
+PROGRESS_DEADLINE = "ProgressDeadlineExceeded"
+ABORTED = "Aborted"
+ROLLED_BACK = "RolledBack"
+FAILED = "Failed"
+POLICY_NOT_FOUND = "PolicyNotFound"
+INVALID_SPEC = "InvalidSpec"
+REQUIREMENT_NOT_MET = "RequirementNotMet"
+STRATEGY_UNSUPPORTED = "StrategyUnsupported"
+
+# Events.
+ROLLOUT_STARTED = "RolloutStarted"
+STEP_COMPLETED = "StepCompleted"
+PROMOTED = "Promoted"
+SUPERSEDED = "Superseded"
+FAST_ROLLBACK = "StableReapplied"
+REQUEST_REFUSED = "RequestRefused"
+REQUEST_APPLIED = "RequestApplied"
+ROLLOUT_PAUSED = "RolloutPaused"

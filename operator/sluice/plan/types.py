@@ -1,0 +1,118 @@
+"""What the planner reads (Observed) and what it decides (Plan)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+from sluice.api.models import ReleaseSpec, ReleaseStatus, RolloutPolicySpec, Verdict
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def seconds_since(text: str | None, now: datetime) -> float:
+    return 0.0 if text is None else (now - parse_time(text)).total_seconds()
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A Deployment as observed. `template_hash` names the pod template it runs."""
+
+    exists: bool = False
+    template_hash: str | None = None
+    version: str | None = None
+    replicas: int = 0  # spec.replicas
+    ready: int = 0
+    updated: int = 0
+    available: int = 0
+    total: int = 0  # status.replicas: pods of every revision
+    settled: bool = True  # status.observedGeneration has caught up with metadata.generation
+
+    def complete(self, template_hash: str, replicas: int) -> bool:
+        """The Deployment runs exactly `replicas` Ready pods of `template_hash` and nothing else."""
+        return (
+            self.exists and self.settled and self.template_hash == template_hash
+            and self.replicas == replicas and self.updated == replicas
+            and self.ready == replicas and self.available == replicas and self.total == replicas
+        )
+
+
+@dataclass(frozen=True)
+class Observed:
+    generation: int
+    spec: ReleaseSpec
+    desired_hash: str  # hash of the desired pod template, version included
+    status: ReleaseStatus
+    stable: Workload
+    canary: Workload
+    policy: RolloutPolicySpec | None = None
+    problem: str | None = None  # bad input the schema cannot catch: the Release is Stalled
+    problem_reason: str = ""
+    unmet_requirement: str | None = None  # promotion gate not yet satisfied
+    gateway: bool = False  # traffic by HTTPRoute weights rather than replica ratio
+
+
+Template = Literal["candidate", "stable"]
+
+
+@dataclass(frozen=True)
+class DeploymentIntent:
+    """Which template a Deployment runs ("candidate" = the Release spec's) and how many pods."""
+
+    template: Template
+    replicas: int
+
+
+@dataclass(frozen=True)
+class Event:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass
+class Plan:
+    status: ReleaseStatus
+    stable: DeploymentIntent | None = None  # None: leave the Deployment as it is
+    canary: DeploymentIntent | None = None
+    weight: int | None = None  # HTTPRoute weight of the canary; None: leave the route alone
+    stable_service_selects_canary: bool = False  # replica ratio: <name> selects both tracks
+    measure: tuple[str, ...] = ()  # metric names to measure now
+    measure_step: tuple[str, ...] = ()  # ...of which the current analysis step asked for these
+    measure_background: tuple[str, ...] = ()  # ...and background analysis for these
+    events: list[Event] = field(default_factory=list)
+    requeue_after: float | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    """One measurement of one metric, produced by the analysis layer and folded into status."""
+
+    metric: str
+    verdict: Verdict
+    value: float | None
+    message: str
+
+
+def canary_replicas(total: int, weight: int) -> int:
+    """Pods the canary needs for `weight` percent of `total`, rounded up so a small weight still
+    gets a pod: canary_replicas(4, 10) == 1, canary_replicas(4, 50) == 2, canary_replicas(4, 0) == 0,
+    canary_replicas(0, 50) == 0 (a Release scaled to zero stays at zero)."""
+    if weight <= 0 or total <= 0:
+        return 0
+    return min(total, math.ceil(total * weight / 100))
+
+
+def effective_weight(canary_ready: int, stable_ready: int) -> int:
+    """Percent of traffic a replica-ratio split really sends to the canary:
+    effective_weight(1, 3) == 25, effective_weight(0, 4) == 0, effective_weight(2, 0) == 100."""
+    pods = canary_ready + stable_ready
+    return 0 if pods == 0 else round(100 * canary_ready / pods)
