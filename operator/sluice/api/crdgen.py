@@ -52,6 +52,10 @@ def _structural(node: Schema) -> Schema:
             raise ValueError(f"cannot express anyOf {variants} structurally")
     if node.get("default", "") is None:
         node.pop("default")
+    for bound, limit in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if isinstance(node.get(bound), (int, float)) and not isinstance(node.get(bound), bool):
+            node[limit] = node.pop(bound)  # JSON Schema 2020 form -> OpenAPI 3.0 form
+            node[bound] = True
     if node.get("x-kubernetes-int-or-string"):
         node.pop("type", None)
         return node

@@ -1,0 +1,1 @@
+"""Metric providers (Prometheus) and the judge that turns a measurement into a verdict."""

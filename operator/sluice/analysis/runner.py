@@ -1,0 +1,64 @@
+"""Measures a plan's metrics: render the query, ask the provider, let the judge decide."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from sluice.analysis import judge, template
+from sluice.analysis.prometheus import MetricProvider, ProviderError, QueryRejected
+from sluice.api.durations import parse_duration
+from sluice.api.models import Metric, RolloutPolicySpec, Verdict
+from sluice.plan.types import Result
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What is being judged: the template variables of one Release's candidate."""
+
+    release: str
+    namespace: str
+    version: str
+    stable_version: str
+    args: dict[str, str]
+
+    def values(self, track: str) -> dict[str, str]:
+        version = self.version if track == "canary" else self.stable_version
+        return {**self.args, "release": self.release, "namespace": self.namespace, "version": version,
+                "track": track, "stable_version": self.stable_version}
+
+
+class Rejected(Exception):
+    """A query the provider refuses or a template that does not render: bad input, Stalled."""
+
+
+async def _one(provider: MetricProvider, metric: Metric, subject: Subject, window: float) -> Result:
+    try:
+        if metric.min_samples is not None:
+            seen = await provider.query(template.render(metric.min_samples.query, subject.values("canary")))
+            if seen is None or seen < metric.min_samples.at_least:
+                count = 0 if seen is None else seen
+                return Result(metric.name, Verdict.WAITING, None,
+                              f"waiting for traffic: {count:g} of {metric.min_samples.at_least:g} samples (minSamples)")
+        if metric.compare is not None:
+            step = max(2.0, window / 15)
+            canary = await provider.query_range(
+                template.render(metric.compare.query, subject.values("canary")), window, step)
+            stable = await provider.query_range(
+                template.render(metric.compare.query, subject.values("stable")), window, step)
+            return judge.compare(metric, metric.compare, canary, stable)
+        assert metric.query is not None
+        value = await provider.query(template.render(metric.query, subject.values("canary")))
+    except (QueryRejected, template.TemplateError) as error:
+        raise Rejected(f"metric {metric.name}: {error}") from error
+    except ProviderError as error:
+        return Result(metric.name, Verdict.ERROR, None, str(error))
+    return judge.judge(metric, value)
+
+
+async def measure(provider: MetricProvider, policy: RolloutPolicySpec, names: tuple[str, ...],
+                  subject: Subject) -> list[Result]:
+    """Results for the named metrics, measured concurrently. Raises Rejected on bad input."""
+    metrics = [m for m in policy.analysis.metrics if m.name in names]
+    window = max(30.0, 2 * parse_duration(policy.analysis.interval))
+    return list(await asyncio.gather(*(_one(provider, m, subject, window) for m in metrics)))

@@ -1,0 +1,186 @@
+"""`sluice`: run the operator, look at Releases and steer them.
+
+Manual actions write a request into the Release's status (never its spec, so Argo CD and
+Flux see no drift); the operator carries it out on its next pass, within a second or two.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from sluice import API_VERSION
+from sluice.api.models import Phase, ReleaseStatus
+
+app = typer.Typer(help="Sluice: progressive delivery for Kubernetes.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+
+Namespace = Annotated[str | None, typer.Option("--namespace", "-n", help="Namespace (default: the context's).")]
+Context = Annotated[str | None, typer.Option("--context", help="kubeconfig context to use.")]
+Kubeconfig = Annotated[str | None, typer.Option("--kubeconfig", envvar="KUBECONFIG", help="kubeconfig file.")]
+
+
+def fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _connect(kubeconfig: str | None, context: str | None, namespace: str | None) -> tuple[Any, str]:
+    from kubernetes import config as kconfig
+
+    from sluice.kube.client import Kube, load_configuration
+
+    try:
+        configuration = load_configuration(kubeconfig, context)
+    except Exception as error:
+        fail(f"cannot load kubeconfig: {error}")
+    if namespace is None:
+        try:
+            contexts, active = kconfig.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+            if context:
+                active = next(c for c in contexts if c["name"] == context)
+            namespace = active["context"].get("namespace", "default")
+        except Exception:
+            namespace = "default"
+    return Kube(configuration), namespace
+
+
+def _release(kube: Any, name: str, namespace: str) -> dict[str, Any]:
+    from kubernetes.client import ApiException
+
+    body: dict[str, Any] | None = None
+    try:
+        body = kube.get_sync(API_VERSION, "Release", name, namespace)
+    except ApiException as error:
+        fail(f"cannot read Release {name}: {error.reason}")
+    except Exception as error:  # connection refused and the like: one line, no traceback
+        fail(f"cannot reach the cluster: {error}")
+    if body is None:
+        fail(f'Release "{name}" not found in namespace {namespace}')
+    assert body is not None
+    return body
+
+
+# Which phases each action applies to, and what to say when it does not.
+ALLOWED: dict[str, tuple[set[Phase], str]] = {
+    "promote": ({Phase.PROGRESSING, Phase.PAUSED}, "there is no rollout in progress to promote"),
+    "promote-full": ({Phase.PROGRESSING, Phase.PAUSED}, "there is no rollout in progress to promote"),
+    "abort": ({Phase.PROGRESSING, Phase.PAUSED, Phase.PENDING}, "there is no rollout in progress to abort"),
+    "retry": ({Phase.ROLLED_BACK, Phase.FAILED, Phase.PAUSED}, "only a rolled-back, failed or paused rollout "
+              "can be retried"),
+    "pause": ({Phase.PROGRESSING}, "only a progressing rollout can be paused"),
+    "resume": ({Phase.PAUSED}, "the rollout is not paused"),
+}
+
+
+def _request(action: str, name: str, namespace: str | None, context: str | None, kubeconfig: str | None) -> None:
+    kube, namespace = _connect(kubeconfig, context, namespace)
+    release = _release(kube, name, namespace)
+    status = ReleaseStatus.model_validate(release.get("status") or {})
+    phases, why = ALLOWED[action]
+    if status.phase not in phases:
+        version = status.candidate_version or status.stable_version or release["spec"]["version"]
+        fail(f"cannot {action.replace('-full', ' --full')} {name}: it is {status.phase.value} ({version}); {why}")
+    request = {"action": action, "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "by": getpass.getuser()}
+    kube.patch_status_sync(API_VERSION, "Release", name, namespace, {"status": {"request": request}})
+    typer.echo(f"release.sluice.dev/{name} {action} requested")
+
+
+@app.command()
+def promote(name: str, full: Annotated[bool, typer.Option("--full", help="Skip all remaining steps.")] = False,
+            namespace: Namespace = None, context: Context = None, kubeconfig: Kubeconfig = None) -> None:
+    """Go past the current step (a pause, a held analysis), or with --full straight to the end."""
+    _request("promote-full" if full else "promote", name, namespace, context, kubeconfig)
+
+
+@app.command()
+def abort(name: str, namespace: Namespace = None, context: Context = None, kubeconfig: Kubeconfig = None) -> None:
+    """Roll back now: all traffic to stable, then the canary scaled to zero."""
+    _request("abort", name, namespace, context, kubeconfig)
+
+
+@app.command()
+def retry(name: str, namespace: Namespace = None, context: Context = None, kubeconfig: Kubeconfig = None) -> None:
+    """Try a rolled-back or failed version again from its first step; no spec change needed."""
+    _request("retry", name, namespace, context, kubeconfig)
+
+
+@app.command()
+def pause(name: str, namespace: Namespace = None, context: Context = None, kubeconfig: Kubeconfig = None) -> None:
+    """Hold a rollout where it is: weights, pods and analysis."""
+    _request("pause", name, namespace, context, kubeconfig)
+
+
+@app.command()
+def resume(name: str, namespace: Namespace = None, context: Context = None, kubeconfig: Kubeconfig = None) -> None:
+    """Continue a rollout held by `sluice pause`."""
+    _request("resume", name, namespace, context, kubeconfig)
+
+
+def _step(status: ReleaseStatus) -> str:
+    if status.current_step is None or status.candidate_version is None:
+        return "-"
+    return str(status.current_step + 1)
+
+
+@app.command()
+def get(
+    kind: Annotated[str, typer.Argument(help="rel (Release)")],
+    name: str,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="json or yaml")] = None,
+    namespace: Namespace = None, context: Context = None, kubeconfig: Kubeconfig = None,
+) -> None:
+    """Show a Release: versions, phase, step, weight, recent analysis and the message."""
+    if kind not in ("rel", "release", "releases"):
+        fail(f"unknown kind {kind!r}: use rel")
+    kube, namespace = _connect(kubeconfig, context, namespace)
+    release = _release(kube, name, namespace)
+    if output in ("json", "yaml"):
+        text = json.dumps(release, indent=2) if output == "json" else yaml.safe_dump(release, sort_keys=False)
+        typer.echo(text)
+        return
+    if output is not None:
+        fail(f"unknown output format {output!r}: use json or yaml")
+    status = ReleaseStatus.model_validate(release.get("status") or {})
+    candidate = f" -> {status.candidate_version}" if status.candidate_version else ""
+    lines = [
+        f"Release {namespace}/{name}",
+        f"  Version:  {status.stable_version or '-'}{candidate}",
+        f"  Phase:    {status.phase.value}",
+        f"  Step:     {_step(status)}",
+        f"  Weight:   {status.canary_weight}%",
+        f"  Pods:     stable {status.replicas.get('stable', 0)} ready, canary {status.replicas.get('canary', 0)} ready",
+        f"  Message:  {status.message}",
+    ]
+    if status.analysis:
+        lines.append("  Analysis:")
+        for m in status.analysis[-6:]:
+            value = "-" if m.value is None else f"{m.value:g}"
+            lines.append(f"    {m.at}  {m.metric:<20} {value:>10}  {m.verdict.value}")
+    typer.echo("\n".join(lines))
+
+
+@app.command()
+def operator(
+    namespace: Annotated[list[str] | None, typer.Option("--namespace", "-n", help="Watch only these.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the operator in the foreground against the current kubeconfig (all namespaces by default)."""
+    import logging
+
+    from sluice import handlers
+
+    try:
+        handlers.run(namespace or [], verbose)
+    except KeyboardInterrupt:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""The thin I/O layer: reads, server-side applies, status writes and events."""

@@ -1,0 +1,143 @@
+"""Kubernetes access for the operator and the CLI: the official client, run in threads.
+
+The operator's event loop must never block, so every call here is a coroutine that hands
+the synchronous client call to a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import config, dynamic
+from kubernetes.client import ApiClient, ApiException, Configuration
+from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+
+from sluice import FIELD_MANAGER
+
+Body = dict[str, Any]
+log = logging.getLogger(__name__)
+
+
+def load_configuration(kubeconfig: str | None = None, context: str | None = None) -> Configuration:
+    configuration = Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, context=context, client_configuration=configuration)
+    return configuration
+
+
+class Conflict(Exception):
+    """The object changed since it was read (HTTP 409): read again and retry."""
+
+
+class Kube:
+    def __init__(self, configuration: Configuration | None = None) -> None:
+        api = ApiClient(configuration or load_configuration())
+        self.dynamic = dynamic.DynamicClient(api)  # type: ignore[no-untyped-call]
+
+    def _resource(self, api_version: str, kind: str) -> Any:
+        return self.dynamic.resources.get(api_version=api_version, kind=kind)
+
+    # Synchronous calls, for the CLI and for the threads below.
+    def get_sync(self, api_version: str, kind: str, name: str, namespace: str) -> Body | None:
+        try:
+            found: Body = self._resource(api_version, kind).get(name=name, namespace=namespace).to_dict()
+        except (NotFoundError, ResourceNotFoundError):
+            return None
+        return found
+
+    def list_sync(self, api_version: str, kind: str, namespace: str | None = None,
+                  label_selector: str | None = None) -> list[Body]:
+        try:
+            result = self._resource(api_version, kind).get(namespace=namespace, label_selector=label_selector)
+        except ResourceNotFoundError:
+            return []
+        return [item.to_dict() for item in result.items]
+
+    def patch_status_sync(self, api_version: str, kind: str, name: str, namespace: str, patch: Body) -> Body:
+        resource = self._resource(api_version, kind).status
+        result: Body = resource.patch(body=patch, name=name, namespace=namespace,
+                                      content_type="application/merge-patch+json").to_dict()
+        return result
+
+    # Coroutines for the operator.
+    async def get(self, api_version: str, kind: str, name: str, namespace: str) -> Body | None:
+        return await asyncio.to_thread(self.get_sync, api_version, kind, name, namespace)
+
+    async def list(self, api_version: str, kind: str, namespace: str | None = None,
+                   label_selector: str | None = None) -> list[Body]:
+        return await asyncio.to_thread(self.list_sync, api_version, kind, namespace, label_selector)
+
+    async def apply(self, body: Body) -> Body:
+        """Server-side apply as field manager `sluice`, taking over fields others changed."""
+        def call() -> Body:
+            resource = self._resource(body["apiVersion"], body["kind"])
+            meta = body["metadata"]
+            result: Body = resource.server_side_apply(
+                body=body, name=meta["name"], namespace=meta.get("namespace"),
+                field_manager=FIELD_MANAGER, force_conflicts=True,
+            ).to_dict()
+            return result
+        return await asyncio.to_thread(call)
+
+    async def merge_patch(self, api_version: str, kind: str, name: str, namespace: str, patch: Body) -> Body:
+        def call() -> Body:
+            result: Body = self._resource(api_version, kind).patch(
+                body=patch, name=name, namespace=namespace, content_type="application/merge-patch+json",
+                field_manager=FIELD_MANAGER,
+            ).to_dict()
+            return result
+        return await asyncio.to_thread(call)
+
+    async def replace(self, body: Body) -> Body:
+        """Replace with the body's resourceVersion as a precondition; Conflict if it moved on."""
+        def call() -> Body:
+            meta = body["metadata"]
+            try:
+                result: Body = self._resource(body["apiVersion"], body["kind"]).replace(
+                    body=body, name=meta["name"], namespace=meta.get("namespace"), field_manager=FIELD_MANAGER,
+                ).to_dict()
+            except ApiException as error:
+                if error.status == 409:
+                    raise Conflict(str(meta["name"])) from error
+                raise
+            return result
+        return await asyncio.to_thread(call)
+
+    async def replace_status(self, body: Body) -> Body:
+        def call() -> Body:
+            meta = body["metadata"]
+            try:
+                result: Body = self._resource(body["apiVersion"], body["kind"]).status.replace(
+                    body=body, name=meta["name"], namespace=meta["namespace"], field_manager=FIELD_MANAGER,
+                ).to_dict()
+            except ApiException as error:
+                if error.status == 409:
+                    raise Conflict(str(meta["name"])) from error
+                raise
+            return result
+        return await asyncio.to_thread(call)
+
+    async def event(self, regarding: Body, type_: str, reason: str, message: str) -> None:
+        """A core/v1 Event on `regarding`, as `kubectl describe` shows them. Best effort."""
+        meta = regarding["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        body = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {"apiVersion": regarding["apiVersion"], "kind": regarding["kind"],
+                               "name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"]},
+            "type": type_, "reason": reason, "message": message[:1024],
+            "firstTimestamp": now[:19] + "Z", "lastTimestamp": now[:19] + "Z", "count": 1,
+            "source": {"component": "sluice"}, "reportingComponent": "sluice", "reportingInstance": "sluice",
+        }
+        try:
+            events = self._resource("v1", "Event")
+            await asyncio.to_thread(events.create, body=body, namespace=meta["namespace"])
+        except ApiException as error:
+            log.warning("could not post event %s on %s: %s", reason, meta["name"], error.reason)

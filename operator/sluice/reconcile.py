@@ -1,0 +1,257 @@
+"""One reconcile pass of one Release: observe -> plan -> act -> status, written once.
+
+Everything that decides lives in sluice.plan; this module reads the cluster into an Observed
+snapshot, carries a Plan out in a safe order (traffic before pods), and writes status only
+when it changed, with the read resourceVersion as a precondition.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from sluice import API_VERSION
+from sluice.analysis import judge
+from sluice.analysis.prometheus import Connection, MetricProvider, Prometheus
+from sluice.analysis.runner import Rejected, Subject, measure
+from sluice.api.durations import parse_duration
+from sluice.api.models import Phase, ReleaseSpec, ReleaseStatus, RolloutPolicySpec
+from sluice.kube import objects
+from sluice.kube.client import Kube
+from sluice.plan import canary, reasons
+from sluice.plan.release import plan as make_plan
+from sluice.plan.types import Observed, Plan, Workload
+from sluice.traffic import Router, changed
+from sluice.traffic.gateway import GatewayRoute
+from sluice.traffic.replicas import ReplicaRatio
+
+log = logging.getLogger(__name__)
+Body = dict[str, Any]
+STALLED_RETRY = 30.0
+
+
+def workload(body: Body | None) -> Workload:
+    if body is None:
+        return Workload()
+    meta, spec, status = body["metadata"], body.get("spec", {}), body.get("status") or {}
+    return Workload(
+        exists=True,
+        template_hash=(meta.get("annotations") or {}).get(objects.TEMPLATE_HASH),
+        version=(meta.get("labels") or {}).get(objects.VERSION),
+        replicas=spec.get("replicas", 1),
+        ready=status.get("readyReplicas") or 0,
+        updated=status.get("updatedReplicas") or 0,
+        available=status.get("availableReplicas") or 0,
+        total=status.get("replicas") or 0,
+        settled=(status.get("observedGeneration") or 0) >= meta.get("generation", 0),
+    )
+
+
+class Providers:
+    """One Prometheus client per connection, reused across passes and Releases."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+        self.clients: dict[Connection, Prometheus] = {}
+
+    async def _secret(self, namespace: str, ref: Any) -> str | None:
+        if ref is None:
+            return None
+        import base64
+
+        secret = await self.kube.get("v1", "Secret", ref.name, namespace)
+        if secret is None or ref.key not in (secret.get("data") or {}):
+            raise Rejected(f"Secret {ref.name} with key {ref.key} not found in namespace {namespace}")
+        return base64.b64decode(secret["data"][ref.key]).decode().strip()
+
+    async def get(self, policy: RolloutPolicySpec, namespace: str) -> MetricProvider:
+        prom = policy.analysis.prometheus
+        tls = prom.tls
+        connection = Connection(
+            address=prom.address, timeout=parse_duration(prom.timeout),
+            token=await self._secret(namespace, prom.bearer_token_secret_ref),
+            ca_pem=await self._secret(namespace, tls.ca_secret_ref if tls else None),
+            insecure=bool(tls and tls.insecure_skip_verify),
+        )
+        if connection not in self.clients:
+            self.clients[connection] = Prometheus(connection)
+        return self.clients[connection]
+
+    async def close(self) -> None:
+        for client in self.clients.values():
+            await client.close()
+
+
+@dataclasses.dataclass
+class Context:
+    kube: Kube
+    providers: Providers
+    now: Any = None  # a clock for tests: () -> datetime
+
+    def clock(self) -> datetime:
+        return self.now() if self.now else datetime.now(UTC)
+
+
+async def _policy(ctx: Context, namespace: str, spec: ReleaseSpec) -> tuple[RolloutPolicySpec | None, str, str]:
+    """(policy, problem, reason): the referenced policy, or why it cannot be used."""
+    if spec.policy_ref is None:
+        return None, "", ""
+    body = await ctx.kube.get(API_VERSION, "RolloutPolicy", spec.policy_ref.name, namespace)
+    if body is None:
+        return None, (f"RolloutPolicy {spec.policy_ref.name} not found in namespace {namespace}; "
+                      "nothing moves until it exists"), reasons.POLICY_NOT_FOUND
+    try:
+        policy = RolloutPolicySpec.model_validate(body.get("spec") or {})
+    except ValidationError as error:
+        return None, f"RolloutPolicy {spec.policy_ref.name} is invalid: {_first_error(error)}", reasons.INVALID_SPEC
+    found = judge.problems(policy, spec.analysis_args)
+    if found:
+        return None, f"RolloutPolicy {spec.policy_ref.name}: {found[0]}", reasons.INVALID_SPEC
+    return policy, "", ""
+
+
+def _first_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return f"{where}: {first['msg']}"
+
+
+async def _requirement(ctx: Context, name: str, namespace: str, version: str,
+                       policy: RolloutPolicySpec | None) -> str | None:
+    for requirement in policy.requires if policy else []:
+        other = await ctx.kube.get(API_VERSION, "Release", name, requirement.namespace)
+        status = ReleaseStatus.model_validate((other or {}).get("status") or {})
+        passed = status.stable_version == version or any(
+            h.version == version and h.outcome == "Succeeded" for h in status.history)
+        if not passed:
+            return f"{version} has not Succeeded in namespace {requirement.namespace} yet (requires)"
+    return None
+
+
+async def observe(ctx: Context, release: Body) -> tuple[Observed, Router | None]:
+    meta = release["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    status = ReleaseStatus.model_validate(release.get("status") or {})
+    spec = ReleaseSpec.model_validate(release["spec"])
+    policy, problem, why = await _policy(ctx, namespace, spec)
+    stable = workload(await ctx.kube.get("apps/v1", "Deployment", objects.deployment_name(name, "stable"), namespace))
+    candidate = workload(await ctx.kube.get("apps/v1", "Deployment", objects.deployment_name(name, "canary"),
+                                            namespace))
+    gateway = spec.traffic_routing.gateway_api if spec.traffic_routing else None
+    router: Router = (GatewayRoute(ctx.kube, release, spec, gateway.http_route) if gateway
+                      else ReplicaRatio(ctx.kube, release, spec))
+    if not problem:
+        route_problem = await router.check()
+        if route_problem:
+            problem, why = route_problem, reasons.INVALID_SPEC
+    unmet = await _requirement(ctx, name, namespace, spec.version, policy)
+    observed = Observed(
+        generation=meta.get("generation", 0), spec=spec, desired_hash=objects.template_hash(spec), status=status,
+        stable=stable, canary=candidate, policy=policy, problem=problem or None, problem_reason=why,
+        unmet_requirement=unmet, gateway=gateway is not None,
+    )
+    return observed, router
+
+
+async def _measure(ctx: Context, release: Body, obs: Observed, first: Plan, now: datetime) -> Plan:
+    """Run the metrics the plan asks for, count them in, and plan again from there."""
+    assert obs.policy is not None
+    meta = release["metadata"]
+    status = first.status
+    subject = Subject(meta["name"], meta["namespace"], status.candidate_version or obs.spec.version,
+                      status.stable_version or "", obs.spec.analysis_args)
+    try:
+        provider = await ctx.providers.get(obs.policy, meta["namespace"])
+        results = await measure(provider, obs.policy, first.measure, subject)
+    except Rejected as error:
+        stalled = make_plan(dataclasses.replace(obs, problem=str(error), problem_reason=reasons.INVALID_SPEC), now)
+        return stalled
+    canary.fold(first, results, now)
+    second = make_plan(dataclasses.replace(obs, status=first.status), now)
+    second.events[:0] = first.events
+    return second
+
+
+DEPLOYMENT_FIELDS = ("spec.replicas", "metadata.annotations", "metadata.labels", "metadata.ownerReferences")
+
+
+async def _deployment(ctx: Context, release: Body, spec: ReleaseSpec, obs: Observed, track: str,
+                      intent: Any) -> None:
+    if intent is None:
+        return
+    name = objects.deployment_name(release["metadata"]["name"], track)
+    namespace = release["metadata"]["namespace"]
+    seen = obs.stable if track == "stable" else obs.canary
+    if intent.template == "stable":
+        if seen.exists and seen.replicas != intent.replicas:
+            await ctx.kube.merge_patch("apps/v1", "Deployment", name, namespace,
+                                       {"spec": {"replicas": intent.replicas}})
+        return
+    if not seen.exists and intent.replicas == 0:
+        return
+    body = objects.deployment(release, spec, track, intent.replicas, obs.desired_hash)
+    current = await ctx.kube.get("apps/v1", "Deployment", name, namespace)
+    if changed(current, body, DEPLOYMENT_FIELDS):
+        await ctx.kube.apply(body)
+
+
+async def act(ctx: Context, release: Body, obs: Observed, result: Plan, router: Router | None) -> None:
+    """Traffic first, then pods: a rollback takes traffic off the canary before scaling it down."""
+    if obs.problem:
+        return
+    if router is not None:
+        await router.route(result.stable_service_selects_canary, result.weight if obs.gateway else None)
+    await _deployment(ctx, release, obs.spec, obs, "stable", result.stable)
+    await _deployment(ctx, release, obs.spec, obs, "canary", result.canary)
+
+
+def _dump(status: ReleaseStatus) -> Body:
+    return status.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+async def write_status(ctx: Context, release: Body, before: ReleaseStatus, after: ReleaseStatus) -> bool:
+    """One status write, only if something changed; Conflict when the Release moved on."""
+    new = _dump(after)
+    if new == _dump(before) and release.get("status") is not None:
+        return False
+    body = {"apiVersion": release["apiVersion"], "kind": release["kind"],
+            "metadata": {"name": release["metadata"]["name"], "namespace": release["metadata"]["namespace"],
+                         "resourceVersion": release["metadata"]["resourceVersion"]},
+            "spec": release["spec"], "status": new}
+    await ctx.kube.replace_status(body)
+    return True
+
+
+async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
+    """One pass. Returns the seconds until the next pass is needed (None: only on change)."""
+    release = await ctx.kube.get(API_VERSION, "Release", name, namespace)
+    if release is None or release["metadata"].get("deletionTimestamp"):
+        return None
+    now = ctx.clock()
+    try:
+        obs, router = await observe(ctx, release)
+    except ValidationError as error:  # the schema should have refused it; never crash on input
+        status = ReleaseStatus.model_validate(release.get("status") or {})
+        broken = status.model_copy(deep=True)
+        broken.message = f"the Release cannot be read: {_first_error(error)}"
+        await write_status(ctx, release, status, broken)
+        return STALLED_RETRY
+    result = make_plan(obs, now)
+    if result.measure and not obs.problem:
+        result = await _measure(ctx, release, obs, result, now)
+    stalled = result.status.phase == obs.status.phase and bool(obs.problem)
+    await act(ctx, release, obs, result, router)
+    await write_status(ctx, release, obs.status, result.status)
+    for event in result.events:
+        await ctx.kube.event(release, event.type, event.reason, event.message)
+    if result.events:
+        log.info("%s/%s: %s", namespace, name, "; ".join(e.message for e in result.events))
+    if obs.problem or stalled:
+        return STALLED_RETRY
+    if result.status.phase in (Phase.SUCCEEDED,) and result.requeue_after is None:
+        return None
+    return result.requeue_after

@@ -1,0 +1,28 @@
+"""Traffic routers: how a weight becomes traffic. One module per router, one Protocol."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class Router(Protocol):
+    async def check(self) -> str | None:
+        """A problem that stops the rollout (the route does not exist), or None."""
+
+    async def route(self, selects_canary: bool, weight: int | None) -> None:
+        """Services, and the canary weight where the router has one (None: leave it)."""
+
+
+def changed(observed: dict[str, Any] | None, desired: dict[str, Any], fields: tuple[str, ...]) -> bool:
+    """Whether an owned object needs writing: missing, or differing in the fields Sluice sets."""
+    if observed is None:
+        return True
+    for path in fields:
+        have: Any = observed
+        want: Any = desired
+        for part in path.split("."):
+            have = (have or {}).get(part) if isinstance(have, dict) else None
+            want = (want or {}).get(part) if isinstance(want, dict) else None
+        if have != want:
+            return True
+    return False

@@ -1,0 +1,33 @@
+"""Replica ratio: no mesh. Weights are approximated by pod counts (the planner sizes the
+Deployments); the Service <name> selects both tracks while a rollout runs, and only the stable
+pods otherwise, which is how a rollback takes traffic off the canary at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sluice.api.models import ReleaseSpec
+from sluice.kube import objects
+from sluice.kube.client import Kube
+from sluice.traffic import changed
+
+SERVICE_FIELDS = ("spec.selector", "spec.ports", "metadata.ownerReferences")
+
+
+class ReplicaRatio:
+    def __init__(self, kube: Kube, release: dict[str, Any], spec: ReleaseSpec) -> None:
+        self.kube, self.release, self.spec = kube, release, spec
+
+    async def check(self) -> str | None:
+        return None
+
+    async def route(self, selects_canary: bool, weight: int | None) -> None:
+        await apply_services(self.kube, self.release, self.spec, selects_canary)
+
+
+async def apply_services(kube: Kube, release: dict[str, Any], spec: ReleaseSpec, selects_canary: bool) -> None:
+    namespace = release["metadata"]["namespace"]
+    for body in objects.services(release, spec, selects_canary):
+        observed = await kube.get("v1", "Service", body["metadata"]["name"], namespace)
+        if changed(observed, body, SERVICE_FIELDS):
+            await kube.apply(body)
