@@ -172,7 +172,6 @@ def operator(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the operator in the foreground against the current kubeconfig (all namespaces by default)."""
-    import logging
 
     from sluice import handlers
 

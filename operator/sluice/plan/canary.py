@@ -305,7 +305,8 @@ def _analysis_step(obs: Observed, status: ReleaseStatus, now: datetime, result: 
                     f"no usable data for {format_duration(limit)} (progressDeadline): too little traffic "
                     "or an empty query result"), False
     judged = _judged(status)
-    status.message = (f"{head}: weight {status.canary_weight}%, analysis {judged}/{spec.count * len(metrics)} "
+    ratio = "" if obs.gateway else " by replica ratio"
+    status.message = (f"{head}: weight {status.canary_weight}%{ratio}, analysis {judged}/{spec.count * len(metrics)} "
                       f"measurements{_last_verdict(status)}")
     result.measure = tuple(dict.fromkeys((*result.measure, *state.due)))
     result.measure_step = state.due
@@ -359,13 +360,16 @@ def _promote(obs: Observed, status: ReleaseStatus, now: datetime) -> Plan:
     """After the last step the stable Deployment takes the candidate's template; the canary keeps
     serving until the stable runs it Ready at full size, then traffic returns to stable."""
     total = obs.spec.replicas
+    # The route keeps the weight the last step left (it may have been set in this very pass).
+    held = status.canary_weight if obs.gateway else None
     if obs.unmet_requirement:
         status.message = f"all steps passed; promotion waits: {obs.unmet_requirement}"
-        return Plan(status=status, stable_service_selects_canary=not obs.gateway, requeue_after=POLL * 3)
+        return Plan(status=status, weight=held, stable_service_selects_canary=not obs.gateway,
+                    requeue_after=POLL * 3)
     if not obs.stable.complete(obs.desired_hash, total):
         status.message = (f"promoting {obs.spec.version}: stable Deployment "
                           f"{obs.stable.updated}/{total} updated, {obs.stable.ready}/{total} ready")
-        return Plan(status=status, stable=DeploymentIntent("candidate", total),
+        return Plan(status=status, stable=DeploymentIntent("candidate", total), weight=held,
                     stable_service_selects_canary=not obs.gateway, requeue_after=POLL)
     version = obs.spec.version
     status.stable_version, status.stable_hash = version, obs.desired_hash

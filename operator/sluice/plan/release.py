@@ -45,7 +45,8 @@ def _stalled(status: ReleaseStatus, problem: str) -> ReleaseStatus:
 
 def _adopt_stable(obs: Observed, status: ReleaseStatus) -> None:
     """A status lost (restored from backup, wiped by hand) is rebuilt from the stable Deployment."""
-    if status.stable_hash is None and obs.stable.exists and obs.stable.template_hash:
+    if status.stable_hash is None and status.candidate_hash is None and obs.stable.exists \
+            and obs.stable.template_hash:
         status.stable_hash = obs.stable.template_hash
         status.stable_version = obs.stable.version
 
