@@ -37,9 +37,13 @@ def _program(expression: str) -> Any:
 
 def holds(expression: str, value: float) -> bool:
     """Whether a CEL condition holds for `result` = value; raises ValueError when it cannot say."""
-    outcome = _program(expression).evaluate({"result": celtypes.DoubleType(value)})
+    try:
+        outcome = _program(expression).evaluate({"result": celtypes.DoubleType(value)})
+    except CELEvalError as error:
+        outcome = error
     if isinstance(outcome, CELEvalError):
-        raise ValueError(f"{expression!r} could not be evaluated: {outcome.args[0] if outcome.args else outcome}")
+        why = str(outcome.args[0] if outcome.args else outcome).split(" (in activation")[0]
+        raise ValueError(f"{expression!r} could not be evaluated: {why}")
     if not isinstance(outcome, celtypes.BoolType):
         raise ValueError(f"{expression!r} gave {outcome!r}, not true or false")
     return bool(outcome)
