@@ -31,6 +31,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     context = Context(kube=kube, providers=Providers(kube))
     state["context"] = context
     state["loops"] = Loops(lambda namespace, name: reconcile(context, namespace, name))
+    log.info("sluice operator started")
 
 
 @kopf.on.cleanup()

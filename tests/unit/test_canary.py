@@ -144,7 +144,7 @@ def test_on_failure_pause_freezes_traffic_where_it_is() -> None:
     world.deploy("1.1.0").settle(OK, passes=2)
     result = world.later(31).step(BAD)
     assert world.phase == Phase.PAUSED and world.status.pause_reason == reasons.ANALYSIS_FAILED
-    assert result.weight is None and result.canary is None and result.stable is None
+    assert result.weight == 25 and result.canary is None and result.stable is None
     assert world.route_weight == 25
     assert condition(world.status, "Stalled")[0] == "True"
     world.later(60).step(OK)
@@ -229,6 +229,12 @@ def test_indefinite_pause_waits_for_promote() -> None:
     assert world.phase == Phase.PAUSED
     world.request("promote").settle()
     assert world.phase == Phase.SUCCEEDED and world.status.stable_version == "1.1.0"
+
+
+def test_a_pause_right_after_set_weight_still_moves_the_route() -> None:
+    world = first_version(policy_spec([{"setWeight": 30}, {"pause": {}}, {"setWeight": 100}]), gateway=True)
+    world.deploy("1.1.0").settle()
+    assert world.phase == Phase.PAUSED and world.route_weight == 30 and world.status.canary_weight == 30
 
 
 def test_promote_full_skips_every_remaining_step() -> None:

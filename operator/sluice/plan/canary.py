@@ -20,6 +20,7 @@ from sluice.plan.release import (
     clear_candidate,
     deadline,
     fail,
+    hold,
     refuse,
 )
 from sluice.plan.types import (
@@ -191,7 +192,7 @@ def _hold_paused(obs: Observed, status: ReleaseStatus) -> Plan:
     }.get(status.pause_reason or "", "")
     if why:
         status.message = f"step {index + 1}/{len(steps)}: weight {status.canary_weight}%, {why}"
-    return Plan(status=status, stable_service_selects_canary=not obs.gateway)
+    return hold(obs, status)
 
 
 def _walk(obs: Observed, status: ReleaseStatus, now: datetime) -> Plan:
@@ -295,8 +296,9 @@ def _analysis_step(obs: Observed, status: ReleaseStatus, now: datetime, result: 
         status.paused = True
         status.pause_reason = reasons.ANALYSIS_INCONCLUSIVE
         status.message = f"{head}: paused, {state.reason}"
-        return Plan(status=status, stable_service_selects_canary=not obs.gateway,
-                    events=[Event("Warning", reasons.ANALYSIS_INCONCLUSIVE, state.reason)]), False
+        paused = hold(obs, status)
+        paused.events.append(Event("Warning", reasons.ANALYSIS_INCONCLUSIVE, state.reason))
+        return paused, False
     if state.outcome == analysis.Outcome.PASSED:
         return result, True
     limit = deadline(obs)
@@ -361,16 +363,18 @@ def _promote(obs: Observed, status: ReleaseStatus, now: datetime) -> Plan:
     serving until the stable runs it Ready at full size, then traffic returns to stable."""
     total = obs.spec.replicas
     # The route keeps the weight the last step left (it may have been set in this very pass).
-    held = status.canary_weight if obs.gateway else None
     if obs.unmet_requirement:
         status.message = f"all steps passed; promotion waits: {obs.unmet_requirement}"
-        return Plan(status=status, weight=held, stable_service_selects_canary=not obs.gateway,
-                    requeue_after=POLL * 3)
+        waiting = hold(obs, status)
+        waiting.requeue_after = POLL * 3
+        return waiting
     if not obs.stable.complete(obs.desired_hash, total):
         status.message = (f"promoting {obs.spec.version}: stable Deployment "
                           f"{obs.stable.updated}/{total} updated, {obs.stable.ready}/{total} ready")
-        return Plan(status=status, stable=DeploymentIntent("candidate", total), weight=held,
-                    stable_service_selects_canary=not obs.gateway, requeue_after=POLL)
+        promoting = hold(obs, status)
+        promoting.stable = DeploymentIntent("candidate", total)
+        promoting.requeue_after = POLL
+        return promoting
     version = obs.spec.version
     status.stable_version, status.stable_hash = version, obs.desired_hash
     status.phase = Phase.SUCCEEDED

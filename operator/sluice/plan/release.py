@@ -99,6 +99,13 @@ def refuse(plan: Plan, why: str) -> None:
     plan.status.request = None
 
 
+def hold(obs: Observed, status: ReleaseStatus) -> Plan:
+    """Everything stays where it is. The route keeps the weight in status, which may have been
+    decided in this very pass (a setWeight completing just before a pause), so it is written."""
+    return Plan(status=status, weight=status.canary_weight if obs.gateway else None,
+                stable_service_selects_canary=not obs.gateway)
+
+
 def back_to_stable(obs: Observed, status: ReleaseStatus) -> Plan:
     """All traffic on stable first (route weight 0 or the Service selecting stable pods only),
     then the canary scaled to zero: the handler writes the route and Services before Deployments."""
@@ -195,7 +202,7 @@ def fail(obs: Observed, status: ReleaseStatus, now: datetime, reason: str, messa
     status.pause_reason = reason
     status.message = (f"paused on failure (onFailure: pause), traffic held at {status.canary_weight}%: "
                       f"{message}. `sluice retry`, `sluice promote` or `sluice abort`")
-    plan = Plan(status=status, stable_service_selects_canary=not obs.gateway)
+    plan = hold(obs, status)
     plan.events.append(Event("Warning", reasons.ROLLOUT_PAUSED, f"{candidate} paused: {message}"))
     return plan
 

@@ -1,0 +1,196 @@
+"""e2e fixtures: a real API server (the local kwok cluster, or any cluster KUBECONFIG names,
+such as kind), the real Prometheus, the operator as a real process, a namespace per test.
+
+Nothing here fakes Kubernetes: tests talk to the API server with kubectl and read what a
+user would read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCAL_KUBECONFIG = ROOT / ".local" / "kubeconfig"
+LOGS = ROOT / ".local" / "e2e"
+
+
+def _binary_path() -> str:
+    if shutil.which("kubectl") and os.environ.get("KUBECONFIG") != str(LOCAL_KUBECONFIG):
+        return os.environ["PATH"]
+    built = subprocess.run([str(ROOT / "hack/cluster/build.sh")], capture_output=True, text=True, check=True)
+    return built.stdout.strip().splitlines()[-1] + os.pathsep + os.environ["PATH"]
+
+
+@pytest.fixture(scope="session")
+def env() -> dict[str, str]:
+    """The environment every command runs in: KUBECONFIG and the built kubectl on PATH."""
+    given = os.environ.get("KUBECONFIG")
+    kubeconfig = given or str(LOCAL_KUBECONFIG)
+    result = {**os.environ, "KUBECONFIG": kubeconfig, "PATH": _binary_path()}
+    probe = subprocess.run(["kubectl", "get", "--raw", "/readyz"], env=result, capture_output=True)
+    if probe.returncode != 0:
+        if given and given != str(LOCAL_KUBECONFIG):
+            pytest.exit(f"the cluster in KUBECONFIG={given} is not reachable", returncode=2)
+        subprocess.run([str(ROOT / "hack/cluster/up.sh")], check=True)
+    subprocess.run(["kubectl", "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds")],
+                   env=result, check=True, capture_output=True)
+    subprocess.run(["kubectl", "wait", "--for", "condition=established", "--timeout=60s", "-f", str(ROOT / "crds")],
+                   env=result, check=True, capture_output=True)
+    return result
+
+
+class Kubectl:
+    def __init__(self, env: dict[str, str], namespace: str | None = None) -> None:
+        self.env, self.namespace = env, namespace
+
+    def run(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        command = ["kubectl", *(["-n", self.namespace] if self.namespace else []), *args]
+        done = subprocess.run(command, input=stdin, env=self.env, capture_output=True, text=True, timeout=120)
+        if check and done.returncode != 0:
+            raise AssertionError(f"{' '.join(command)} failed: {done.stderr.strip()}")
+        return done
+
+    def apply(self, manifest: str | dict[str, Any] | list[dict[str, Any]], check: bool = True
+              ) -> subprocess.CompletedProcess[str]:
+        text = manifest if isinstance(manifest, str) else yaml.safe_dump_all(
+            manifest if isinstance(manifest, list) else [manifest])
+        return self.run("apply", "-f", "-", stdin=text, check=check)
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        done = self.run("get", kind, name, "-o", "json", check=False)
+        return json.loads(done.stdout) if done.returncode == 0 else None
+
+    def status(self, name: str) -> dict[str, Any]:
+        body = self.get("releases.sluice.dev", name)
+        return (body or {}).get("status") or {}
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        done = self.run("get", "events", "--field-selector", f"involvedObject.name={name},involvedObject.kind=Release",
+                        "-o", "json")
+        return sorted(json.loads(done.stdout)["items"], key=lambda e: e.get("firstTimestamp") or "")
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 120, every: float = 0.5) -> Any:
+    """Poll `check` until it returns something truthy; fail with `what` and the last value."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+
+
+@pytest.fixture
+def kubectl(env: dict[str, str], request: pytest.FixtureRequest) -> Iterator[Kubectl]:
+    """A fresh namespace for one test, deleted after it."""
+    name = f"e2e-{request.node.name[:40].lower().replace('_', '-').strip('-')}-{uuid.uuid4().hex[:5]}"
+    name = "".join(c for c in name if c.isalnum() or c == "-")
+    Kubectl(env).run("create", "namespace", name)
+    yield Kubectl(env, name)
+    Kubectl(env).run("delete", "namespace", name, "--wait=false", check=False)
+
+
+class Operator:
+    """The operator as a real process, to be killed and restarted like a Pod would be."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.process: subprocess.Popen[bytes] | None = None
+        LOGS.mkdir(parents=True, exist_ok=True)
+        self.log = LOGS / "operator.log"
+
+    def start(self) -> None:
+        self.log_file = self.log.open("ab")
+        mark = self.log.stat().st_size
+        self.process = subprocess.Popen([sys.executable, "-m", "sluice.cli.main", "operator"], env=self.env,
+                                        stdout=self.log_file, stderr=subprocess.STDOUT)
+        wait_for("the operator to start", lambda: "sluice operator started" in self.log.read_text()[mark:], 60)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+@pytest.fixture(scope="session")
+def operator(env: dict[str, str]) -> Iterator[Operator]:
+    running = Operator(env)
+    running.start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def prometheus_url() -> str:
+    return os.environ.get("PROMETHEUS_URL", f"http://127.0.0.1:{os.environ.get('PROMETHEUS_PORT', '9090')}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PrivatePrometheus:
+    """A Prometheus of one test's own, scraping the same simulator, that the test may stop."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.dir = tmp
+        sim = os.environ.get("SIMULATOR_PORT", "9102")
+        (tmp / "prometheus.yml").write_text(
+            "global: {scrape_interval: 2s}\nscrape_configs:\n"
+            f"  - job_name: traffic-simulator\n    static_configs: [{{targets: ['127.0.0.1:{sim}']}}]\n")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["prometheus", f"--config.file={self.dir / 'prometheus.yml'}", f"--storage.tsdb.path={self.dir / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdout=(self.dir / "log").open("ab"), stderr=subprocess.STDOUT)
+        import httpx
+
+        def up() -> bool:
+            try:
+                return httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+        wait_for("the private Prometheus to be ready", up, 30)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(15)
+
+
+@pytest.fixture
+def private_prometheus(tmp_path: Path) -> Iterator[PrivatePrometheus]:
+    instance = PrivatePrometheus(tmp_path)
+    instance.start()
+    yield instance
+    instance.stop()
