@@ -122,6 +122,7 @@ def test_failed_analysis_rolls_back_traffic_first() -> None:
     assert result.weight == 0 and result.canary is not None and result.canary.replicas == 0
     assert result.stable is not None and result.stable.replicas == 4 and result.stable.template == "stable"
     assert "error-rate failed 1 time(s)" in world.status.message and "sluice retry" in world.status.message
+    assert "(last: 0.31: result < 0.05 does not hold)" in world.status.message
     assert world.status.analysis[-1].value == 0.31
     assert world.status.history[-1].outcome == "RolledBack"
     assert condition(world.status, "Stalled") == ("True", reasons.ROLLED_BACK)

@@ -162,7 +162,7 @@ def get(
         lines.append("  Analysis:")
         for m in status.analysis[-6:]:
             value = "-" if m.value is None else f"{m.value:g}"
-            lines.append(f"    {m.at}  {m.metric:<20} {value:>10}  {m.verdict.value}")
+            lines.append(f"    {m.at}  {m.version:<10} {m.metric:<20} {value:>10}  {m.verdict.value}")
     typer.echo("\n".join(lines))
 
 

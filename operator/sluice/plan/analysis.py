@@ -31,6 +31,7 @@ class RunState:
     due: tuple[str, ...]  # metrics to measure now
     next_in: float | None  # seconds until the next metric is due
     waiting: bool  # nothing judged yet: every measurement so far was Waiting
+    metric: str | None = None  # the metric that failed the run
 
 
 def selected(analysis: Analysis, names: list[str] | None) -> list[Metric]:
@@ -60,13 +61,13 @@ def evaluate(run: AnalysisRun, metrics: list[Metric], analysis: Analysis, now: d
             return RunState(
                 Outcome.FAILED,
                 f"metric {metric.name} failed {counts.failed} time(s), more than failureLimit "
-                f"{metric.failure_limit}", (), None, False,
+                f"{metric.failure_limit}", (), None, False, metric.name,
             )
         if counts.consecutive_errors >= metric.consecutive_error_limit:
             return RunState(
                 Outcome.FAILED,
                 f"metric {metric.name} could not be measured {counts.consecutive_errors} times in a row "
-                f"(consecutiveErrorLimit {metric.consecutive_error_limit})", (), None, False,
+                f"(consecutiveErrorLimit {metric.consecutive_error_limit})", (), None, False, metric.name,
             )
         judged = counts.successful + counts.failed + counts.inconclusive
         judged_any = judged_any or judged > 0
@@ -114,3 +115,12 @@ def record(status: ReleaseStatus, run: AnalysisRun, results: list[Result], now: 
         ))
     status.analysis = status.analysis[-MAX_MEASUREMENTS:]
     return run.model_copy(update={"metrics": metrics})
+
+
+def evidence(status: ReleaseStatus, state: RunState) -> str:
+    """The run's failure reason with the last measurement of the failing metric, e.g.
+    "metric error-rate failed 2 time(s), more than failureLimit 1 (last: 0.31: result < 0.05 does not hold)"."""
+    last = next((m for m in reversed(status.analysis)
+                 if m.metric == state.metric and m.version == (status.candidate_version or m.version)
+                 and m.verdict in (Verdict.FAILED, Verdict.ERROR)), None)
+    return state.reason if last is None else f"{state.reason} (last: {last.message})"

@@ -290,7 +290,7 @@ def _analysis_step(obs: Observed, status: ReleaseStatus, now: datetime, result: 
         status.analysis_run = analysis.start(index, now)
     state = analysis.evaluate(status.analysis_run, metrics, spec, now)
     if state.outcome == analysis.Outcome.FAILED:
-        return fail(obs, status, now, reasons.ANALYSIS_FAILED, state.reason), False
+        return fail(obs, status, now, reasons.ANALYSIS_FAILED, analysis.evidence(status, state)), False
     if state.outcome == analysis.Outcome.INCONCLUSIVE:
         status.phase = Phase.PAUSED
         status.paused = True
@@ -324,9 +324,10 @@ def _judged(status: ReleaseStatus) -> int:
 
 
 def _last_verdict(status: ReleaseStatus) -> str:
-    if not status.analysis:
+    mine = [m for m in status.analysis if m.version == status.candidate_version]
+    if not mine:
         return ""
-    last = status.analysis[-1]
+    last = mine[-1]
     value = "" if last.value is None else f" = {last.value:g}"
     return f", last {last.metric}{value} {last.verdict.value}"
 
@@ -343,7 +344,8 @@ def _background(obs: Observed, status: ReleaseStatus, now: datetime, result: Pla
         status.background_run = analysis.start(-1, now)
     state = analysis.evaluate(status.background_run, list(spec.metrics), spec, now, background=True)
     if state.outcome == analysis.Outcome.FAILED:
-        return fail(obs, status, now, reasons.ANALYSIS_FAILED, "background analysis: " + state.reason)
+        return fail(obs, status, now, reasons.ANALYSIS_FAILED,
+                    "background analysis: " + analysis.evidence(status, state))
     result.measure = tuple(dict.fromkeys((*result.measure, *state.due)))
     result.measure_background = state.due
     result.requeue_after = _soonest(result.requeue_after, 0.0 if state.due else state.next_in)
