@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+# kwok runs no containers, so any image name does; on kind (hack/kind-e2e.sh) pods really run.
+IMAGE = os.environ.get("E2E_IMAGE", "example.com/{name}:{version}")
 
 ERROR_RATE = (
     '(sum(rate(http_requests_total{namespace="{{namespace}}",app="{{release}}",version="{{version}}",'
@@ -33,13 +37,14 @@ def policy(name: str, steps: list[dict[str, Any]], prometheus: str, **spec: Any)
 def release(name: str, version: str, policy: str | None = "fast", replicas: int = 4, error_rate: float = 0.0,
             never_ready: bool = False, route: str | None = None) -> dict[str, Any]:
     annotations = {"sim.sluice.dev/error-rate": str(error_rate)}
+    container: dict[str, Any] = {"name": "app", "image": IMAGE.format(name=name, version=version)}
     if never_ready:
-        annotations["sim.sluice.dev/never-ready"] = "true"
+        annotations["sim.sluice.dev/never-ready"] = "true"  # kwok's stage
+        container["readinessProbe"] = {"tcpSocket": {"port": 1}, "periodSeconds": 2}  # a real kubelet
     spec: dict[str, Any] = {
         "version": version,
         "replicas": replicas,
-        "template": {"metadata": {"annotations": annotations},
-                     "spec": {"containers": [{"name": "app", "image": f"example.com/{name}:{version}"}]}},
+        "template": {"metadata": {"annotations": annotations}, "spec": {"containers": [container]}},
     }
     if policy:
         spec["policyRef"] = {"name": policy}
