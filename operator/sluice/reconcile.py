@@ -22,7 +22,8 @@ from sluice.api.durations import parse_duration
 from sluice.api.models import Phase, ReleaseSpec, ReleaseStatus, RolloutPolicySpec
 from sluice.kube import objects
 from sluice.kube.client import Kube
-from sluice.plan import canary, reasons
+from sluice.plan import analysis as plan_analysis
+from sluice.plan import reasons
 from sluice.plan.release import plan as make_plan
 from sluice.plan.types import Observed, Plan, Workload
 from sluice.traffic import Router, changed
@@ -170,7 +171,7 @@ async def _measure(ctx: Context, release: Body, obs: Observed, first: Plan, now:
     except Rejected as error:
         stalled = make_plan(dataclasses.replace(obs, problem=str(error), problem_reason=reasons.INVALID_SPEC), now)
         return stalled
-    canary.fold(first, results, now)
+    plan_analysis.fold(first, results, now)
     second = make_plan(dataclasses.replace(obs, status=first.status), now)
     second.events[:0] = first.events
     return second

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sluice.api.models import Phase, ReleaseSpec, ReleaseStatus, RolloutPolicySpec
-from sluice.plan import canary
+from sluice.plan import analysis as plan_analysis
 from sluice.plan.release import plan
 from sluice.plan.types import DeploymentIntent, Observed, Plan, Result, Workload
 
@@ -89,7 +89,7 @@ class World:
         result = plan(self.observed(), self.now)
         if result.measure and results is not None:
             asked = [r for r in results if r.metric in result.measure]
-            canary.fold(result, asked, self.now)
+            plan_analysis.fold(result, asked, self.now)
             first_events = result.events
             result = plan(dataclasses.replace(self.observed(), status=result.status), self.now)
             result.events[:0] = first_events

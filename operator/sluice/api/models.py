@@ -176,16 +176,59 @@ class CanaryStrategy(Model):
     )
 
 
+IntOrPercent = Annotated[int | str, Field(json_schema_extra={"x-kubernetes-int-or-string": True})]
+
+
+class BlueGreenStrategy(Model):
+    """The candidate runs at full size behind <name>-preview; the active Service <name> switches
+    to it in one write."""
+
+    auto_promotion: bool = Field(default=True, description="Switch without waiting for `sluice promote`.")
+    auto_promotion_delay: Duration | None = Field(
+        default=None, description="Wait this long with the preview Ready before switching automatically."
+    )
+    pre_promotion_analysis: bool = Field(
+        default=False, description="Run the policy's metrics against the preview before switching."
+    )
+    post_promotion_analysis: bool = Field(
+        default=False, description="Run the policy's metrics after switching; failure switches back."
+    )
+    scale_down_delay: Duration = Field(
+        default="30s", description="Keep the old version warm this long; a rollback meanwhile is instant."
+    )
+
+
+class RollingStrategy(Model):
+    """One Deployment updated in place, then judged."""
+
+    max_surge: IntOrPercent = Field(default="25%", description="Pods above replicas during the update.")
+    max_unavailable: IntOrPercent = Field(default=0, description="Pods below replicas during the update.")
+    post_analysis: bool = Field(
+        default=False, description="Run the policy's metrics once the update completes; failure rolls back."
+    )
+
+
 class Strategy(Model):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                _cel("has(self.canary)", "exactly one strategy is required: canary")
+                _cel(
+                    "[has(self.canary), has(self.blueGreen), has(self.rolling)].filter(x, x).size() == 1",
+                    "exactly one strategy is required: canary, blueGreen or rolling",
+                )
             ]
         }
     )
 
     canary: CanaryStrategy | None = Field(default=None, description="Step traffic to the new version.")
+    blue_green: BlueGreenStrategy | None = Field(
+        default=None, alias="blueGreen", description="Run the new version beside the old, then switch."
+    )
+    rolling: RollingStrategy | None = Field(default=None, description="Update in place, then judge.")
+
+    @property
+    def name(self) -> str:
+        return "canary" if self.canary else "blueGreen" if self.blue_green else "rolling"
 
 
 class SecretKeyRef(Model):
@@ -296,6 +339,16 @@ class RolloutPolicySpec(Model):
                     "!has(self.strategy.canary) || self.strategy.canary.steps.all(s, !has(s.analysis)) "
                     "|| (has(self.analysis) && has(self.analysis.metrics) && size(self.analysis.metrics) > 0)",
                     "an analysis step needs spec.analysis.metrics",
+                    ".strategy",
+                ),
+                _cel(
+                    "!(has(self.strategy.blueGreen) && ((has(self.strategy.blueGreen.prePromotionAnalysis) && "
+                    "self.strategy.blueGreen.prePromotionAnalysis) || (has(self.strategy.blueGreen."
+                    "postPromotionAnalysis) && self.strategy.blueGreen.postPromotionAnalysis)) || "
+                    "has(self.strategy.rolling) && has(self.strategy.rolling.postAnalysis) && "
+                    "self.strategy.rolling.postAnalysis) || (has(self.analysis) && has(self.analysis.metrics) && "
+                    "size(self.analysis.metrics) > 0)",
+                    "pre/post analysis needs spec.analysis.metrics",
                     ".strategy",
                 ),
                 _cel(

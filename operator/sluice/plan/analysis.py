@@ -12,7 +12,7 @@ from enum import StrEnum
 
 from sluice.api.durations import parse_duration
 from sluice.api.models import Analysis, AnalysisRun, Measurement, Metric, MetricRun, ReleaseStatus, Verdict
-from sluice.plan.types import Result, iso, seconds_since
+from sluice.plan.types import Plan, Result, iso, seconds_since
 
 MAX_MEASUREMENTS = 30  # status.analysis keeps the most recent ones, across metrics
 
@@ -124,3 +124,19 @@ def evidence(status: ReleaseStatus, state: RunState) -> str:
                  if m.metric == state.metric and m.version == (status.candidate_version or m.version)
                  and m.verdict in (Verdict.FAILED, Verdict.ERROR)), None)
     return state.reason if last is None else f"{state.reason} (last: {last.message})"
+
+
+def fold(result: Plan, results: list[Result], now: datetime) -> None:
+    """Count measurements into the runs that asked for them (step and/or background)."""
+    status = result.status
+    version = status.candidate_version or ""
+    step = status.current_step
+    if status.analysis_run is not None and result.measure_step:
+        mine = [r for r in results if r.metric in result.measure_step]
+        status.analysis_run = record(status, status.analysis_run, mine, now, version, step)
+    if status.background_run is not None and result.measure_background:
+        mine = [r for r in results if r.metric in result.measure_background and r.metric not in result.measure_step]
+        shared = [r for r in results if r.metric in result.measure_background and r.metric in result.measure_step]
+        run = record(status, status.background_run, mine, now, version, step)
+        # A result both runs asked for is listed in status.analysis once, but counted in both.
+        status.background_run = record(ReleaseStatus(), run, shared, now, version, step)

@@ -12,6 +12,7 @@ from datetime import datetime
 from sluice.api.durations import format_duration, parse_duration
 from sluice.api.models import CanaryStep, Phase, ReleaseStatus
 from sluice.plan import analysis, reasons
+from sluice.plan import steps as steps_
 from sluice.plan.release import (
     POLL,
     add_history,
@@ -28,7 +29,6 @@ from sluice.plan.types import (
     Event,
     Observed,
     Plan,
-    Result,
     canary_replicas,
     effective_weight,
     iso,
@@ -276,60 +276,11 @@ def _step(obs: Observed, status: ReleaseStatus, now: datetime, steps: list[Canar
         if left <= 0:
             return result, True
         status.message = f"{head}: weight {status.canary_weight}%{ratio}, paused for {format_duration(left)} more"
-        result.requeue_after = _soonest(result.requeue_after, left)
+        result.requeue_after = steps_.soonest(result.requeue_after, left)
         return result, False
-    return _analysis_step(obs, status, now, result, head, index, step)
-
-
-def _analysis_step(obs: Observed, status: ReleaseStatus, now: datetime, result: Plan, head: str,
-                   index: int, step: CanaryStep) -> tuple[Plan, bool]:
-    assert obs.policy is not None and step.analysis is not None
-    spec = obs.policy.analysis
-    metrics = analysis.selected(spec, step.analysis.metrics)
-    if status.analysis_run is None or status.analysis_run.step != index:
-        status.analysis_run = analysis.start(index, now)
-    state = analysis.evaluate(status.analysis_run, metrics, spec, now)
-    if state.outcome == analysis.Outcome.FAILED:
-        return fail(obs, status, now, reasons.ANALYSIS_FAILED, analysis.evidence(status, state)), False
-    if state.outcome == analysis.Outcome.INCONCLUSIVE:
-        status.phase = Phase.PAUSED
-        status.paused = True
-        status.pause_reason = reasons.ANALYSIS_INCONCLUSIVE
-        status.message = f"{head}: paused, {state.reason}"
-        paused = hold(obs, status)
-        paused.events.append(Event("Warning", reasons.ANALYSIS_INCONCLUSIVE, state.reason))
-        return paused, False
-    if state.outcome == analysis.Outcome.PASSED:
-        return result, True
-    limit = deadline(obs)
-    if state.waiting and seconds_since(status.step_started_at, now) > limit:
-        return fail(obs, status, now, reasons.ANALYSIS_FAILED,
-                    f"no usable data for {format_duration(limit)} (progressDeadline): too little traffic "
-                    "or an empty query result"), False
-    judged = _judged(status)
-    ratio = "" if obs.gateway else " by replica ratio"
-    status.message = (f"{head}: weight {status.canary_weight}%{ratio}, analysis {judged}/{spec.count * len(metrics)} "
-                      f"measurements{_last_verdict(status)}")
-    result.measure = tuple(dict.fromkeys((*result.measure, *state.due)))
-    result.measure_step = state.due
-    result.requeue_after = _soonest(result.requeue_after, 0.0 if state.due else state.next_in)
-    return result, False
-
-
-def _judged(status: ReleaseStatus) -> int:
-    run = status.analysis_run
-    if run is None:
-        return 0
-    return sum(c.successful + c.failed + c.inconclusive for c in run.metrics.values())
-
-
-def _last_verdict(status: ReleaseStatus) -> str:
-    mine = [m for m in status.analysis if m.version == status.candidate_version]
-    if not mine:
-        return ""
-    last = mine[-1]
-    value = "" if last.value is None else f" = {last.value:g}"
-    return f", last {last.metric}{value} {last.verdict.value}"
+    assert step.analysis is not None
+    context = f"weight {status.canary_weight}%{ratio}, "
+    return steps_.analysis_step(obs, status, now, result, head, index, step.analysis.metrics, context)
 
 
 def _background(obs: Observed, status: ReleaseStatus, now: datetime, result: Plan) -> Plan:
@@ -348,16 +299,8 @@ def _background(obs: Observed, status: ReleaseStatus, now: datetime, result: Pla
                     "background analysis: " + analysis.evidence(status, state))
     result.measure = tuple(dict.fromkeys((*result.measure, *state.due)))
     result.measure_background = state.due
-    result.requeue_after = _soonest(result.requeue_after, 0.0 if state.due else state.next_in)
+    result.requeue_after = steps_.soonest(result.requeue_after, 0.0 if state.due else state.next_in)
     return result
-
-
-def _soonest(a: float | None, b: float | None) -> float | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return min(a, b)
 
 
 def _promote(obs: Observed, status: ReleaseStatus, now: datetime) -> Plan:
@@ -386,19 +329,3 @@ def _promote(obs: Observed, status: ReleaseStatus, now: datetime) -> Plan:
     done = back_to_stable(obs, status)
     done.events.append(Event("Normal", reasons.PROMOTED, f"{version} promoted to stable"))
     return done
-
-
-def fold(result: Plan, results: list[Result], now: datetime) -> None:
-    """Count measurements into the runs that asked for them (step and/or background)."""
-    status = result.status
-    version = status.candidate_version or ""
-    step = status.current_step
-    if status.analysis_run is not None and result.measure_step:
-        mine = [r for r in results if r.metric in result.measure_step]
-        status.analysis_run = analysis.record(status, status.analysis_run, mine, now, version, step)
-    if status.background_run is not None and result.measure_background:
-        mine = [r for r in results if r.metric in result.measure_background and r.metric not in result.measure_step]
-        shared = [r for r in results if r.metric in result.measure_background and r.metric in result.measure_step]
-        run = analysis.record(status, status.background_run, mine, now, version, step)
-        # A result both runs asked for is listed in status.analysis once, but counted in both.
-        status.background_run = analysis.record(ReleaseStatus(), run, shared, now, version, step)

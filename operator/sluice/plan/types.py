@@ -65,7 +65,8 @@ Template = Literal["candidate", "stable"]
 
 @dataclass(frozen=True)
 class DeploymentIntent:
-    """Which template a Deployment runs ("candidate" = the Release spec's) and how many pods."""
+    """Which template a Deployment runs and how many pods: "candidate" is the Release spec's,
+    "stable" the one status.stableHash names (kept as is, or restored from ReplicaSet history)."""
 
     template: Template
     replicas: int
@@ -85,6 +86,9 @@ class Plan:
     canary: DeploymentIntent | None = None
     weight: int | None = None  # HTTPRoute weight of the canary; None: leave the route alone
     stable_service_selects_canary: bool = False  # replica ratio: <name> selects both tracks
+    active: Literal["stable", "canary"] = "stable"  # the track <name> selects (blue-green cutover)
+    preview: bool = False  # blue-green: <name>-preview selects the candidate
+    measure_track: Literal["stable", "canary"] = "canary"  # where the candidate's pods run
     measure: tuple[str, ...] = ()  # metric names to measure now
     measure_step: tuple[str, ...] = ()  # ...of which the current analysis step asked for these
     measure_background: tuple[str, ...] = ()  # ...and background analysis for these

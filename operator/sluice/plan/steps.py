@@ -1,0 +1,73 @@
+"""Steps every strategy shares: an analysis run at one step, and small timing helpers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sluice.api.durations import format_duration
+from sluice.api.models import Phase, ReleaseStatus
+from sluice.plan import analysis, reasons
+from sluice.plan.release import deadline, fail, hold
+from sluice.plan.types import Event, Observed, Plan, seconds_since
+
+
+def analysis_step(obs: Observed, status: ReleaseStatus, now: datetime, result: Plan, head: str,
+                  index: int, names: list[str] | None, context: str = "") -> tuple[Plan, bool]:
+    """An analysis step: measure `count` times at `interval`; (plan, True) once it passed.
+    `context` opens the status message, e.g. "weight 20%, "."""
+    assert obs.policy is not None
+    spec = obs.policy.analysis
+    metrics = analysis.selected(spec, names)
+    if status.analysis_run is None or status.analysis_run.step != index:
+        status.analysis_run = analysis.start(index, now)
+    state = analysis.evaluate(status.analysis_run, metrics, spec, now)
+    if state.outcome == analysis.Outcome.FAILED:
+        return fail(obs, status, now, reasons.ANALYSIS_FAILED, analysis.evidence(status, state)), False
+    if state.outcome == analysis.Outcome.INCONCLUSIVE:
+        status.phase = Phase.PAUSED
+        status.paused = True
+        status.pause_reason = reasons.ANALYSIS_INCONCLUSIVE
+        status.message = f"{head}: paused, {state.reason}"
+        paused = hold(obs, status)
+        paused.events.append(Event("Warning", reasons.ANALYSIS_INCONCLUSIVE, state.reason))
+        return paused, False
+    if state.outcome == analysis.Outcome.PASSED:
+        return result, True
+    limit = deadline(obs)
+    if state.waiting and seconds_since(status.step_started_at, now) > limit:
+        return fail(obs, status, now, reasons.ANALYSIS_FAILED,
+                    f"no usable data for {format_duration(limit)} (progressDeadline): too little traffic "
+                    "or an empty query result"), False
+    done = judged(status)
+    status.message = (f"{head}: {context}analysis {done}/{spec.count * len(metrics)} "
+                      f"measurements{last_verdict(status)}")
+    result.measure = tuple(dict.fromkeys((*result.measure, *state.due)))
+    result.measure_step = state.due
+    result.requeue_after = soonest(result.requeue_after, 0.0 if state.due else state.next_in)
+    return result, False
+
+
+def judged(status: ReleaseStatus) -> int:
+    run = status.analysis_run
+    if run is None:
+        return 0
+    return sum(c.successful + c.failed + c.inconclusive for c in run.metrics.values())
+
+
+def last_verdict(status: ReleaseStatus) -> str:
+    mine = [m for m in status.analysis if m.version == status.candidate_version]
+    if not mine:
+        return ""
+    last = mine[-1]
+    value = "" if last.value is None else f" = {last.value:g}"
+    return f", last {last.metric}{value} {last.verdict.value}"
+
+
+def soonest(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)
+
+
