@@ -12,6 +12,8 @@ on /metrics for Prometheus to scrape:
   Service's selector deciding which Ready pods receive it. Without one, traffic goes to the Ready
   pods the Service named after the app selects (all the app's Ready pods if there is no such
   Service), in proportion to their number. A version with no Ready pods gets no traffic.
+- Any other Service of the app annotated with `sim.sluice.dev/rps` (a blue-green preview, say)
+  gets that rate on top, spread over the Ready pods it selects, as a smoke test would send it.
 - Behaviour comes from pod annotations: `sim.sluice.dev/error-rate` (fraction of 5xx, default 0)
   and `sim.sluice.dev/latency-ms` (mean latency, default 20).
 
@@ -75,8 +77,9 @@ def _selects(selector: dict[str, str] | None, labels: dict[str, str]) -> bool:
 
 
 def split(pods: list[client.V1Pod], services: dict[str, client.V1Service],
-          routes: list[dict], app: str) -> dict[Backend, float]:
-    """Share of an app's traffic per backend (summing to 1, or empty when nothing is Ready)."""
+          routes: list[dict], app: str, entry: str | None = None) -> dict[Backend, float]:
+    """Share of an app's traffic per backend (summing to 1, or empty when nothing is Ready).
+    Without a route, traffic enters through the Service `entry` (default: the one named `app`)."""
     ready = [p for p in pods if _ready(p)]
     app_services = {name: s for name, s in services.items() if (s.spec.selector or {}).get(NAME) == app}
     weights: list[tuple[list[client.V1Pod], float]] = []
@@ -88,7 +91,7 @@ def split(pods: list[client.V1Pod], services: dict[str, client.V1Service],
                     chosen = [p for p in ready if _selects(service.spec.selector, p.metadata.labels or {})]
                     weights.append((chosen, float(ref.get("weight", 1))))
     if not weights:
-        main = app_services.get(app)
+        main = app_services.get(entry or app)
         chosen = [p for p in ready if _selects(main.spec.selector, p.metadata.labels or {})] if main else ready
         weights = [(chosen, 1.0)]
     total = sum(w for pods_, w in weights if pods_)
@@ -152,6 +155,13 @@ class Simulator:
             for backend, share in split(pods[(namespace, app)], services[namespace],
                                         routes.get(namespace, []), app).items():
                 rates[backend] = rates.get(backend, 0.0) + rps * share
+            for name, service in services[namespace].items():
+                extra = (service.metadata.annotations or {}).get(RPS)
+                if name == app or extra is None or (service.spec.selector or {}).get(NAME) != app:
+                    continue
+                selected = {name: service}
+                for backend, share in split(pods[(namespace, app)], selected, [], app, entry=name).items():
+                    rates[backend] = rates.get(backend, 0.0) + _float({RPS: extra}, RPS, 0.0) * share
         return rates
 
     def emit(self, rates: dict[Backend, float], seconds: float) -> None:

@@ -26,7 +26,7 @@ from sluice.plan import analysis as plan_analysis
 from sluice.plan import reasons
 from sluice.plan.release import plan as make_plan
 from sluice.plan.types import Observed, Plan, Workload
-from sluice.traffic import Router, changed
+from sluice.traffic import Router, ServiceIntent, changed
 from sluice.traffic.gateway import GatewayRoute
 from sluice.traffic.replicas import ReplicaRatio
 
@@ -167,7 +167,7 @@ async def _measure(ctx: Context, release: Body, obs: Observed, first: Plan, now:
                       status.stable_version or "", obs.spec.analysis_args)
     try:
         provider = await ctx.providers.get(obs.policy, meta["namespace"])
-        results = await measure(provider, obs.policy, first.measure, subject)
+        results = await measure(provider, obs.policy, first.measure, subject, first.measure_track)
     except Rejected as error:
         stalled = make_plan(dataclasses.replace(obs, problem=str(error), problem_reason=reasons.INVALID_SPEC), now)
         return stalled
@@ -177,7 +177,19 @@ async def _measure(ctx: Context, release: Body, obs: Observed, first: Plan, now:
     return second
 
 
-DEPLOYMENT_FIELDS = ("spec.replicas", "metadata.annotations", "metadata.labels", "metadata.ownerReferences")
+DEPLOYMENT_FIELDS = ("spec.replicas", "spec.strategy", "metadata.annotations", "metadata.labels",
+                     "metadata.ownerReferences")
+
+
+async def _history_template(ctx: Context, namespace: str, deployment: str, digest: str, track: str) -> Body | None:
+    """The pod template of `digest` from the Deployment's ReplicaSet history (as `rollout undo`)."""
+    release = deployment.removesuffix("-canary")
+    for replica_set in await ctx.kube.list("apps/v1", "ReplicaSet", namespace, f"{objects.NAME}={release}"):
+        owners = replica_set["metadata"].get("ownerReferences") or []
+        annotations = replica_set["spec"]["template"]["metadata"].get("annotations") or {}
+        if any(o.get("name") == deployment for o in owners) and annotations.get(objects.TEMPLATE_HASH) == digest:
+            return objects.restored_template(replica_set, track)
+    return None
 
 
 async def _deployment(ctx: Context, release: Body, spec: ReleaseSpec, obs: Observed, track: str,
@@ -187,14 +199,26 @@ async def _deployment(ctx: Context, release: Body, spec: ReleaseSpec, obs: Obser
     name = objects.deployment_name(release["metadata"]["name"], track)
     namespace = release["metadata"]["namespace"]
     seen = obs.stable if track == "stable" else obs.canary
-    if intent.template == "stable":
-        if seen.exists and seen.replicas != intent.replicas:
-            await ctx.kube.merge_patch("apps/v1", "Deployment", name, namespace,
-                                       {"spec": {"replicas": intent.replicas}})
-        return
     if not seen.exists and intent.replicas == 0:
         return
-    body = objects.deployment(release, spec, track, intent.replicas, obs.desired_hash)
+    digest = obs.desired_hash
+    template = objects.pod_template(release["metadata"]["name"], spec, track, digest)
+    if intent.template == "stable":
+        digest = obs.status.stable_hash or seen.template_hash or ""
+        if seen.template_hash == digest:
+            if seen.replicas != intent.replicas:
+                await ctx.kube.merge_patch("apps/v1", "Deployment", name, namespace,
+                                           {"spec": {"replicas": intent.replicas}})
+            return
+        restored = await _history_template(ctx, namespace, name, digest, track)
+        if restored is None:
+            log.warning("%s/%s: the template of %s is not in the ReplicaSet history; cannot restore it",
+                        namespace, name, obs.status.stable_version)
+            return
+        template = restored
+    rolling = obs.policy.strategy.rolling if obs.policy else None
+    body = objects.deployment(release, track, intent.replicas, template, digest,
+                              *((rolling.max_surge, rolling.max_unavailable) if rolling else ()))
     current = await ctx.kube.get("apps/v1", "Deployment", name, namespace)
     if changed(current, body, DEPLOYMENT_FIELDS):
         await ctx.kube.apply(body)
@@ -205,7 +229,8 @@ async def act(ctx: Context, release: Body, obs: Observed, result: Plan, router: 
     if obs.problem:
         return
     if router is not None:
-        await router.route(result.stable_service_selects_canary, result.weight if obs.gateway else None)
+        services = ServiceIntent(result.stable_service_selects_canary, result.active, result.preview)
+        await router.route(services, result.weight if obs.gateway else None)
     await _deployment(ctx, release, obs.spec, obs, "stable", result.stable)
     await _deployment(ctx, release, obs.spec, obs, "canary", result.canary)
 

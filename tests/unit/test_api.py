@@ -66,8 +66,10 @@ RELEASE = {"apiVersion": "sluice.dev/v1alpha1", "kind": "Release",
 
 
 def test_deployment_carries_the_labels_the_simulator_and_selectors_need() -> None:
-    body = objects.deployment(RELEASE, release_spec("1.4.2"), "canary", 2, "abc")
+    template = objects.pod_template("checkout", release_spec("1.4.2"), "canary", "abc")
+    body = objects.deployment(RELEASE, "canary", 2, template, "abc")
     labels = body["spec"]["template"]["metadata"]["labels"]
+    assert body["spec"]["template"]["metadata"]["annotations"] == {"sluice.dev/template-hash": "abc"}
     assert labels == {"app.kubernetes.io/name": "checkout", "app.kubernetes.io/version": "1.4.2",
                       "sluice.dev/track": "canary"}
     assert body["metadata"]["name"] == "checkout-canary" and body["spec"]["replicas"] == 2

@@ -32,7 +32,7 @@ def policy_spec(steps: list[dict[str, Any]], **extra: Any) -> RolloutPolicySpec:
         "progressDeadline": "5m",
     }
     for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(body.get(key), dict):
+        if isinstance(value, dict) and isinstance(body.get(key), dict) and key != "strategy":
             body[key] = {**body[key], **value}
         else:
             body[key] = value
@@ -54,6 +54,7 @@ class World:
     canary: Workload = dataclasses.field(default_factory=Workload)
     gateway: bool = False
     route_weight: int = 0
+    active: str = "stable"  # the track the Service <name> selects
     canary_never_ready: bool = False
     generation: int = 1
     unmet: str | None = None
@@ -75,8 +76,11 @@ class World:
     def _apply(self, current: Workload, intent: DeploymentIntent | None, stable: bool) -> Workload:
         if intent is None:
             return current
-        digest = current.template_hash if intent.template == "stable" else self.digest
-        version = current.version if intent.template == "stable" else self.spec.version
+        if intent.template == "stable":  # the template status.stableHash names (restored if need be)
+            digest = self.status.stable_hash or current.template_hash
+            version = self.status.stable_version or current.version
+        else:
+            digest, version = self.digest, self.spec.version
         if not current.exists and intent.replicas == 0:
             return current
         if not stable and self.canary_never_ready and digest == self.digest:
@@ -98,6 +102,7 @@ class World:
         self.canary = self._apply(self.canary, result.canary, stable=False)
         if result.weight is not None:
             self.route_weight = result.weight
+        self.active = result.active
         self.events += [f"{e.reason}: {e.message}" for e in result.events]
         return result
 

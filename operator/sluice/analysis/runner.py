@@ -22,8 +22,9 @@ class Subject:
     stable_version: str
     args: dict[str, str]
 
-    def values(self, track: str) -> dict[str, str]:
-        version = self.version if track == "canary" else self.stable_version
+    def values(self, track: str, baseline: bool = False) -> dict[str, str]:
+        """Template variables for the candidate on `track`, or for the stable version (baseline)."""
+        version = self.stable_version if baseline else self.version
         return {**self.args, "release": self.release, "namespace": self.namespace, "version": version,
                 "track": track, "stable_version": self.stable_version}
 
@@ -32,10 +33,10 @@ class Rejected(Exception):
     """A query the provider refuses or a template that does not render: bad input, Stalled."""
 
 
-async def _one(provider: MetricProvider, metric: Metric, subject: Subject, window: float) -> Result:
+async def _one(provider: MetricProvider, metric: Metric, subject: Subject, window: float, track: str) -> Result:
     try:
         if metric.min_samples is not None:
-            seen = await provider.query(template.render(metric.min_samples.query, subject.values("canary")))
+            seen = await provider.query(template.render(metric.min_samples.query, subject.values(track)))
             if seen is None or seen < metric.min_samples.at_least:
                 count = 0 if seen is None else seen
                 return Result(metric.name, Verdict.WAITING, None,
@@ -43,12 +44,12 @@ async def _one(provider: MetricProvider, metric: Metric, subject: Subject, windo
         if metric.compare is not None:
             step = max(2.0, window / 15)
             canary = await provider.query_range(
-                template.render(metric.compare.query, subject.values("canary")), window, step)
+                template.render(metric.compare.query, subject.values(track)), window, step)
             stable = await provider.query_range(
-                template.render(metric.compare.query, subject.values("stable")), window, step)
+                template.render(metric.compare.query, subject.values("stable", baseline=True)), window, step)
             return judge.compare(metric, metric.compare, canary, stable)
         assert metric.query is not None
-        value = await provider.query(template.render(metric.query, subject.values("canary")))
+        value = await provider.query(template.render(metric.query, subject.values(track)))
     except (QueryRejected, template.TemplateError) as error:
         raise Rejected(f"metric {metric.name}: {error}") from error
     except ProviderError as error:
@@ -57,8 +58,8 @@ async def _one(provider: MetricProvider, metric: Metric, subject: Subject, windo
 
 
 async def measure(provider: MetricProvider, policy: RolloutPolicySpec, names: tuple[str, ...],
-                  subject: Subject) -> list[Result]:
+                  subject: Subject, track: str = "canary") -> list[Result]:
     """Results for the named metrics, measured concurrently. Raises Rejected on bad input."""
     metrics = [m for m in policy.analysis.metrics if m.name in names]
     window = max(30.0, 2 * parse_duration(policy.analysis.interval))
-    return list(await asyncio.gather(*(_one(provider, m, subject, window) for m in metrics)))
+    return list(await asyncio.gather(*(_one(provider, m, subject, window, track) for m in metrics)))

@@ -33,10 +33,22 @@ def deployment_name(release: str, track: str) -> str:
     return release if track == "stable" else f"{release}-{track}"
 
 
-def pod_template(release: str, spec: ReleaseSpec, track: str) -> Body:
+def pod_template(release: str, spec: ReleaseSpec, track: str, digest: str) -> Body:
+    """The Release's pod template with Sluice's labels; the hash annotation lets a rollback find
+    this template again in the Deployment's ReplicaSet history."""
     template = copy.deepcopy(spec.template.model_dump(by_alias=True, exclude_none=True))
     metadata = template.setdefault("metadata", {})
     metadata["labels"] = {**(metadata.get("labels") or {}), NAME: release, VERSION: spec.version, TRACK: track}
+    metadata["annotations"] = {**(metadata.get("annotations") or {}), TEMPLATE_HASH: digest}
+    return template
+
+
+def restored_template(replica_set: Body, track: str) -> Body:
+    """A ReplicaSet's pod template made fit for a Deployment again (no pod-template-hash)."""
+    template: Body = copy.deepcopy(replica_set["spec"]["template"])
+    labels = template.setdefault("metadata", {}).setdefault("labels", {})
+    labels.pop("pod-template-hash", None)
+    labels[TRACK] = track
     return template
 
 
@@ -46,23 +58,25 @@ def owner(release: Body) -> Body:
             "controller": True, "blockOwnerDeletion": True}
 
 
-def deployment(release: Body, spec: ReleaseSpec, track: str, replicas: int, digest: str) -> Body:
+def deployment(release: Body, track: str, replicas: int, template: Body, digest: str,
+               surge: int | str = "25%", unavailable: int | str = 0) -> Body:
     name = release["metadata"]["name"]
+    version = template["metadata"]["labels"][VERSION]
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
             "name": deployment_name(name, track),
             "namespace": release["metadata"]["namespace"],
-            "labels": {NAME: name, VERSION: spec.version, TRACK: track, RELEASE: name, MANAGED_BY: "sluice"},
+            "labels": {NAME: name, VERSION: version, TRACK: track, RELEASE: name, MANAGED_BY: "sluice"},
             "annotations": {TEMPLATE_HASH: digest},
             "ownerReferences": [owner(release)],
         },
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": {NAME: name, TRACK: track}},
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
-            "template": pod_template(name, spec, track),
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}},
+            "template": template,
         },
     }
 
@@ -86,13 +100,17 @@ def service(release: Body, spec: ReleaseSpec, name: str, selector: dict[str, str
     }
 
 
-def services(release: Body, spec: ReleaseSpec, selects_canary: bool) -> list[Body]:
-    """<name> selects the stable pods (and the canary's too under a replica-ratio split while a
-    rollout runs); <name>-canary selects the candidate's pods."""
+def services(release: Body, spec: ReleaseSpec, selects_canary: bool, active: str = "stable",
+             preview: bool = False) -> list[Body]:
+    """<name> selects the active track (both tracks under a replica-ratio split while a canary
+    runs); <name>-canary, and <name>-preview for blue-green, select the candidate's pods."""
     name = release["metadata"]["name"]
-    stable = {NAME: name} if selects_canary else {NAME: name, TRACK: "stable"}
+    main = {NAME: name} if selects_canary else {NAME: name, TRACK: active}
     canary = {NAME: name, TRACK: "canary"}
-    return [service(release, spec, name, stable), service(release, spec, f"{name}-canary", canary)]
+    owned = [service(release, spec, name, main), service(release, spec, f"{name}-canary", canary)]
+    if preview:
+        owned.append(service(release, spec, f"{name}-preview", canary))
+    return owned
 
 
 def route_weights(route: Body, release: str, weight: int) -> tuple[Body | None, str | None]:

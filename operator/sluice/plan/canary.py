@@ -17,12 +17,10 @@ from sluice.plan.release import (
     POLL,
     add_history,
     back_to_stable,
-    begin,
     clear_candidate,
     deadline,
     fail,
     hold,
-    refuse,
 )
 from sluice.plan.types import (
     DeploymentIntent,
@@ -31,7 +29,6 @@ from sluice.plan.types import (
     Plan,
     canary_replicas,
     effective_weight,
-    iso,
     seconds_since,
 )
 
@@ -55,168 +52,22 @@ def describe(step: CanaryStep) -> str:
     return "analysis"
 
 
-def plan(obs: Observed, status: ReleaseStatus, now: datetime) -> Plan:
-    assert obs.policy is not None and obs.policy.strategy.canary is not None
-    events: list[Event] = []
-    if status.candidate_hash != obs.desired_hash:
-        if status.candidate_hash and status.phase in (Phase.PROGRESSING, Phase.PAUSED):
-            add_history(status, "Superseded", f"superseded by {obs.spec.version}", now)
-            events.append(Event("Normal", reasons.SUPERSEDED,
-                                f"{status.candidate_version} superseded by {obs.spec.version}"))
-        begin(obs, status, now, "canary")
-        status.phase = Phase.PENDING
-    result = _plan(obs, status, now)
-    result.events[:0] = events
-    return result
+class Canary:
+    name = "canary"
 
+    def steps(self, obs: Observed) -> list[str]:
+        return [describe(step) for step in _steps(obs)]
 
-def _plan(obs: Observed, status: ReleaseStatus, now: datetime) -> Plan:
-    request = status.request.action if status.request else None
-    if status.phase in (Phase.ROLLED_BACK, Phase.FAILED):
-        if request == "retry":
-            return _retry(obs, status, now)
-        hold = back_to_stable(obs, status)
-        if request:
-            refuse(hold, f"{status.candidate_version} was rolled back; `sluice retry` tries it again")
-        return hold
-    if request == "abort":
-        who = _who(status)
-        status.request = None
-        return fail(obs, status, now, reasons.ABORTED, "aborted by " + who, force_rollback=True)
-    if status.phase == Phase.PENDING:
-        if obs.unmet_requirement:
-            status.message = f"waiting to roll out {obs.spec.version}: {obs.unmet_requirement}"
-            hold = back_to_stable(obs, status)
-            hold.canary = None
-            if request:
-                refuse(hold, obs.unmet_requirement)
-            hold.requeue_after = POLL * 3
-            return hold
-        status.phase = Phase.PROGRESSING
-        status.step_started_at = iso(now)
-        status.rollout_started_at = iso(now)
-        started = _walk(obs, status, now)
-        started.events.insert(0, Event(
-            "Normal", reasons.ROLLOUT_STARTED,
-            f"rolling out {obs.spec.version} by canary in {len(_steps(obs))} steps; stable is {status.stable_version}",
-        ))
-        return started
-    if request in ("pause", "resume"):
-        return _user_pause(obs, status, now, request == "pause")
-    if request == "retry":
-        if status.phase == Phase.PAUSED and status.pause_reason in (
-                reasons.ANALYSIS_FAILED, reasons.PROGRESS_DEADLINE, reasons.ANALYSIS_INCONCLUSIVE):
-            status.request = None
-            _restart_step(status, now)
-            status.phase = Phase.PROGRESSING
-            return _walk(obs, status, now)
-        held = _walk(obs, status, now)
-        refuse(held, "there is nothing to retry while the rollout is progressing")
-        return held
-    if request in ("promote", "promote-full"):
-        who = _who(status)
-        status.request = None
-        steps = _steps(obs)
-        index = status.current_step or 0
-        target = len(steps) if request == "promote-full" else index + 1
-        status.paused = False
-        status.pause_reason = None
-        status.phase = Phase.PROGRESSING
-        _advance(status, now, min(target, len(steps)))
-        result = _walk(obs, status, now)
-        applied = f"step {index + 1} promoted by {who}" if request == "promote" else f"promoted fully by {who}"
-        result.events.insert(0, Event("Normal", reasons.REQUEST_APPLIED, applied))
-        return result
-    if status.phase == Phase.PAUSED and status.paused:
-        return _hold_paused(obs, status)
-    return _walk(obs, status, now)
+    def step(self, obs: Observed, status: ReleaseStatus, now: datetime, index: int) -> tuple[Plan, bool]:
+        return _step(obs, status, now, _steps(obs), index)
+
+    def promote(self, obs: Observed, status: ReleaseStatus, now: datetime) -> Plan:
+        return _promote(obs, status, now)
 
 
 def _steps(obs: Observed) -> list[CanaryStep]:
     assert obs.policy is not None and obs.policy.strategy.canary is not None
     return obs.policy.strategy.canary.steps
-
-
-def _who(status: ReleaseStatus) -> str:
-    return (status.request.by if status.request and status.request.by else "a user")
-
-
-def _retry(obs: Observed, status: ReleaseStatus, now: datetime) -> Plan:
-    status.request = None
-    version = status.candidate_version
-    begin(obs, status, now, "canary")
-    result = _walk(obs, status, now)
-    result.events.insert(0, Event("Normal", reasons.REQUEST_APPLIED, f"retrying {version} from the first step"))
-    return result
-
-
-def _restart_step(status: ReleaseStatus, now: datetime) -> None:
-    status.step_started_at = iso(now)
-    status.analysis_run = None
-    status.background_run = None
-    status.paused = False
-    status.pause_reason = None
-
-
-def _advance(status: ReleaseStatus, now: datetime, to: int) -> None:
-    status.current_step = to
-    _restart_step(status, now)
-
-
-def _user_pause(obs: Observed, status: ReleaseStatus, now: datetime, pause: bool) -> Plan:
-    status.request = None
-    if pause:
-        status.phase = Phase.PAUSED
-        status.paused = True
-        status.pause_reason = reasons.PAUSED
-        return _hold_paused(obs, status)
-    if not status.paused or status.pause_reason != reasons.PAUSED:
-        result = _walk(obs, status, now)
-        result.status.request = status.request
-        result.events.append(Event("Warning", reasons.REQUEST_REFUSED,
-                                   "resume refused: the rollout was not paused by a user; "
-                                   "a pause step or a held analysis is ended by `sluice promote`"))
-        return result
-    status.phase = Phase.PROGRESSING
-    _restart_step(status, now)  # a timed pause or an analysis starts again after a manual pause
-    return _walk(obs, status, now)
-
-
-def _hold_paused(obs: Observed, status: ReleaseStatus) -> Plan:
-    """Everything stays where it is: weights, pods, timers."""
-    steps = _steps(obs)
-    index = status.current_step or 0
-    why = {
-        reasons.PAUSED: "paused by a user; `sluice resume` continues",
-        reasons.WAITING_FOR_PROMOTE: "waiting for `sluice promote`",
-    }.get(status.pause_reason or "", "")
-    if why:
-        status.message = f"step {index + 1}/{len(steps)}: weight {status.canary_weight}%, {why}"
-    return hold(obs, status)
-
-
-def _walk(obs: Observed, status: ReleaseStatus, now: datetime) -> Plan:
-    """Carry the rollout forward through as many steps as are complete now."""
-    steps = _steps(obs)
-    events: list[Event] = []
-    for _ in range(len(steps) + 1):
-        index = status.current_step or 0
-        if index >= len(steps):
-            result = _promote(obs, status, now)
-            result.events[:0] = events
-            return result
-        result, done = _step(obs, status, now, steps, index)
-        if result.status.phase in (Phase.ROLLED_BACK, Phase.FAILED) or (
-                result.status.phase == Phase.PAUSED and result.status.paused):
-            result.events[:0] = events
-            return result
-        if not done:
-            result.events[:0] = events
-            return result
-        events.append(Event("Normal", reasons.STEP_COMPLETED,
-                            f"step {index + 1}/{len(steps)} ({describe(steps[index])}) complete"))
-        _advance(status, now, index + 1)
-    raise AssertionError("unreachable: every pass advances a step or returns")
 
 
 def _traffic(obs: Observed, status: ReleaseStatus, weight: int) -> tuple[Plan, bool]:
@@ -271,7 +122,8 @@ def _step(obs: Observed, status: ReleaseStatus, now: datetime, steps: list[Canar
             status.phase = Phase.PAUSED
             status.paused = True
             status.pause_reason = reasons.WAITING_FOR_PROMOTE
-            return _hold_paused(obs, status), False
+            status.message = f"{head} (pause): weight {status.canary_weight}%, waiting for `sluice promote`"
+            return hold(obs, status), False
         left = parse_duration(step.pause.duration) - waited
         if left <= 0:
             return result, True

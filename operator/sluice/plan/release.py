@@ -22,7 +22,7 @@ POLL = 5.0  # seconds between passes while waiting on pods; watch events usually
 
 def plan(obs: Observed, now: datetime) -> Plan:
     """The next Plan for a Release. Every path ends in finalize(), which sets the conditions."""
-    from sluice.plan import canary  # canary builds on the helpers below
+    from sluice.plan import bluegreen, canary, driver, rolling  # strategies build on the helpers below
 
     status = obs.status.model_copy(deep=True)
     if obs.problem:
@@ -34,7 +34,10 @@ def plan(obs: Observed, now: datetime) -> Plan:
         return finalize(obs, steady(obs, status, now), now)
     if obs.policy is None:
         return finalize(obs, direct_rollout(obs, status, now, first=False), now)
-    return finalize(obs, canary.plan(obs, status, now), now)
+    strategy = obs.policy.strategy
+    chosen: driver.Strategy = (canary.Canary() if strategy.canary else
+                               bluegreen.BlueGreen() if strategy.blue_green else rolling.Rolling())
+    return finalize(obs, driver.plan(obs, status, now, chosen), now)
 
 
 def _stalled(status: ReleaseStatus, problem: str) -> ReleaseStatus:
@@ -102,8 +105,11 @@ def refuse(plan: Plan, why: str) -> None:
 def hold(obs: Observed, status: ReleaseStatus) -> Plan:
     """Everything stays where it is. The route keeps the weight in status, which may have been
     decided in this very pass (a setWeight completing just before a pause), so it is written."""
-    return Plan(status=status, weight=status.canary_weight if obs.gateway else None,
-                stable_service_selects_canary=not obs.gateway)
+    blue_green = status.strategy == "blueGreen"
+    return Plan(status=status, weight=status.canary_weight if obs.gateway and not blue_green else None,
+                stable_service_selects_canary=not obs.gateway and status.strategy == "canary",
+                active="canary" if blue_green and status.canary_weight == 100 else "stable",
+                preview=blue_green)
 
 
 def back_to_stable(obs: Observed, status: ReleaseStatus) -> Plan:
@@ -116,6 +122,7 @@ def back_to_stable(obs: Observed, status: ReleaseStatus) -> Plan:
         canary=DeploymentIntent("candidate", 0) if obs.canary.exists else None,
         weight=0,
         stable_service_selects_canary=False,
+        preview=status.strategy == "blueGreen",
     )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from sluice.api.models import ReleaseSpec
 from sluice.kube import objects
 from sluice.kube.client import Conflict, Kube
+from sluice.traffic import ServiceIntent
 from sluice.traffic.replicas import apply_services
 
 API_VERSION = "gateway.networking.k8s.io/v1"
@@ -35,8 +36,9 @@ class GatewayRoute:
         route = await self._read()
         return None if route is None else objects.route_weight(route, self.release["metadata"]["name"])
 
-    async def route(self, selects_canary: bool, weight: int | None) -> None:
-        await apply_services(self.kube, self.release, self.spec, selects_canary=False)
+    async def route(self, services: ServiceIntent, weight: int | None) -> None:
+        await apply_services(self.kube, self.release, self.spec,
+                             ServiceIntent(False, services.active, services.preview))
         if weight is None:
             return
         for _ in range(3):

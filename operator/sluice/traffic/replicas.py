@@ -9,7 +9,7 @@ from typing import Any
 from sluice.api.models import ReleaseSpec
 from sluice.kube import objects
 from sluice.kube.client import Kube
-from sluice.traffic import changed
+from sluice.traffic import ServiceIntent, changed
 
 SERVICE_FIELDS = ("spec.selector", "spec.ports", "metadata.ownerReferences")
 
@@ -21,13 +21,13 @@ class ReplicaRatio:
     async def check(self) -> str | None:
         return None
 
-    async def route(self, selects_canary: bool, weight: int | None) -> None:
-        await apply_services(self.kube, self.release, self.spec, selects_canary)
+    async def route(self, services: ServiceIntent, weight: int | None) -> None:
+        await apply_services(self.kube, self.release, self.spec, services)
 
 
-async def apply_services(kube: Kube, release: dict[str, Any], spec: ReleaseSpec, selects_canary: bool) -> None:
+async def apply_services(kube: Kube, release: dict[str, Any], spec: ReleaseSpec, services: ServiceIntent) -> None:
     namespace = release["metadata"]["namespace"]
-    for body in objects.services(release, spec, selects_canary):
+    for body in objects.services(release, spec, services.selects_canary, services.active, services.preview):
         observed = await kube.get("v1", "Service", body["metadata"]["name"], namespace)
         if changed(observed, body, SERVICE_FIELDS):
             await kube.apply(body)

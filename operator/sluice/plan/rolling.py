@@ -1,0 +1,58 @@
+"""The rolling strategy: the stable Deployment is updated in place (maxSurge, maxUnavailable),
+then judged by postAnalysis; a failure restores the previous template from ReplicaSet history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sluice.api.durations import format_duration
+from sluice.api.models import Phase, ReleaseStatus, RollingStrategy
+from sluice.plan import reasons, steps
+from sluice.plan.release import POLL, add_history, back_to_stable, clear_candidate, deadline, fail
+from sluice.plan.types import DeploymentIntent, Event, Observed, Plan, seconds_since
+
+UPDATE, POST = "update", "postAnalysis"
+
+
+def _spec(obs: Observed) -> RollingStrategy:
+    assert obs.policy is not None and obs.policy.strategy.rolling is not None
+    return obs.policy.strategy.rolling
+
+
+class Rolling:
+    name = "rolling"
+
+    def steps(self, obs: Observed) -> list[str]:
+        return [UPDATE, POST] if _spec(obs).post_analysis else [UPDATE]
+
+    def step(self, obs: Observed, status: ReleaseStatus, now: datetime, index: int) -> tuple[Plan, bool]:
+        names = self.steps(obs)
+        total = obs.spec.replicas
+        result = Plan(status=status, stable=DeploymentIntent("candidate", total), measure_track="stable",
+                      canary=DeploymentIntent("candidate", 0) if obs.canary.exists else None)
+        on_new = obs.stable.updated if obs.stable.template_hash == obs.desired_hash else 0
+        status.canary_weight = round(100 * min(on_new, obs.stable.ready) / total) if total else 0
+        head = f"step {index + 1}/{len(names)} ({names[index]})"
+        if not obs.stable.complete(obs.desired_hash, total):
+            limit = deadline(obs)
+            if seconds_since(status.step_started_at, now) > limit:
+                return fail(obs, status, now, reasons.PROGRESS_DEADLINE,
+                            f"{obs.spec.version} not rolled out within {format_duration(limit)} "
+                            f"({on_new}/{total} updated, {obs.stable.ready}/{total} ready)"), False
+            status.message = f"{head}: {on_new}/{total} pods updated to {obs.spec.version}, {obs.stable.ready} ready"
+            result.requeue_after = POLL
+            return result, False
+        if names[index] == UPDATE:
+            return result, True
+        return steps.analysis_step(obs, status, now, result, head, index, None, f"{total}/{total} updated, ")
+
+    def promote(self, obs: Observed, status: ReleaseStatus, now: datetime) -> Plan:
+        version = obs.spec.version
+        status.stable_version, status.stable_hash = version, obs.desired_hash
+        status.phase = Phase.SUCCEEDED
+        add_history(status, "Succeeded", "rolling update", now)
+        clear_candidate(status)
+        status.message = f"{version} is stable: {obs.spec.replicas}/{obs.spec.replicas} pods ready"
+        done = back_to_stable(obs, status)
+        done.events.append(Event("Normal", reasons.PROMOTED, f"{version} promoted to stable"))
+        return done
