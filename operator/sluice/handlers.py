@@ -13,7 +13,7 @@ import kopf
 
 from sluice import GROUP, VERSION
 from sluice.kube.client import Kube
-from sluice.kube.objects import RELEASE
+from sluice.kube.objects import NAME, RELEASE, TRACK
 from sluice.loop import Loops
 from sluice.reconcile import Context, Providers, reconcile
 
@@ -56,6 +56,12 @@ async def policy_event(namespace: str, **_: Any) -> None:
 @kopf.on.event("apps", "v1", "deployments", labels={RELEASE: kopf.PRESENT})  # type: ignore[arg-type]
 async def deployment_event(labels: dict[str, str], namespace: str, **_: Any) -> None:
     state["loops"].poke(namespace, labels[RELEASE])
+
+
+@kopf.on.event("", "v1", "pods", labels={TRACK: kopf.PRESENT, NAME: kopf.PRESENT})  # type: ignore[arg-type]
+async def pod_event(labels: dict[str, str], namespace: str, **_: Any) -> None:
+    # A pod gone or Ready decides when a switch is safe; the Deployment's status may not change.
+    state["loops"].poke(namespace, labels[NAME])
 
 
 def run(namespaces: list[str], verbose: bool) -> None:

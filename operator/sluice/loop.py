@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (namespace, name)
 Pass = Callable[[str, str], Awaitable[float | None]]
+GONE = -1.0  # what a pass returns when the Release does not exist: its loop ends
 
 IDLE = 300.0  # a settled Release is looked at again this often, as a safety net
 MAX_BACKOFF = 60.0
@@ -60,6 +61,10 @@ class Loops:
             try:
                 delay = await self.reconcile(*key)
                 failures = 0
+                if delay == GONE:
+                    self.tasks.pop(key, None)
+                    self.wakeups.pop(key, None)
+                    return
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # a pass that fails is retried with backoff, never fatal

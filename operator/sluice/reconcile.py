@@ -22,6 +22,7 @@ from sluice.api.durations import parse_duration
 from sluice.api.models import Phase, ReleaseSpec, ReleaseStatus, RolloutPolicySpec
 from sluice.kube import objects
 from sluice.kube.client import Kube
+from sluice.loop import GONE
 from sluice.plan import analysis as plan_analysis
 from sluice.plan import reasons
 from sluice.plan.release import plan as make_plan
@@ -35,9 +36,12 @@ Body = dict[str, Any]
 STALLED_RETRY = 30.0
 
 
-def workload(body: Body | None) -> Workload:
+def workload(body: Body | None, pods: list[Body] | None = None) -> Workload:
     if body is None:
         return Workload()
+    digest = (body["metadata"].get("annotations") or {}).get(objects.TEMPLATE_HASH)
+    foreign = sum(1 for pod in pods or []
+                  if (pod["metadata"].get("annotations") or {}).get(objects.TEMPLATE_HASH) != digest)
     meta, spec, status = body["metadata"], body.get("spec", {}), body.get("status") or {}
     return Workload(
         exists=True,
@@ -49,7 +53,34 @@ def workload(body: Body | None) -> Workload:
         available=status.get("availableReplicas") or 0,
         total=status.get("replicas") or 0,
         settled=(status.get("observedGeneration") or 0) >= meta.get("generation", 0),
+        foreign=foreign,
     )
+
+
+async def observe_workload(ctx: Context, name: str, namespace: str, track: str) -> tuple[Workload, list[Body]]:
+    body = await ctx.kube.get("apps/v1", "Deployment", objects.deployment_name(name, track), namespace)
+    if body is None:
+        return Workload(), []
+    pods = await ctx.kube.list("v1", "Pod", namespace, f"{objects.NAME}={name},{objects.TRACK}={track}")
+    return workload(body, pods), pods
+
+
+async def preview_settled(ctx: Context, name: str, namespace: str, stable: Workload, pods: list[Body]) -> bool:
+    """<name>-preview selects the stable track and its endpoints are exactly the stable
+    Deployment's Ready pods of its template: the endpoint controller has seen every change."""
+    service = await ctx.kube.get("v1", "Service", f"{name}-preview", namespace)
+    if service is None or (service["spec"].get("selector") or {}).get(objects.TRACK) != "stable":
+        return False
+    wanted = {p["metadata"]["name"] for p in pods
+              if (p["metadata"].get("annotations") or {}).get(objects.TEMPLATE_HASH) == stable.template_hash
+              and not p["metadata"].get("deletionTimestamp")}
+    listed: set[str] = set()
+    for piece in await ctx.kube.list("discovery.k8s.io/v1", "EndpointSlice", namespace,
+                                     f"kubernetes.io/service-name={name}-preview"):
+        for endpoint in piece.get("endpoints") or []:
+            if (endpoint.get("conditions") or {}).get("ready"):
+                listed.add((endpoint.get("targetRef") or {}).get("name", ""))
+    return len(wanted) == stable.replicas and listed == wanted
 
 
 class Providers:
@@ -139,9 +170,8 @@ async def observe(ctx: Context, release: Body) -> tuple[Observed, Router | None]
     status = ReleaseStatus.model_validate(release.get("status") or {})
     spec = ReleaseSpec.model_validate(release["spec"])
     policy, problem, why = await _policy(ctx, namespace, spec)
-    stable = workload(await ctx.kube.get("apps/v1", "Deployment", objects.deployment_name(name, "stable"), namespace))
-    candidate = workload(await ctx.kube.get("apps/v1", "Deployment", objects.deployment_name(name, "canary"),
-                                            namespace))
+    stable, stable_pods = await observe_workload(ctx, name, namespace, "stable")
+    candidate, _ = await observe_workload(ctx, name, namespace, "canary")
     gateway = spec.traffic_routing.gateway_api if spec.traffic_routing else None
     router: Router = (GatewayRoute(ctx.kube, release, spec, gateway.http_route) if gateway
                       else ReplicaRatio(ctx.kube, release, spec))
@@ -150,10 +180,14 @@ async def observe(ctx: Context, release: Body) -> tuple[Observed, Router | None]
         if route_problem:
             problem, why = route_problem, reasons.INVALID_SPEC
     unmet = await _requirement(ctx, name, namespace, spec.version, policy)
+    finalizing = (policy is not None and policy.strategy.blue_green is not None
+                  and status.candidate_hash == objects.template_hash(spec)
+                  and stable.complete(objects.template_hash(spec), spec.replicas))
+    settled = finalizing and await preview_settled(ctx, name, namespace, stable, stable_pods)
     observed = Observed(
         generation=meta.get("generation", 0), spec=spec, desired_hash=objects.template_hash(spec), status=status,
         stable=stable, canary=candidate, policy=policy, problem=problem or None, problem_reason=why,
-        unmet_requirement=unmet, gateway=gateway is not None,
+        unmet_requirement=unmet, gateway=gateway is not None, preview_settled=settled,
     )
     return observed, router
 
@@ -229,7 +263,8 @@ async def act(ctx: Context, release: Body, obs: Observed, result: Plan, router: 
     if obs.problem:
         return
     if router is not None:
-        services = ServiceIntent(result.stable_service_selects_canary, result.active, result.preview)
+        services = ServiceIntent(result.stable_service_selects_canary, result.active, result.preview,
+                                 result.preview_track)
         await router.route(services, result.weight if obs.gateway else None)
     await _deployment(ctx, release, obs.spec, obs, "stable", result.stable)
     await _deployment(ctx, release, obs.spec, obs, "canary", result.canary)
@@ -256,7 +291,7 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
     """One pass. Returns the seconds until the next pass is needed (None: only on change)."""
     release = await ctx.kube.get(API_VERSION, "Release", name, namespace)
     if release is None or release["metadata"].get("deletionTimestamp"):
-        return None
+        return GONE
     now = ctx.clock()
     try:
         obs, router = await observe(ctx, release)

@@ -42,6 +42,20 @@ def test_blue_green_switches_in_one_write_once_the_preview_is_ready() -> None:
     assert world.stable.template_hash == "h-2.0.0" and world.canary.replicas == 0
 
 
+def test_blue_green_switches_back_only_once_the_preview_endpoints_show_the_new_pods() -> None:
+    world = first_version(blue_green())
+    world.deploy("2.0.0").settle(passes=6)
+    world.later(31).step()
+    world.later(1).step()
+    assert world.stable.template_hash == "h-2.0.0" and world.active == "canary"
+    world.preview_track = "canary"  # the controller has not caught up: nothing switches
+    plan = world.step()
+    assert plan.active == "canary" and plan.preview_track == "stable"
+    assert "waiting for endpoints" in world.status.message
+    world.later(1).step()
+    assert world.active == "stable" and world.phase == Phase.SUCCEEDED
+
+
 def test_blue_green_never_switches_to_pods_that_are_not_ready() -> None:
     world = first_version(blue_green())
     world.canary_never_ready = True

@@ -55,6 +55,7 @@ class World:
     gateway: bool = False
     route_weight: int = 0
     active: str = "stable"  # the track the Service <name> selects
+    preview_track: str = "canary"  # the track <name>-preview selects (its endpoints follow at once)
     canary_never_ready: bool = False
     generation: int = 1
     unmet: str | None = None
@@ -71,6 +72,7 @@ class World:
             stable=self.stable, canary=self.canary, policy=self.policy, problem=self.problem,
             problem_reason="PolicyNotFound" if self.problem else "", unmet_requirement=self.unmet,
             gateway=self.gateway,
+            preview_settled=self.preview_track == "stable" and self.stable.complete(self.digest, self.spec.replicas),
         )
 
     def _apply(self, current: Workload, intent: DeploymentIntent | None, stable: bool) -> Workload:
@@ -103,6 +105,7 @@ class World:
         if result.weight is not None:
             self.route_weight = result.weight
         self.active = result.active
+        self.preview_track = result.preview_track
         self.events += [f"{e.reason}: {e.message}" for e in result.events]
         return result
 

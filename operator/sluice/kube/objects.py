@@ -101,7 +101,7 @@ def service(release: Body, spec: ReleaseSpec, name: str, selector: dict[str, str
 
 
 def services(release: Body, spec: ReleaseSpec, selects_canary: bool, active: str = "stable",
-             preview: bool = False) -> list[Body]:
+             preview: bool = False, preview_track: str = "canary") -> list[Body]:
     """<name> selects the active track (both tracks under a replica-ratio split while a canary
     runs); <name>-canary, and <name>-preview for blue-green, select the candidate's pods."""
     name = release["metadata"]["name"]
@@ -109,7 +109,7 @@ def services(release: Body, spec: ReleaseSpec, selects_canary: bool, active: str
     canary = {NAME: name, TRACK: "canary"}
     owned = [service(release, spec, name, main), service(release, spec, f"{name}-canary", canary)]
     if preview:
-        owned.append(service(release, spec, f"{name}-preview", canary))
+        owned.append(service(release, spec, f"{name}-preview", {NAME: name, TRACK: preview_track}))
     return owned
 
 

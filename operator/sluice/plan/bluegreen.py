@@ -101,6 +101,13 @@ class BlueGreen:
                               f"updated, {obs.stable.ready}/{total} ready, while the candidate serves")
             return Plan(status=status, stable=DeploymentIntent("candidate", total), preview=True, active="canary",
                         canary=DeploymentIntent("candidate", total), requeue_after=POLL)
+        if not obs.preview_settled:
+            # The switch back to the stable track must not meet a stale endpoint of the old version:
+            # the preview selects it first, and its endpoints show when the controller caught up.
+            status.message = f"finalizing {obs.spec.version}: waiting for endpoints to list only the new pods"
+            return Plan(status=status, preview=True, preview_track="stable", active="canary",
+                        stable=DeploymentIntent("candidate", total), canary=DeploymentIntent("candidate", total),
+                        requeue_after=1.0)
         version = obs.spec.version
         status.stable_version, status.stable_hash = version, obs.desired_hash
         status.phase = Phase.SUCCEEDED

@@ -35,13 +35,16 @@ class Workload:
     available: int = 0
     total: int = 0  # status.replicas: pods of every revision
     settled: bool = True  # status.observedGeneration has caught up with metadata.generation
+    foreign: int = 0  # pods behind its selector of another template, terminating ones included
 
     def complete(self, template_hash: str, replicas: int) -> bool:
-        """The Deployment runs exactly `replicas` Ready pods of `template_hash` and nothing else."""
+        """The Deployment runs exactly `replicas` Ready pods of `template_hash` and nothing else:
+        not even a terminating old pod that a Service could still list as an endpoint."""
         return (
             self.exists and self.settled and self.template_hash == template_hash
             and self.replicas == replicas and self.updated == replicas
             and self.ready == replicas and self.available == replicas and self.total == replicas
+            and self.foreign == 0
         )
 
 
@@ -58,6 +61,9 @@ class Observed:
     problem_reason: str = ""
     unmet_requirement: str | None = None  # promotion gate not yet satisfied
     gateway: bool = False  # traffic by HTTPRoute weights rather than replica ratio
+    # Blue-green finalization: <name>-preview selects the stable track and its EndpointSlices list
+    # exactly the stable Deployment's Ready pods, so the endpoint controller has caught up.
+    preview_settled: bool = False
 
 
 Template = Literal["candidate", "stable"]
@@ -87,7 +93,8 @@ class Plan:
     weight: int | None = None  # HTTPRoute weight of the canary; None: leave the route alone
     stable_service_selects_canary: bool = False  # replica ratio: <name> selects both tracks
     active: Literal["stable", "canary"] = "stable"  # the track <name> selects (blue-green cutover)
-    preview: bool = False  # blue-green: <name>-preview selects the candidate
+    preview: bool = False  # blue-green: <name>-preview exists
+    preview_track: Literal["stable", "canary"] = "canary"  # ...and selects this track
     measure_track: Literal["stable", "canary"] = "canary"  # where the candidate's pods run
     measure: tuple[str, ...] = ()  # metric names to measure now
     measure_step: tuple[str, ...] = ()  # ...of which the current analysis step asked for these

@@ -11,6 +11,7 @@ class ServiceIntent:
     selects_canary: bool = False  # replica ratio: <name> selects both tracks
     active: str = "stable"  # the track <name> selects otherwise
     preview: bool = False  # blue-green: <name>-preview exists
+    preview_track: str = "canary"  # ...and selects this track
 
 
 class Router(Protocol):

@@ -38,7 +38,7 @@ class GatewayRoute:
 
     async def route(self, services: ServiceIntent, weight: int | None) -> None:
         await apply_services(self.kube, self.release, self.spec,
-                             ServiceIntent(False, services.active, services.preview))
+                             ServiceIntent(False, services.active, services.preview, services.preview_track))
         if weight is None:
             return
         for _ in range(3):

@@ -27,7 +27,8 @@ class ReplicaRatio:
 
 async def apply_services(kube: Kube, release: dict[str, Any], spec: ReleaseSpec, services: ServiceIntent) -> None:
     namespace = release["metadata"]["namespace"]
-    for body in objects.services(release, spec, services.selects_canary, services.active, services.preview):
+    for body in objects.services(release, spec, services.selects_canary, services.active, services.preview,
+                                 services.preview_track):
         observed = await kube.get("v1", "Service", body["metadata"]["name"], namespace)
         if changed(observed, body, SERVICE_FIELDS):
             await kube.apply(body)
