@@ -27,6 +27,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one line per event is noise
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per query too
     kube = Kube()
     context = Context(kube=kube, providers=Providers(kube))
     state["context"] = context

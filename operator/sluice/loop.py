@@ -70,8 +70,12 @@ class Loops:
             except Exception as error:  # a pass that fails is retried with backoff, never fatal
                 failures += 1
                 delay = min(MAX_BACKOFF, 0.5 * 2 ** failures)
+                status = getattr(error, "status", None)
                 if type(error).__name__ == "Conflict":
                     delay = 0.2  # the Release changed under the pass: look again at once
+                elif status in (403, 404, 409, 422):  # refused by the API server: say so in one line
+                    log.warning("reconcile of %s/%s: the API server refused: %s (retry in %.1fs)", *key,
+                                getattr(error, "reason", error), delay)
                 else:
                     log.exception("reconcile of %s/%s failed (retry in %.1fs)", *key, delay)
             with contextlib.suppress(TimeoutError):

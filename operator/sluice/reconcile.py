@@ -226,8 +226,11 @@ async def _history_template(ctx: Context, namespace: str, deployment: str, diges
     return None
 
 
-async def _deployment(ctx: Context, release: Body, spec: ReleaseSpec, obs: Observed, track: str,
+async def _deployment(ctx: Context, release: Body, obs: Observed, decided: ReleaseStatus, track: str,
                       intent: Any) -> None:
+    """Carry out one Deployment intent. "stable" means the template the *decided* status names:
+    a pass that promotes has just moved stableHash to the candidate's."""
+    spec = obs.spec
     if intent is None:
         return
     name = objects.deployment_name(release["metadata"]["name"], track)
@@ -238,7 +241,7 @@ async def _deployment(ctx: Context, release: Body, spec: ReleaseSpec, obs: Obser
     digest = obs.desired_hash
     template = objects.pod_template(release["metadata"]["name"], spec, track, digest)
     if intent.template == "stable":
-        digest = obs.status.stable_hash or seen.template_hash or ""
+        digest = decided.stable_hash or seen.template_hash or ""
         if seen.template_hash == digest:
             if seen.replicas != intent.replicas:
                 await ctx.kube.merge_patch("apps/v1", "Deployment", name, namespace,
@@ -247,7 +250,7 @@ async def _deployment(ctx: Context, release: Body, spec: ReleaseSpec, obs: Obser
         restored = await _history_template(ctx, namespace, name, digest, track)
         if restored is None:
             log.warning("%s/%s: the template of %s is not in the ReplicaSet history; cannot restore it",
-                        namespace, name, obs.status.stable_version)
+                        namespace, name, decided.stable_version)
             return
         template = restored
     rolling = obs.policy.strategy.rolling if obs.policy else None
@@ -266,8 +269,8 @@ async def act(ctx: Context, release: Body, obs: Observed, result: Plan, router: 
         services = ServiceIntent(result.stable_service_selects_canary, result.active, result.preview,
                                  result.preview_track)
         await router.route(services, result.weight if obs.gateway else None)
-    await _deployment(ctx, release, obs.spec, obs, "stable", result.stable)
-    await _deployment(ctx, release, obs.spec, obs, "canary", result.canary)
+    await _deployment(ctx, release, obs, result.status, "stable", result.stable)
+    await _deployment(ctx, release, obs, result.status, "canary", result.canary)
 
 
 def _dump(status: ReleaseStatus) -> Body:

@@ -3,6 +3,7 @@ version changes, then traffic, pods and status follow."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -67,6 +68,11 @@ def test_a_healthy_canary_walks_every_step_with_route_weights(
     stable = kubectl.get("deployment", "checkout")
     assert stable["metadata"]["labels"]["app.kubernetes.io/version"] == "1.1.0"  # type: ignore[index]
     assert kubectl.get("deployment", "checkout-canary")["spec"]["replicas"] == 0  # type: ignore[index]
+    revisions = {}
+    for rs in json.loads(kubectl.run("get", "replicasets", "-l", "sluice.dev/track=stable", "-o", "json").stdout)["items"]:
+        revisions[rs["metadata"]["labels"]["app.kubernetes.io/version"]] = int(
+            rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"])
+    assert revisions["1.0.0"] < revisions["1.1.0"], f"the old template was brought back after promotion: {revisions}"
     status = kubectl.status("checkout")
     verdicts = [m["verdict"] for m in status["analysis"] if m.get("version") == "1.1.0"]
     assert verdicts.count("Successful") == 4 and "Failed" not in verdicts

@@ -57,8 +57,8 @@ CASES = [
     ("unknown noData", _policy(metrics=_metric(noData="maybe")),
      "spec.analysis.metrics[0].noData: Unsupported value: \"maybe\""),
     ("two metrics of one name", _policy(metrics=_metric() + _metric()), "metric names must be unique"),
-    ("an unknown strategy", {**_policy(), "spec": {**_policy()["spec"], "strategy": {"blueGreen": {}}}},
-     "unknown field \"spec.strategy.blueGreen\""),
+    ("an unknown strategy", {**_policy(), "spec": {**_policy()["spec"], "strategy": {"linear": {}}}},
+     "unknown field \"spec.strategy.linear\""),
     ("onFailure that is not an option", {**_policy(), "spec": {**_policy()["spec"], "onFailure": "explode"}},
      "spec.onFailure: Unsupported value: \"explode\""),
 ]

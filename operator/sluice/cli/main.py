@@ -123,47 +123,125 @@ def resume(name: str, namespace: Namespace = None, context: Context = None, kube
     _request("resume", name, namespace, context, kubeconfig)
 
 
-def _step(status: ReleaseStatus) -> str:
-    if status.current_step is None or status.candidate_version is None:
-        return "-"
-    return str(status.current_step + 1)
+def _policy_of(kube: Any, release: dict[str, Any]) -> dict[str, Any] | None:
+    ref = (release["spec"].get("policyRef") or {}).get("name")
+    if not ref:
+        return None
+    found: dict[str, Any] | None = kube.get_sync(API_VERSION, "RolloutPolicy", ref, release["metadata"]["namespace"])
+    return found
 
 
 @app.command()
 def get(
     kind: Annotated[str, typer.Argument(help="rel (Release)")],
     name: str,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Keep the view live until interrupted.")] = False,
     output: Annotated[str | None, typer.Option("--output", "-o", help="json or yaml")] = None,
     namespace: Namespace = None, context: Context = None, kubeconfig: Kubeconfig = None,
 ) -> None:
-    """Show a Release: versions, phase, step, weight, recent analysis and the message."""
+    """Show a Release: versions, phase, steps, weight, pods, recent measurements, message."""
+    import time
+
+    from rich.console import Console
+    from rich.live import Live
+
+    from sluice.cli import view
+
+    if kind not in ("rel", "release", "releases"):
+        fail(f"unknown kind {kind!r}: use rel")
+    if output not in (None, "json", "yaml"):
+        fail(f"unknown output format {output!r}: use json or yaml")
+    kube, namespace = _connect(kubeconfig, context, namespace)
+    release = _release(kube, name, namespace)
+    if output:
+        typer.echo(json.dumps(release, indent=2) if output == "json" else yaml.safe_dump(release, sort_keys=False))
+        return
+    console = Console()
+    policy = _policy_of(kube, release)
+    if not console.is_terminal:
+        typer.echo(view.plain(release, policy, datetime.now(UTC)))
+        if not watch:
+            return
+        last = ""
+        while True:  # plain text: print again whenever something changed
+            time.sleep(2)
+            release = _release(kube, name, namespace)
+            text = view.plain(release, _policy_of(kube, release), datetime.now(UTC))
+            if text != last:
+                typer.echo("\n" + text)
+                last = text
+    if not watch:
+        console.print(view.rich_view(release, policy, datetime.now(UTC)))
+        return
+    with Live(view.rich_view(release, policy, datetime.now(UTC)), console=console, refresh_per_second=2) as live:
+        try:
+            while True:
+                time.sleep(1)
+                release = _release(kube, name, namespace)
+                live.update(view.rich_view(release, _policy_of(kube, release), datetime.now(UTC)))
+        except KeyboardInterrupt:
+            pass
+
+
+@app.command("list")
+def list_(
+    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="Every namespace.")] = False,
+    namespace: Namespace = None, context: Context = None, kubeconfig: Kubeconfig = None,
+) -> None:
+    """All Releases of a namespace (or of every namespace with -A)."""
+    from rich.console import Console
+
+    from sluice.cli import view
+
+    kube, namespace = _connect(kubeconfig, context, namespace)
+    try:
+        releases = kube.list_sync(API_VERSION, "Release", None if all_namespaces else namespace)
+    except Exception as error:
+        fail(f"cannot list Releases: {getattr(error, 'reason', error)}")
+    if not releases:
+        where = "any namespace" if all_namespaces else f"namespace {namespace}"
+        typer.echo(f"No Releases in {where}.")
+        return
+    releases.sort(key=lambda r: (r["metadata"]["namespace"], r["metadata"]["name"]))
+    Console(width=None if Console().is_terminal else 200).print(
+        view.listing(releases, datetime.now(UTC), all_namespaces))
+
+
+@app.command()
+def report(
+    kind: Annotated[str, typer.Argument(help="rel (Release)")],
+    name: str,
+    namespace: Namespace = None, context: Context = None, kubeconfig: Kubeconfig = None,
+) -> None:
+    """A Markdown report of the latest rollout: summary, timeline, analysis, changes, rollback."""
+    from sluice.cli import report as reporting
+    from sluice.kube import objects
+
     if kind not in ("rel", "release", "releases"):
         fail(f"unknown kind {kind!r}: use rel")
     kube, namespace = _connect(kubeconfig, context, namespace)
     release = _release(kube, name, namespace)
-    if output in ("json", "yaml"):
-        text = json.dumps(release, indent=2) if output == "json" else yaml.safe_dump(release, sort_keys=False)
-        typer.echo(text)
-        return
-    if output is not None:
-        fail(f"unknown output format {output!r}: use json or yaml")
-    status = ReleaseStatus.model_validate(release.get("status") or {})
-    candidate = f" -> {status.candidate_version}" if status.candidate_version else ""
-    lines = [
-        f"Release {namespace}/{name}",
-        f"  Version:  {status.stable_version or '-'}{candidate}",
-        f"  Phase:    {status.phase.value}",
-        f"  Step:     {_step(status)}",
-        f"  Weight:   {status.canary_weight}%",
-        f"  Pods:     stable {status.replicas.get('stable', 0)} ready, canary {status.replicas.get('canary', 0)} ready",
-        f"  Message:  {status.message}",
-    ]
-    if status.analysis:
-        lines.append("  Analysis:")
-        for m in status.analysis[-6:]:
-            value = "-" if m.value is None else f"{m.value:g}"
-            lines.append(f"    {m.at}  {m.version:<10} {m.metric:<20} {value:>10}  {m.verdict.value}")
-    typer.echo("\n".join(lines))
+    events = [e for e in kube.list_sync("v1", "Event", namespace)
+              if (e.get("involvedObject") or {}).get("name") == name
+              and (e.get("involvedObject") or {}).get("kind") == "Release"]
+    events.sort(key=lambda e: e.get("lastTimestamp") or e.get("firstTimestamp") or "")
+    stable = kube.get_sync("apps/v1", "Deployment", objects.deployment_name(name, "stable"), namespace)
+    before = stable["spec"]["template"] if stable else None
+    typer.echo(reporting.render(release, events, before, datetime.now(UTC)), nl=False)
+
+
+@app.command()
+def lint(files: Annotated[list[str], typer.Argument(help="Manifest files (YAML, many documents each).")]) -> None:
+    """Check manifests offline as the API server would, and more; file:line errors, exit 1."""
+    from sluice.cli.lint import lint as check
+
+    findings, documents = check(files)
+    for finding in findings:
+        typer.echo(str(finding), err=True)
+    summary = f"{len(files)} file(s), {documents} Sluice document(s), {len(findings)} error(s)"
+    typer.echo(summary, err=bool(findings))
+    if findings:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from sluice.api.models import Phase, ReleaseStatus
+from sluice.api.models import Phase, ReleaseStatus, RolloutPolicySpec
 from sluice.plan import reasons
 from sluice.plan.release import POLL, add_history, back_to_stable, begin, fail, hold, refuse
 from sluice.plan.types import Event, Observed, Plan, iso
@@ -187,3 +187,16 @@ def _walk(obs: Observed, status: ReleaseStatus, now: datetime, strategy: Strateg
     raise AssertionError("unreachable: every pass advances a step or returns")
 
 
+
+
+def step_list(policy: RolloutPolicySpec) -> list[str]:
+    """The steps a policy walks, as `sluice get` lists them."""
+    from sluice.plan import bluegreen, canary
+
+    strategy = policy.strategy
+    if strategy.canary:
+        return [canary.describe(step) for step in strategy.canary.steps]
+    if strategy.blue_green:
+        return bluegreen.step_names(strategy.blue_green)
+    assert strategy.rolling is not None
+    return ["update", "postAnalysis"] if strategy.rolling.post_analysis else ["update"]

@@ -1,0 +1,151 @@
+"""`sluice lint`: Release and RolloutPolicy manifests checked offline, as the API server would
+check them (the schema, and the CRDs' own CEL rules, evaluated with cel-python) and beyond
+(query templates render, conditions compile, referenced policies exist in the same files).
+Each problem is reported as file:line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import celpy
+import yaml
+from celpy.adapter import json_to_cel
+from pydantic import ValidationError
+
+from sluice import API_VERSION
+from sluice.analysis.judge import problems
+from sluice.api.crdgen import policy_crd, release_crd
+from sluice.api.durations import DURATION_PATTERN
+from sluice.api.models import (
+    DNS_LABEL_PATTERN,
+    PERCENT_PATTERN,
+    SEMVER_PATTERN,
+    ReleaseSpec,
+    RolloutPolicySpec,
+)
+
+Path_ = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Finding:
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: error: {self.message}"
+
+
+def _load(node: yaml.Node, lines: dict[Path_, int], path: Path_ = ()) -> Any:
+    """A YAML node as Python data, noting the line of every path in `lines` (1-based)."""
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        return {key.value: _load(value, lines, (*path, key.value)) for key, value in node.value}
+    if isinstance(node, yaml.SequenceNode):
+        return [_load(item, lines, (*path, i)) for i, item in enumerate(node.value)]
+    return yaml.safe_load(yaml.serialize(node))
+
+
+def _line(lines: dict[Path_, int], path: Path_) -> int:
+    for cut in range(len(path), -1, -1):
+        if path[:cut] in lines:
+            return lines[path[:cut]]
+    return 1
+
+
+def _dotted(path: Path_) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _cel(schema: dict[str, Any], value: Any, path: Path_, found: list[tuple[Path_, str]]) -> None:
+    """Evaluate the schema's x-kubernetes-validations rules on `value`, recursively."""
+    for rule in schema.get("x-kubernetes-validations", []):
+        env = celpy.Environment()
+        try:
+            outcome = env.program(env.compile(rule["rule"])).evaluate({"self": json_to_cel(value)})
+        except Exception:  # a rule that cannot be evaluated offline is left to the API server
+            continue
+        if outcome is not None and not bool(outcome) and not isinstance(outcome, Exception):
+            found.append((path, rule["message"]))
+    if isinstance(value, dict):
+        for key, sub in (schema.get("properties") or {}).items():
+            if key in value:
+                _cel(sub, value[key], (*path, key), found)
+    elif isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            _cel(schema["items"], item, (*path, i), found)
+
+
+PATTERNS = {
+    SEMVER_PATTERN: "must be a semantic version such as 1.4.2",
+    DURATION_PATTERN: "must be a duration such as 30s, 2m or 1h30m",
+    DNS_LABEL_PATTERN: "must be a DNS label: lowercase letters, digits and '-'",
+    PERCENT_PATTERN: "must be a percentage such as 10%",
+}
+
+
+def _pydantic(error: ValidationError, aliases: type[Any]) -> list[tuple[Path_, str]]:
+    out: list[tuple[Path_, str]] = []
+    for item in error.errors():
+        loc = tuple(p for p in item["loc"] if not (isinstance(p, str) and "[" in p))
+        message = PATTERNS.get((item.get("ctx") or {}).get("pattern", ""), item["msg"])
+        if item["type"] == "string_pattern_mismatch" and message != item["msg"]:
+            message = f"{item['input']!r} {message}"
+        out.append((("spec", *loc), message))
+    return out
+
+
+def lint(files: list[str]) -> tuple[list[Finding], int]:
+    """Findings over every file, and how many Sluice documents were checked."""
+    findings: list[Finding] = []
+    documents: list[tuple[str, dict[str, Any], dict[Path_, int]]] = []
+    for name in files:
+        try:
+            text = Path(name).read_text()
+            nodes = list(yaml.compose_all(text))
+        except OSError as error:
+            findings.append(Finding(name, 1, f"cannot read: {error.strerror}"))
+            continue
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            findings.append(Finding(name, mark.line + 1 if mark else 1, f"not valid YAML: {error}"))
+            continue
+        for node in nodes:
+            if node is None:
+                continue
+            lines: dict[Path_, int] = {}
+            body = _load(node, lines)
+            if isinstance(body, dict) and body.get("apiVersion") == API_VERSION:
+                documents.append((name, body, lines))
+    policies = {d[1].get("metadata", {}).get("name") for d in documents if d[1].get("kind") == "RolloutPolicy"}
+    crds = {"Release": release_crd(), "RolloutPolicy": policy_crd()}
+    for name, body, lines in documents:
+        kind = body.get("kind")
+        found: list[tuple[Path_, str]] = []
+        if kind not in crds:
+            findings.append(Finding(name, _line(lines, ("kind",)), f"unknown kind {kind!r} in {API_VERSION}"))
+            continue
+        model = ReleaseSpec if kind == "Release" else RolloutPolicySpec
+        try:
+            parsed = model.model_validate(body.get("spec") or {})
+        except ValidationError as error:
+            found += _pydantic(error, model)
+            parsed = None
+        schema = crds[kind]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        _cel(schema, body, (), found)
+        if isinstance(parsed, RolloutPolicySpec):
+            found += [(("spec", "analysis"), problem) for problem in problems(parsed)]
+        if isinstance(parsed, ReleaseSpec) and parsed.policy_ref and parsed.policy_ref.name not in policies:
+            found.append((("spec", "policyRef", "name"),
+                          f"RolloutPolicy {parsed.policy_ref.name!r} is not among the given files"))
+        for path, message in found:
+            where = _dotted(path)
+            findings.append(Finding(name, _line(lines, path), f"{kind} {body.get('metadata', {}).get('name', '?')}: "
+                                                             f"{where}: {message}" if where else message))
+    return findings, len(documents)
