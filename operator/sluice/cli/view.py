@@ -138,7 +138,7 @@ def rich_view(release: dict[str, Any], policy: dict[str, Any] | None, now: datet
 
 
 def listing(releases: list[dict[str, Any]], now: datetime, all_namespaces: bool) -> Table:
-    table = Table(box=None, header_style="bold", padding=(0, 2))
+    table = Table(box=None, header_style="bold", padding=(0, 2), pad_edge=False)
     for column in (["NAMESPACE"] if all_namespaces else []) + ["NAME", "VERSION", "PHASE", "WEIGHT", "STEP",
                                                                "AGE", "MESSAGE"]:
         table.add_column(column, overflow="fold" if column == "MESSAGE" else "ellipsis")
