@@ -69,7 +69,8 @@ def test_a_healthy_canary_walks_every_step_with_route_weights(
     assert stable["metadata"]["labels"]["app.kubernetes.io/version"] == "1.1.0"  # type: ignore[index]
     assert kubectl.get("deployment", "checkout-canary")["spec"]["replicas"] == 0  # type: ignore[index]
     revisions = {}
-    for rs in json.loads(kubectl.run("get", "replicasets", "-l", "sluice.dev/track=stable", "-o", "json").stdout)["items"]:
+    stable_sets = kubectl.run("get", "replicasets", "-l", "sluice.dev/track=stable", "-o", "json").stdout
+    for rs in json.loads(stable_sets)["items"]:
         revisions[rs["metadata"]["labels"]["app.kubernetes.io/version"]] = int(
             rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"])
     assert revisions["1.0.0"] < revisions["1.1.0"], f"the old template was brought back after promotion: {revisions}"

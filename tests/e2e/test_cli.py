@@ -35,7 +35,8 @@ def test_get_list_and_report_of_a_rolled_back_release(
     assert "1.0.0 -> 1.2.0" in row and "RolledBack" in row
 
     everywhere = sluice(kubectl, "list", "-A")
-    assert any(line.startswith(kubectl.namespace or "") and "checkout" in line for line in everywhere.stdout.splitlines())
+    rows = everywhere.stdout.splitlines()
+    assert any(line.startswith(kubectl.namespace or "") and "checkout" in line for line in rows)
 
     text = sluice(kubectl, "report", "rel", "checkout").stdout
     assert text.startswith(f"# Deployment report: {kubectl.namespace}/checkout 1.2.0")

@@ -76,7 +76,8 @@ def test_lint_checks_what_the_api_server_cannot(tmp_path: Path) -> None:
 
 def test_lint_of_a_missing_file_is_one_line() -> None:
     result = CliRunner().invoke(app, ["lint", "/nonexistent.yaml"])
-    assert result.exit_code == 1 and "/nonexistent.yaml:1: error: cannot read: No such file or directory" in result.output
+    assert result.exit_code == 1
+    assert "/nonexistent.yaml:1: error: cannot read: No such file or directory" in result.output
 
 
 RELEASE = {
@@ -101,13 +102,15 @@ RELEASE = {
     },
 }
 POLICY = {"spec": {"strategy": {"canary": {"steps": [{"setWeight": 20}, {"analysis": {}}, {"setWeight": 100}]}},
-                   "analysis": {"metrics": [{"name": "error-rate", "query": "q", "successCondition": "result < 0.05"}]}}}
+                   "analysis": {"metrics": [{"name": "error-rate", "query": "q",
+                                             "successCondition": "result < 0.05"}]}}}
 
 
 def test_plain_view_marks_steps_and_shows_measurements() -> None:
     text = view.plain(RELEASE, POLICY, NOW)
     assert "Version:   1.1.0 -> 1.2.0" in text and "Phase:     RolledBack" in text
-    assert "    x 1. setWeight 20" in text and "    > 2. analysis  (for 8m)" in text and "      3. setWeight 100" in text
+    assert "    x 1. setWeight 20" in text and "    > 2. analysis  (for 8m)" in text
+    assert "      3. setWeight 100" in text
     assert "error-rate: 0.31 Failed" in text
 
 

@@ -54,8 +54,9 @@ def facts(release: dict[str, Any], policy: dict[str, Any] | None, now: datetime)
     if status.candidate_version:
         versions += f" -> {status.candidate_version}"
     by_metric: dict[str, list[Any]] = {}
+    subject = status.candidate_version or status.stable_version
     for measurement in status.analysis:
-        if measurement.version in (status.candidate_version, status.stable_version, ""):
+        if measurement.version == subject:
             by_metric.setdefault(measurement.metric, []).append(measurement)
     return {
         "name": release["metadata"]["name"], "namespace": release["metadata"]["namespace"],
