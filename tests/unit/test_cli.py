@@ -44,7 +44,7 @@ spec:
 def test_lint_passes_the_examples() -> None:
     result = CliRunner().invoke(app, ["lint", *map(str, sorted((ROOT / "examples").glob("*.yaml")))])
     assert result.exit_code == 0, result.output
-    assert "3 Sluice document(s), 0 error(s)" in result.output
+    assert result.output.strip().endswith("Sluice document(s), 0 error(s)")
 
 
 def test_lint_reports_file_line_and_field(tmp_path: Path) -> None:

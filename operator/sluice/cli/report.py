@@ -14,6 +14,19 @@ from sluice.api.models import HistoryEntry, Phase, ReleaseStatus
 from sluice.kube import objects
 
 SLUICE_KEYS = {objects.NAME, objects.VERSION, objects.TRACK, objects.TEMPLATE_HASH, "pod-template-hash"}
+# What the API server fills into a pod template that its author did not write.
+POD_DEFAULTS = {"dnsPolicy": "ClusterFirst", "restartPolicy": "Always", "schedulerName": "default-scheduler",
+                "securityContext": {}, "terminationGracePeriodSeconds": 30}
+CONTAINER_DEFAULTS = {"imagePullPolicy": "IfNotPresent", "resources": {}, "terminationMessagePolicy": "File",
+                      "terminationMessagePath": "/dev/termination-log"}
+
+
+def _without_defaults(spec: dict[str, Any]) -> dict[str, Any]:
+    spec = {k: v for k, v in spec.items() if POD_DEFAULTS.get(k, object()) != v}
+    if "containers" in spec:
+        spec["containers"] = [{k: v for k, v in c.items() if CONTAINER_DEFAULTS.get(k, object()) != v}
+                              for c in spec["containers"]]
+    return spec
 
 
 def _time(stamp: str | None) -> datetime | None:
@@ -32,7 +45,7 @@ def _clean(template: dict[str, Any] | None) -> dict[str, Any] | None:
         else:
             metadata.pop(key, None)
     metadata.pop("creationTimestamp", None)
-    cleaned = {**template, "metadata": metadata}
+    cleaned = {**template, "metadata": metadata, "spec": _without_defaults(template.get("spec") or {})}
     return {k: v for k, v in cleaned.items() if v}
 
 
