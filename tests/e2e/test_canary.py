@@ -200,6 +200,20 @@ def test_promote_through_an_indefinite_pause(kubectl: Kubectl, operator: Operato
     wait_for("promotion", phase(kubectl, "gate", "Succeeded"), 60)
 
 
+def test_promote_full_skips_the_remaining_steps(kubectl: Kubectl, operator: Operator, prometheus_url: str) -> None:
+    kubectl.apply(policy("fast", [{"setWeight": 10}, {"pause": {"duration": "1h"}}, {"setWeight": 50},
+                                  {"pause": {}}, {"setWeight": 100}], prometheus_url))
+    deploy_first(kubectl, "fast-track")
+    kubectl.apply(release("fast-track", "1.1.0"))
+    wait_for("the hour-long pause", lambda: kubectl.status("fast-track").get("currentStep") == 1, 60)
+    done = sluice(kubectl, "promote", "fast-track", "--full")
+    assert done.returncode == 0 and "promote-full requested" in done.stdout
+    status = wait_for("promotion", phase(kubectl, "fast-track", "Succeeded"), 60)
+    assert status["stableVersion"] == "1.1.0"
+    assert any(e["reason"] == "RequestApplied" and "promoted fully" in e["message"]
+               for e in kubectl.events("fast-track"))
+
+
 def test_a_missing_policy_stalls_with_a_plain_message_and_moves_nothing(kubectl: Kubectl, operator: Operator) -> None:
     kubectl.apply(release("lost", "1.0.0", policy="nowhere"))
     status = wait_for("Stalled", lambda: (s := kubectl.status("lost")).get("conditions") and s, 30)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sluice.api.models import Phase
+import pytest
+
+from sluice.api.models import Phase, ReleaseStatus
 from sluice.plan import reasons
 from sluice.plan.bluegreen import step_names
 from tests.unit.test_canary import BAD, OK
@@ -138,3 +140,24 @@ def test_rolling_retry_after_rollback() -> None:
     world.later(5).step()
     world.request("retry").finish(OK)
     assert world.phase == Phase.SUCCEEDED and world.status.stable_version == "2.0.0"
+
+
+@pytest.mark.parametrize("policy", [
+    pytest.param(blue_green(prePromotionAnalysis=True, postPromotionAnalysis=True), id="blue-green"),
+    pytest.param(rolling(postAnalysis=True), id="rolling"),
+])
+def test_a_restart_at_any_step_decides_the_same(policy: Any) -> None:
+    world = first_version(policy)
+    world.deploy("2.0.0").step(OK)
+    seen = 0
+    for _ in range(300):
+        if world.phase == Phase.SUCCEEDED:
+            break
+        world.later(2)
+        restarted = World(**{**world.__dict__, "status": ReleaseStatus.model_validate(
+            world.status.model_dump(by_alias=True, mode="json")), "events": []})
+        a, b = world.step(OK), restarted.step(OK)
+        assert (a.status.current_step, a.active, a.stable, a.canary, a.measure) == \
+               (b.status.current_step, b.active, b.stable, b.canary, b.measure)
+        seen += 1
+    assert world.phase == Phase.SUCCEEDED and seen > 5
