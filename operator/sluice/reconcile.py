@@ -286,7 +286,7 @@ async def write_status(ctx: Context, release: Body, before: ReleaseStatus, after
             "metadata": {"name": release["metadata"]["name"], "namespace": release["metadata"]["namespace"],
                          "resourceVersion": release["metadata"]["resourceVersion"]},
             "spec": release["spec"], "status": new}
-    await ctx.kube.replace_status(body)
+    await ctx.kube.replace(body, status=True)
     return True
 
 

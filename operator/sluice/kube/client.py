@@ -94,27 +94,15 @@ class Kube:
             return result
         return await asyncio.to_thread(call)
 
-    async def replace(self, body: Body) -> Body:
-        """Replace with the body's resourceVersion as a precondition; Conflict if it moved on."""
+    async def replace(self, body: Body, status: bool = False) -> Body:
+        """Replace (the object, or its status subresource) with the body's resourceVersion as a
+        precondition; Conflict if the object moved on since it was read."""
         def call() -> Body:
             meta = body["metadata"]
+            resource = self._resource(body["apiVersion"], body["kind"])
             try:
-                result: Body = self._resource(body["apiVersion"], body["kind"]).replace(
+                result: Body = (resource.status if status else resource).replace(
                     body=body, name=meta["name"], namespace=meta.get("namespace"), field_manager=FIELD_MANAGER,
-                ).to_dict()
-            except ApiException as error:
-                if error.status == 409:
-                    raise Conflict(str(meta["name"])) from error
-                raise
-            return result
-        return await asyncio.to_thread(call)
-
-    async def replace_status(self, body: Body) -> Body:
-        def call() -> Body:
-            meta = body["metadata"]
-            try:
-                result: Body = self._resource(body["apiVersion"], body["kind"]).status.replace(
-                    body=body, name=meta["name"], namespace=meta["namespace"], field_manager=FIELD_MANAGER,
                 ).to_dict()
             except ApiException as error:
                 if error.status == 409:

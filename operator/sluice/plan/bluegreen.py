@@ -14,7 +14,7 @@ from datetime import datetime
 from sluice.api.durations import format_duration, parse_duration
 from sluice.api.models import BlueGreenStrategy, Phase, ReleaseStatus
 from sluice.plan import reasons, steps
-from sluice.plan.release import POLL, add_history, back_to_stable, clear_candidate, deadline, fail, hold
+from sluice.plan.release import POLL, deadline, fail, hold, succeed
 from sluice.plan.types import DeploymentIntent, Event, Observed, Plan, seconds_since
 
 PREVIEW, PRE, SWITCH, POST, WARM, FINALIZE = (
@@ -108,12 +108,4 @@ class BlueGreen:
             return Plan(status=status, preview=True, preview_track="stable", active="canary",
                         stable=DeploymentIntent("candidate", total), canary=DeploymentIntent("candidate", total),
                         requeue_after=1.0)
-        version = obs.spec.version
-        status.stable_version, status.stable_hash = version, obs.desired_hash
-        status.phase = Phase.SUCCEEDED
-        add_history(status, "Succeeded", "blue-green switch", now)
-        clear_candidate(status)
-        status.message = f"{version} is stable: {total}/{total} pods ready"
-        done = back_to_stable(obs, status)
-        done.events.append(Event("Normal", reasons.PROMOTED, f"{version} promoted to stable"))
-        return done
+        return succeed(obs, status, now, "blue-green switch")

@@ -13,18 +13,9 @@ from sluice.api.durations import format_duration, parse_duration
 from sluice.api.models import CanaryStep, Phase, ReleaseStatus
 from sluice.plan import analysis, reasons
 from sluice.plan import steps as steps_
-from sluice.plan.release import (
-    POLL,
-    add_history,
-    back_to_stable,
-    clear_candidate,
-    deadline,
-    fail,
-    hold,
-)
+from sluice.plan.release import POLL, deadline, fail, hold, succeed
 from sluice.plan.types import (
     DeploymentIntent,
-    Event,
     Observed,
     Plan,
     canary_replicas,
@@ -172,12 +163,4 @@ def _promote(obs: Observed, status: ReleaseStatus, now: datetime) -> Plan:
         promoting.stable = DeploymentIntent("candidate", total)
         promoting.requeue_after = POLL
         return promoting
-    version = obs.spec.version
-    status.stable_version, status.stable_hash = version, obs.desired_hash
-    status.phase = Phase.SUCCEEDED
-    add_history(status, "Succeeded", f"canary passed {len(_steps(obs))} steps", now)
-    clear_candidate(status)
-    status.message = f"{version} is stable: {total}/{total} pods ready"
-    done = back_to_stable(obs, status)
-    done.events.append(Event("Normal", reasons.PROMOTED, f"{version} promoted to stable"))
-    return done
+    return succeed(obs, status, now, f"canary passed {len(_steps(obs))} steps")

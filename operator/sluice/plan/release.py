@@ -126,6 +126,19 @@ def back_to_stable(obs: Observed, status: ReleaseStatus) -> Plan:
     )
 
 
+def succeed(obs: Observed, status: ReleaseStatus, now: datetime, why: str) -> Plan:
+    """The candidate is the stable version now: history, event, and traffic on the stable track."""
+    version = obs.spec.version
+    status.stable_version, status.stable_hash = version, obs.desired_hash
+    status.phase = Phase.SUCCEEDED
+    add_history(status, "Succeeded", why, now)
+    clear_candidate(status)
+    status.message = f"{version} is stable: {obs.spec.replicas}/{obs.spec.replicas} pods ready"
+    done = back_to_stable(obs, status)
+    done.events.append(Event("Normal", reasons.PROMOTED, f"{version} promoted to stable"))
+    return done
+
+
 def direct_rollout(obs: Observed, status: ReleaseStatus, now: datetime, first: bool) -> Plan:
     """The stable Deployment takes the desired template in place: the first version of a Release
     (nothing to compare with), or any version when the Release names no policy."""
@@ -137,14 +150,8 @@ def direct_rollout(obs: Observed, status: ReleaseStatus, now: datetime, first: b
     if status.request:
         refuse(plan, "a direct rollout has no steps to steer")
     if obs.stable.complete(obs.desired_hash, replicas):
-        status.stable_version, status.stable_hash = obs.spec.version, obs.desired_hash
-        status.phase = Phase.SUCCEEDED
         status.current_step = None
-        add_history(status, "Succeeded", "first version" if first else "rolling update", now)
-        plan.events.append(Event("Normal", reasons.PROMOTED, f"{obs.spec.version} is live"))
-        clear_candidate(status)
-        status.message = f"{obs.spec.version} is stable: {replicas}/{replicas} pods ready"
-        return plan
+        return succeed(obs, status, now, "first version" if first else "rolling update")
     limit = deadline(obs)
     waited = seconds_since(status.rollout_started_at, now)
     progress = f"{obs.stable.ready}/{replicas} pods of {obs.spec.version} ready"

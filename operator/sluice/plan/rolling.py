@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from sluice.api.durations import format_duration
-from sluice.api.models import Phase, ReleaseStatus, RollingStrategy
+from sluice.api.models import ReleaseStatus, RollingStrategy
 from sluice.plan import reasons, steps
-from sluice.plan.release import POLL, add_history, back_to_stable, clear_candidate, deadline, fail
-from sluice.plan.types import DeploymentIntent, Event, Observed, Plan, seconds_since
+from sluice.plan.release import POLL, deadline, fail, succeed
+from sluice.plan.types import DeploymentIntent, Observed, Plan, seconds_since
 
 UPDATE, POST = "update", "postAnalysis"
 
@@ -47,12 +47,4 @@ class Rolling:
         return steps.analysis_step(obs, status, now, result, head, index, None, f"{total}/{total} updated, ")
 
     def promote(self, obs: Observed, status: ReleaseStatus, now: datetime) -> Plan:
-        version = obs.spec.version
-        status.stable_version, status.stable_hash = version, obs.desired_hash
-        status.phase = Phase.SUCCEEDED
-        add_history(status, "Succeeded", "rolling update", now)
-        clear_candidate(status)
-        status.message = f"{version} is stable: {obs.spec.replicas}/{obs.spec.replicas} pods ready"
-        done = back_to_stable(obs, status)
-        done.events.append(Event("Normal", reasons.PROMOTED, f"{version} promoted to stable"))
-        return done
+        return succeed(obs, status, now, "rolling update")
