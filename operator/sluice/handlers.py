@@ -6,6 +6,7 @@ so a Release stays exactly as GitOps applied it, with Sluice's word in `status` 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -28,7 +29,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one line per event is noise
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per query too
-    kube = Kube()
+    kube = await asyncio.to_thread(Kube)  # discovery is HTTP: not on the event loop
     context = Context(kube=kube, providers=Providers(kube))
     state["context"] = context
     state["loops"] = Loops(lambda namespace, name: reconcile(context, namespace, name))
@@ -67,7 +68,5 @@ async def pod_event(labels: dict[str, str], namespace: str, **_: Any) -> None:
 
 def run(namespaces: list[str], verbose: bool) -> None:
     """Run the operator until interrupted: all namespaces, or only `namespaces`."""
-    import asyncio
-
     kopf.configure(verbose=verbose)
     asyncio.run(kopf.operator(clusterwide=not namespaces, namespaces=namespaces, standalone=True))

@@ -57,12 +57,14 @@ def workload(body: Body | None, pods: list[Body] | None = None) -> Workload:
     )
 
 
-async def observe_workload(ctx: Context, name: str, namespace: str, track: str) -> tuple[Workload, list[Body]]:
+async def observe_workload(ctx: Context, name: str, namespace: str, track: str
+                           ) -> tuple[Workload, list[Body], Body | None]:
+    """A Deployment as the planner sees it, with its pods and the raw object for act()."""
     body = await ctx.kube.get("apps/v1", "Deployment", objects.deployment_name(name, track), namespace)
     if body is None:
-        return Workload(), []
+        return Workload(), [], None
     pods = await ctx.kube.list("v1", "Pod", namespace, f"{objects.NAME}={name},{objects.TRACK}={track}")
-    return workload(body, pods), pods
+    return workload(body, pods), pods, body
 
 
 async def preview_settled(ctx: Context, name: str, namespace: str, stable: Workload, pods: list[Body]) -> bool:
@@ -164,14 +166,15 @@ async def _requirement(ctx: Context, name: str, namespace: str, version: str,
     return None
 
 
-async def observe(ctx: Context, release: Body) -> tuple[Observed, Router | None]:
+async def observe(ctx: Context, release: Body) -> tuple[Observed, Router, dict[str, Body | None]]:
+    """The planner's snapshot, the Release's router, and the Deployments as read (by track)."""
     meta = release["metadata"]
     name, namespace = meta["name"], meta["namespace"]
     status = ReleaseStatus.model_validate(release.get("status") or {})
     spec = ReleaseSpec.model_validate(release["spec"])
     policy, problem, why = await _policy(ctx, namespace, spec)
-    stable, stable_pods = await observe_workload(ctx, name, namespace, "stable")
-    candidate, _ = await observe_workload(ctx, name, namespace, "canary")
+    stable, stable_pods, stable_body = await observe_workload(ctx, name, namespace, "stable")
+    candidate, _, candidate_body = await observe_workload(ctx, name, namespace, "canary")
     gateway = spec.traffic_routing.gateway_api if spec.traffic_routing else None
     router: Router = (GatewayRoute(ctx.kube, release, spec, gateway.http_route) if gateway
                       else ReplicaRatio(ctx.kube, release, spec))
@@ -189,7 +192,7 @@ async def observe(ctx: Context, release: Body) -> tuple[Observed, Router | None]
         stable=stable, canary=candidate, policy=policy, problem=problem or None, problem_reason=why,
         unmet_requirement=unmet, gateway=gateway is not None, preview_settled=settled,
     )
-    return observed, router
+    return observed, router, {"stable": stable_body, "canary": candidate_body}
 
 
 async def _measure(ctx: Context, release: Body, obs: Observed, first: Plan, now: datetime) -> Plan:
@@ -227,7 +230,7 @@ async def _history_template(ctx: Context, namespace: str, deployment: str, diges
 
 
 async def _deployment(ctx: Context, release: Body, obs: Observed, decided: ReleaseStatus, track: str,
-                      intent: Any) -> None:
+                      intent: Any, current: Body | None) -> None:
     """Carry out one Deployment intent. "stable" means the template the *decided* status names:
     a pass that promotes has just moved stableHash to the candidate's."""
     spec = obs.spec
@@ -256,21 +259,20 @@ async def _deployment(ctx: Context, release: Body, obs: Observed, decided: Relea
     rolling = obs.policy.strategy.rolling if obs.policy else None
     body = objects.deployment(release, track, intent.replicas, template, digest,
                               *((rolling.max_surge, rolling.max_unavailable) if rolling else ()))
-    current = await ctx.kube.get("apps/v1", "Deployment", name, namespace)
     if changed(current, body, DEPLOYMENT_FIELDS):
         await ctx.kube.apply(body)
 
 
-async def act(ctx: Context, release: Body, obs: Observed, result: Plan, router: Router | None) -> None:
+async def act(ctx: Context, release: Body, obs: Observed, result: Plan, router: Router,
+              seen: dict[str, Body | None]) -> None:
     """Traffic first, then pods: a rollback takes traffic off the canary before scaling it down."""
     if obs.problem:
         return
-    if router is not None:
-        services = ServiceIntent(result.stable_service_selects_canary, result.active, result.preview,
-                                 result.preview_track)
-        await router.route(services, result.weight if obs.gateway else None)
-    await _deployment(ctx, release, obs, result.status, "stable", result.stable)
-    await _deployment(ctx, release, obs, result.status, "canary", result.canary)
+    services = ServiceIntent(result.stable_service_selects_canary, result.active, result.preview,
+                             result.preview_track)
+    await router.route(services, result.weight if obs.gateway else None)
+    await _deployment(ctx, release, obs, result.status, "stable", result.stable, seen["stable"])
+    await _deployment(ctx, release, obs, result.status, "canary", result.canary, seen["canary"])
 
 
 def _dump(status: ReleaseStatus) -> Body:
@@ -297,7 +299,7 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
         return GONE
     now = ctx.clock()
     try:
-        obs, router = await observe(ctx, release)
+        obs, router, seen = await observe(ctx, release)
     except ValidationError as error:  # the schema should have refused it; never crash on input
         status = ReleaseStatus.model_validate(release.get("status") or {})
         broken = status.model_copy(deep=True)
@@ -308,7 +310,7 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
     if result.measure and not obs.problem:
         result = await _measure(ctx, release, obs, result, now)
     stalled = result.status.phase == obs.status.phase and bool(obs.problem)
-    await act(ctx, release, obs, result, router)
+    await act(ctx, release, obs, result, router, seen)
     await write_status(ctx, release, obs.status, result.status)
     for event in result.events:
         await ctx.kube.event(release, event.type, event.reason, event.message)
