@@ -26,7 +26,7 @@ cluster-down:
 	hack/cluster/down.sh
 
 crds: venv  ## regenerate crds/ from the pydantic models
-	$(PY) -m sluice.api.crdgen crds
+	$(PY) -m sluice.api.crdgen
 
 crds-install: venv
 	$(WITH_BIN) kubectl apply --server-side --force-conflicts -f crds/

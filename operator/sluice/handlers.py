@@ -12,7 +12,7 @@ from typing import Any
 
 import kopf
 
-from sluice import GROUP, VERSION
+from sluice import GROUP, VERSION, metrics
 from sluice.kube.client import Kube
 from sluice.kube.objects import NAME, RELEASE, TRACK
 from sluice.loop import Loops
@@ -66,7 +66,13 @@ async def pod_event(labels: dict[str, str], namespace: str, **_: Any) -> None:
     state["loops"].poke(namespace, labels[NAME])
 
 
-def run(namespaces: list[str], verbose: bool) -> None:
-    """Run the operator until interrupted: all namespaces, or only `namespaces`."""
+def run(namespaces: list[str], verbose: bool, metrics_address: str | None = None,
+        health_address: str | None = None) -> None:
+    """Run the operator until interrupted: all namespaces, or only `namespaces`. Optionally
+    serve /metrics and kopf's liveness probe (/healthz) on host:port addresses."""
     kopf.configure(verbose=verbose)
-    asyncio.run(kopf.operator(clusterwide=not namespaces, namespaces=namespaces, standalone=True))
+    if metrics_address:
+        metrics.serve(metrics_address)
+    liveness = f"http://{health_address}/healthz" if health_address else None
+    asyncio.run(kopf.operator(clusterwide=not namespaces, namespaces=namespaces, standalone=True,
+                              liveness_endpoint=liveness))

@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
+
+from sluice import metrics
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +61,11 @@ class Loops:
         failures = 0
         while True:
             wakeup.clear()
+            started = time.monotonic()
             try:
                 delay = await self.reconcile(*key)
                 failures = 0
+                metrics.PASSES.labels("ok").inc()
                 if delay == GONE:
                     self.tasks.pop(key, None)
                     self.wakeups.pop(key, None)
@@ -68,6 +73,7 @@ class Loops:
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # a pass that fails is retried with backoff, never fatal
+                metrics.PASSES.labels("conflict" if type(error).__name__ == "Conflict" else "error").inc()
                 failures += 1
                 delay = min(MAX_BACKOFF, 0.5 * 2 ** failures)
                 status = getattr(error, "status", None)
@@ -78,5 +84,6 @@ class Loops:
                                 getattr(error, "reason", error), delay)
                 else:
                     log.exception("reconcile of %s/%s failed (retry in %.1fs)", *key, delay)
+            metrics.PASS_SECONDS.observe(time.monotonic() - started)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wakeup.wait(), timeout=IDLE if delay is None else max(delay, 0.05))

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from sluice import API_VERSION
+from sluice import API_VERSION, metrics
 from sluice.analysis import judge
 from sluice.analysis.prometheus import Connection, MetricProvider, Prometheus
 from sluice.analysis.runner import Rejected, Subject, measure
@@ -208,6 +208,8 @@ async def _measure(ctx: Context, release: Body, obs: Observed, first: Plan, now:
     except Rejected as error:
         stalled = make_plan(dataclasses.replace(obs, problem=str(error), problem_reason=reasons.INVALID_SPEC), now)
         return stalled
+    for result in results:
+        metrics.MEASUREMENTS.labels(result.verdict.value).inc()
     plan_analysis.fold(first, results, now)
     second = make_plan(dataclasses.replace(obs, status=first.status), now)
     second.events[:0] = first.events
@@ -313,6 +315,7 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
     await act(ctx, release, obs, result, router, seen)
     await write_status(ctx, release, obs.status, result.status)
     for event in result.events:
+        metrics.EVENTS.labels(event.reason, event.type).inc()
         await ctx.kube.event(release, event.type, event.reason, event.message)
     if result.events:
         log.info("%s/%s: %s", namespace, name, "; ".join(e.message for e in result.events))

@@ -170,13 +170,17 @@ def render() -> dict[str, str]:
     }
 
 
-def main(out: str) -> None:
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, text in render().items():
-        (folder / name).write_text(text)
-        print(f"wrote {folder / name}")
+OUTPUTS = ("crds", "charts/sluice/crds")  # kubectl apply -f crds/, and Helm's crds/ folder
+
+
+def main(folders: list[str]) -> None:
+    for out in folders:
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in render().items():
+            (folder / name).write_text(text)
+            print(f"wrote {folder / name}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "crds")
+    main(sys.argv[1:] or list(OUTPUTS))

@@ -248,13 +248,17 @@ def lint(files: Annotated[list[str], typer.Argument(help="Manifest files (YAML, 
 def operator(
     namespace: Annotated[list[str] | None, typer.Option("--namespace", "-n", help="Watch only these.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    metrics_address: Annotated[str | None, typer.Option(
+        "--metrics-address", help="Serve /metrics on host:port, e.g. 127.0.0.1:9108.")] = None,
+    health_address: Annotated[str | None, typer.Option(
+        "--health-address", help="Serve the liveness probe /healthz on host:port.")] = None,
 ) -> None:
     """Run the operator in the foreground against the current kubeconfig (all namespaces by default)."""
 
     from sluice import handlers
 
     try:
-        handlers.run(namespace or [], verbose)
+        handlers.run(namespace or [], verbose, metrics_address, health_address)
     except KeyboardInterrupt:
         sys.exit(0)
 

@@ -1,0 +1,17 @@
+"""The operator's own /metrics: what it did and how long passes take (prometheus_client)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram, start_http_server
+
+PASSES = Counter("sluice_reconcile_total", "Reconcile passes, by result.", ["result"])
+PASS_SECONDS = Histogram("sluice_reconcile_duration_seconds", "Time one reconcile pass takes.",
+                         buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+EVENTS = Counter("sluice_events_total", "Events Sluice posted on Releases, by reason and type.", ["reason", "type"])
+MEASUREMENTS = Counter("sluice_measurements_total", "Metric measurements, by verdict.", ["verdict"])
+
+
+def serve(address: str) -> None:
+    """Serve /metrics on host:port (a daemon thread of prometheus_client)."""
+    host, _, port = address.rpartition(":")
+    start_http_server(int(port), addr=host or "127.0.0.1")

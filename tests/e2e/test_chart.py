@@ -1,0 +1,101 @@
+"""The Helm chart, installed by real Helm; its RBAC is least privilege and enough: the operator
+runs with the chart's ServiceAccount token through a whole canary."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.e2e.conftest import ROOT, Kubectl, Operator, free_port, wait_for
+from tests.e2e.manifests import policy, release
+from tests.e2e.test_canary import phase
+
+pytestmark = pytest.mark.e2e
+
+
+def helm(kubectl: Kubectl, *args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(["helm", *args], env=kubectl.env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def can(kubectl: Kubectl, verb: str, resource: str) -> bool:
+    who = f"system:serviceaccount:{kubectl.namespace}:sluice"
+    kind, _, sub = resource.partition("/")
+    extra = [f"--subresource={sub}"] if sub else []
+    done = kubectl.run("auth", "can-i", verb, kind, *extra, "--as", who, "--all-namespaces", check=False)
+    return done.stdout.strip() == "yes"
+
+
+def service_account_kubeconfig(kubectl: Kubectl, path: Path) -> str:
+    """A kubeconfig that authenticates as the chart's ServiceAccount, with its own token."""
+    admin = json.loads(Kubectl(kubectl.env).run("config", "view", "--raw", "--minify", "-o", "json").stdout)
+    cluster = admin["clusters"][0]["cluster"]
+    token = kubectl.run("create", "token", "sluice", "--duration=1h").stdout.strip()
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "sluice",
+        "clusters": [{"name": "local", "cluster": cluster}],
+        "users": [{"name": "sluice", "user": {"token": token}}],
+        "contexts": [{"name": "sluice", "context": {"cluster": "local", "user": "sluice"}}],
+    }))
+    return str(path)
+
+
+def test_helm_installs_a_least_privilege_operator_that_can_do_its_job(
+        kubectl: Kubectl, operator: Operator, prometheus_url: str, tmp_path: Path) -> None:
+    helm(kubectl, "lint", str(ROOT / "charts/sluice"))
+    helm(kubectl, "install", "sluice", str(ROOT / "charts/sluice"), "-n", kubectl.namespace or "",
+         "--skip-crds", "--wait", "--timeout", "60s")
+    try:
+        deployment: Any = kubectl.get("deployment", "sluice")
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        container = pod["containers"][0]
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert "--metrics-address=0.0.0.0:8080" in container["args"]
+        assert kubectl.get("service", "sluice-metrics")["metadata"]["annotations"]["prometheus.io/scrape"] == "true"  # type: ignore[index]
+
+        assert can(kubectl, "patch", "releases.sluice.dev/status")
+        assert can(kubectl, "watch", "releases.sluice.dev")
+        assert not can(kubectl, "update", "releases.sluice.dev"), "Sluice must never write a Release's spec"
+        assert not can(kubectl, "patch", "rolloutpolicies.sluice.dev")
+        assert not can(kubectl, "list", "secrets") and can(kubectl, "get", "secrets")
+        assert not can(kubectl, "delete", "deployments.apps") and not can(kubectl, "delete", "services")
+
+        # The operator with only the chart's rights runs a canary from first version to promotion.
+        env = {**kubectl.env, "KUBECONFIG": service_account_kubeconfig(kubectl, tmp_path / "sa.kubeconfig")}
+        operator.stop()
+        log = (tmp_path / "operator.log").open("wb")
+        metrics_port, health_port = free_port(), free_port()
+        scoped = subprocess.Popen([sys.executable, "-m", "sluice.cli.main", "operator",
+                                   f"--metrics-address=127.0.0.1:{metrics_port}",
+                                   f"--health-address=127.0.0.1:{health_port}"], env=env,
+                                  stdout=log, stderr=subprocess.STDOUT)
+        try:
+            kubectl.apply(policy("fast", [{"setWeight": 50}, {"analysis": {}}, {"setWeight": 100}], prometheus_url))
+            kubectl.apply(release("rbac", "1.0.0"))
+            wait_for("1.0.0 stable under the chart's RBAC", phase(kubectl, "rbac", "Succeeded"), 90)
+            kubectl.apply(release("rbac", "1.1.0"))
+            status = wait_for("1.1.0 promoted under the chart's RBAC", phase(kubectl, "rbac", "Succeeded"), 120)
+            assert status["stableVersion"] == "1.1.0"
+            text = (tmp_path / "operator.log").read_text()
+            assert "Forbidden" not in text and "forbidden" not in text, text[-2000:]
+            exposed = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+            assert 'sluice_events_total{reason="Promoted",type="Normal"} 2.0' in exposed
+            assert 'sluice_measurements_total{verdict="Successful"}' in exposed
+            assert 'sluice_reconcile_total{result="ok"}' in exposed
+            assert httpx.get(f"http://127.0.0.1:{health_port}/healthz", timeout=5).status_code == 200
+        finally:
+            scoped.terminate()
+            scoped.wait(15)
+            operator.start()
+    finally:
+        helm(kubectl, "uninstall", "sluice", "-n", kubectl.namespace or "")
