@@ -7,8 +7,10 @@ when it changed, with the read resourceVersion as a precondition.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,14 +21,15 @@ from sluice.analysis import judge
 from sluice.analysis.prometheus import Connection, MetricProvider, Prometheus
 from sluice.analysis.runner import Rejected, Subject, measure
 from sluice.api.durations import parse_duration
-from sluice.api.models import Phase, ReleaseSpec, ReleaseStatus, RolloutPolicySpec
+from sluice.api.models import ReleaseSpec, ReleaseStatus, RolloutPolicySpec
 from sluice.kube import objects
 from sluice.kube.client import Kube
 from sluice.loop import GONE
 from sluice.plan import analysis as plan_analysis
 from sluice.plan import reasons
+from sluice.plan.conditions import set_condition
 from sluice.plan.release import plan as make_plan
-from sluice.plan.types import Observed, Plan, Workload
+from sluice.plan.types import Observed, Plan, Workload, iso
 from sluice.traffic import Router, ServiceIntent, changed
 from sluice.traffic.gateway import GatewayRoute
 from sluice.traffic.replicas import ReplicaRatio
@@ -95,8 +98,6 @@ class Providers:
     async def _secret(self, namespace: str, ref: Any) -> str | None:
         if ref is None:
             return None
-        import base64
-
         secret = await self.kube.get("v1", "Secret", ref.name, namespace)
         if secret is None or ref.key not in (secret.get("data") or {}):
             raise Rejected(f"Secret {ref.name} with key {ref.key} not found in namespace {namespace}")
@@ -124,7 +125,7 @@ class Providers:
 class Context:
     kube: Kube
     providers: Providers
-    now: Any = None  # a clock for tests: () -> datetime
+    now: Callable[[], datetime] | None = None  # a clock to inject; the wall clock otherwise
 
     def clock(self) -> datetime:
         return self.now() if self.now else datetime.now(UTC)
@@ -195,8 +196,10 @@ async def observe(ctx: Context, release: Body) -> tuple[Observed, Router, dict[s
     return observed, router, {"stable": stable_body, "canary": candidate_body}
 
 
-async def _measure(ctx: Context, release: Body, obs: Observed, first: Plan, now: datetime) -> Plan:
-    """Run the metrics the plan asks for, count them in, and plan again from there."""
+async def _measure(ctx: Context, release: Body, obs: Observed, first: Plan, now: datetime
+                   ) -> tuple[Plan, Observed]:
+    """Run the metrics the plan asks for, count them in, and plan again from there. A query the
+    provider refuses makes the observation one with a problem: the Release is Stalled."""
     assert obs.policy is not None
     meta = release["metadata"]
     status = first.status
@@ -206,14 +209,14 @@ async def _measure(ctx: Context, release: Body, obs: Observed, first: Plan, now:
         provider = await ctx.providers.get(obs.policy, meta["namespace"])
         results = await measure(provider, obs.policy, first.measure, subject, first.measure_track)
     except Rejected as error:
-        stalled = make_plan(dataclasses.replace(obs, problem=str(error), problem_reason=reasons.INVALID_SPEC), now)
-        return stalled
+        refused = dataclasses.replace(obs, problem=str(error), problem_reason=reasons.INVALID_SPEC)
+        return make_plan(refused, now), refused
     for result in results:
         metrics.MEASUREMENTS.labels(result.verdict.value).inc()
     plan_analysis.fold(first, results, now)
     second = make_plan(dataclasses.replace(obs, status=first.status), now)
     second.events[:0] = first.events
-    return second
+    return second, obs
 
 
 DEPLOYMENT_FIELDS = ("spec.replicas", "spec.strategy", "metadata.annotations", "metadata.labels",
@@ -306,12 +309,13 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
         status = ReleaseStatus.model_validate(release.get("status") or {})
         broken = status.model_copy(deep=True)
         broken.message = f"the Release cannot be read: {_first_error(error)}"
+        broken.conditions = set_condition(broken.conditions, reasons.STALLED, True, reasons.INVALID_SPEC,
+                                          broken.message, iso(now), release["metadata"].get("generation"))
         await write_status(ctx, release, status, broken)
         return STALLED_RETRY
     result = make_plan(obs, now)
     if result.measure and not obs.problem:
-        result = await _measure(ctx, release, obs, result, now)
-    stalled = result.status.phase == obs.status.phase and bool(obs.problem)
+        result, obs = await _measure(ctx, release, obs, result, now)
     await act(ctx, release, obs, result, router, seen)
     await write_status(ctx, release, obs.status, result.status)
     for event in result.events:
@@ -319,8 +323,4 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
         await ctx.kube.event(release, event.type, event.reason, event.message)
     if result.events:
         log.info("%s/%s: %s", namespace, name, "; ".join(e.message for e in result.events))
-    if obs.problem or stalled:
-        return STALLED_RETRY
-    if result.status.phase in (Phase.SUCCEEDED,) and result.requeue_after is None:
-        return None
-    return result.requeue_after
+    return STALLED_RETRY if obs.problem else result.requeue_after
