@@ -60,7 +60,11 @@ def test_a_healthy_canary_walks_every_step_with_route_weights(
         return status.get("phase") == "Succeeded" and status.get("stableVersion") == "1.1.0"
     wait_for("1.1.0 to be promoted", watch, 180, every=0.3)
     route_steps = [w for i, (w, _, _) in enumerate(seen) if i == 0 or seen[i - 1][0] != w]
-    assert route_steps in ([0, 20, 50, 100, 0], [20, 50, 100, 0]), seen
+    expected = iter([0, 20, 50, 100, 0])
+    assert all(w in expected for w in route_steps), f"weights out of order: {seen}"  # an ordered subsequence
+    assert {20, 50} <= set(route_steps) and route_steps[-1] == 0, seen
+    # 100% may last less than a sample; the step's event is written only once the route carries it.
+    assert "step 5/5 (setWeight 100) complete" in [e["message"] for e in kubectl.events("checkout")]
     # Within one pass the route is written before status; at rest (the analysis steps) they agree.
     at_rest = {step: (route, status) for route, status, step in seen if step in (1, 3)}
     assert at_rest == {1: (20, 20), 3: (50, 50)}, seen
