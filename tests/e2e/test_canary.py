@@ -85,7 +85,8 @@ def test_a_healthy_canary_walks_every_step_with_route_weights(
     reasons = [e["reason"] for e in kubectl.events("checkout")]
     assert "RolloutStarted" in reasons and "Promoted" in reasons
     # GitOps sees no drift: no finalizer, no annotation of Sluice's, and Sluice wrote status only.
-    meta = kubectl.get("releases.sluice.dev", "checkout")["metadata"]  # type: ignore[index]
+    meta = json.loads(kubectl.run("get", "releases.sluice.dev", "checkout", "-o", "json",
+                                  "--show-managed-fields").stdout)["metadata"]
     assert not meta.get("finalizers")
     assert all(not key.startswith(("sluice.dev", "kopf")) for key in meta.get("annotations") or {})
     assert {(f["manager"], f.get("subresource")) for f in meta["managedFields"] if f["manager"] == "sluice"} == \
