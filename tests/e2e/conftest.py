@@ -158,10 +158,11 @@ def free_port() -> int:
 class PrivatePrometheus:
     """A Prometheus of one test's own, scraping the same simulator, that the test may stop."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, web_config: str | None = None) -> None:
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if web_config else 'http'}://127.0.0.1:{self.port}"
         self.dir = tmp
+        self.web_config = web_config
         sim = os.environ.get("SIMULATOR_PORT", "9102")
         (tmp / "prometheus.yml").write_text(
             "global: {scrape_interval: 2s}\nscrape_configs:\n"
@@ -171,13 +172,14 @@ class PrivatePrometheus:
     def start(self) -> None:
         self.process = subprocess.Popen(
             ["prometheus", f"--config.file={self.dir / 'prometheus.yml'}", f"--storage.tsdb.path={self.dir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}"],
+             f"--web.listen-address=127.0.0.1:{self.port}",
+             *([f"--web.config.file={self.web_config}"] if self.web_config else [])],
             stdout=(self.dir / "log").open("ab"), stderr=subprocess.STDOUT)
         import httpx
 
         def up() -> bool:
             try:
-                return httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200
+                return httpx.get(f"{self.url}/-/ready", timeout=1, verify=False).status_code == 200
             except httpx.HTTPError:
                 return False
         wait_for("the private Prometheus to be ready", up, 30)
