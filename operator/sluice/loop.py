@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -23,6 +24,14 @@ GONE = -1.0  # what a pass returns when the Release does not exist: its loop end
 
 IDLE = 300.0  # a settled Release is looked at again this often, as a safety net
 MAX_BACKOFF = 60.0
+
+
+def _refusal(error: Exception) -> str:
+    """The API server's own sentence for a refusal, e.g. "... because it is being terminated"."""
+    try:
+        return str(json.loads(getattr(error, "body", "") or "{}").get("message") or getattr(error, "reason", error))
+    except ValueError:
+        return str(getattr(error, "reason", error))
 
 
 class Loops:
@@ -81,7 +90,7 @@ class Loops:
                     delay = 0.2  # the Release changed under the pass: look again at once
                 elif status in (403, 404, 409, 422):  # refused by the API server: say so in one line
                     log.warning("reconcile of %s/%s: the API server refused: %s (retry in %.1fs)", *key,
-                                getattr(error, "reason", error), delay)
+                                _refusal(error), delay)
                 else:
                     log.exception("reconcile of %s/%s failed (retry in %.1fs)", *key, delay)
             metrics.PASS_SECONDS.observe(time.monotonic() - started)
