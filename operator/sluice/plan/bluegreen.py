@@ -14,7 +14,7 @@ from datetime import datetime
 from sluice.api.durations import format_duration, parse_duration
 from sluice.api.models import BlueGreenStrategy, Phase, ReleaseStatus
 from sluice.plan import reasons, steps
-from sluice.plan.release import POLL, deadline, fail, hold, succeed
+from sluice.plan.release import POLL, hold, succeed
 from sluice.plan.types import DeploymentIntent, Event, Observed, Plan, seconds_since
 
 PREVIEW, PRE, SWITCH, POST, WARM, FINALIZE = (
@@ -55,16 +55,11 @@ class BlueGreen:
         head = f"step {index + 1}/{len(names)} ({kind})"
         waited = seconds_since(status.step_started_at, now)
         ready = obs.canary.complete(obs.desired_hash, total)
-        if not ready:
-            # Never switch to, or stay on, a candidate that is not fully Ready.
-            limit = deadline(obs)
-            if waited > limit:
-                return fail(obs, status, now, reasons.PROGRESS_DEADLINE,
-                            f"candidate {obs.spec.version} not Ready within {format_duration(limit)} "
-                            f"({obs.canary.ready}/{total} pods ready)"), False
-            status.message = f"{head}: {obs.canary.ready}/{total} pods of {obs.spec.version} ready behind the preview"
-            result.requeue_after = POLL
-            return result, False
+        if not ready:  # never switch to, or stay on, a candidate that is not fully Ready
+            return steps.waiting_for_pods(
+                obs, status, now, result,
+                f"candidate {obs.spec.version} not Ready within {{deadline}} ({obs.canary.ready}/{total} pods ready)",
+                f"{head}: {obs.canary.ready}/{total} pods of {obs.spec.version} ready behind the preview")
         if kind == PREVIEW:
             return result, True
         if kind in (PRE, POST):

@@ -13,7 +13,7 @@ from sluice.api.durations import format_duration, parse_duration
 from sluice.api.models import CanaryStep, Phase, ReleaseStatus
 from sluice.plan import analysis, reasons
 from sluice.plan import steps as steps_
-from sluice.plan.release import POLL, deadline, fail, hold, succeed
+from sluice.plan.release import POLL, fail, hold, succeed
 from sluice.plan.types import (
     DeploymentIntent,
     Observed,
@@ -91,18 +91,17 @@ def _step(obs: Observed, status: ReleaseStatus, now: datetime, steps: list[Canar
     weight = weight_at(steps, index)
     result, in_place = _traffic(obs, status, weight)
     head = f"step {index + 1}/{len(steps)}"
-    limit = deadline(obs)
     waited = seconds_since(status.step_started_at, now)
     ratio = "" if obs.gateway else " by replica ratio"
     if not in_place:
-        if waited > limit:
-            return fail(obs, status, now, reasons.PROGRESS_DEADLINE,
-                        f"candidate {obs.spec.version} not Ready within {format_duration(limit)} "
-                        f"({obs.canary.ready}/{canary_replicas(obs.spec.replicas, weight)} pods ready)"), False
-        status.message = (f"{head}: moving to weight {weight}%{ratio}, now {status.canary_weight}%, "
-                          f"{obs.canary.ready}/{canary_replicas(obs.spec.replicas, weight)} candidate pods ready")
-        result.requeue_after = POLL
-        return _background(obs, status, now, result), False
+        want = canary_replicas(obs.spec.replicas, weight)
+        waiting, _ = steps_.waiting_for_pods(
+            obs, status, now, result,
+            f"candidate {obs.spec.version} not Ready within {{deadline}} ({obs.canary.ready}/{want} pods ready)",
+            f"{head}: moving to weight {weight}%{ratio}, now {status.canary_weight}%, "
+            f"{obs.canary.ready}/{want} candidate pods ready")
+        return (waiting if waiting.status.phase == Phase.ROLLED_BACK or status.paused
+                else _background(obs, status, now, waiting)), False
     result = _background(obs, status, now, result)
     if result.status.phase == Phase.ROLLED_BACK or (result.status.phase == Phase.PAUSED and status.paused):
         return result, False

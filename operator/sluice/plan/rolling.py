@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sluice.api.durations import format_duration
 from sluice.api.models import ReleaseStatus, RollingStrategy
-from sluice.plan import reasons, steps
-from sluice.plan.release import POLL, deadline, fail, succeed
-from sluice.plan.types import DeploymentIntent, Observed, Plan, seconds_since
+from sluice.plan import steps
+from sluice.plan.release import succeed
+from sluice.plan.types import DeploymentIntent, Observed, Plan
 
 UPDATE, POST = "update", "postAnalysis"
 
@@ -34,14 +33,11 @@ class Rolling:
         status.canary_weight = round(100 * min(on_new, obs.stable.ready) / total) if total else 0
         head = f"step {index + 1}/{len(names)} ({names[index]})"
         if not obs.stable.complete(obs.desired_hash, total):
-            limit = deadline(obs)
-            if seconds_since(status.step_started_at, now) > limit:
-                return fail(obs, status, now, reasons.PROGRESS_DEADLINE,
-                            f"{obs.spec.version} not rolled out within {format_duration(limit)} "
-                            f"({on_new}/{total} updated, {obs.stable.ready}/{total} ready)"), False
-            status.message = f"{head}: {on_new}/{total} pods updated to {obs.spec.version}, {obs.stable.ready} ready"
-            result.requeue_after = POLL
-            return result, False
+            return steps.waiting_for_pods(
+                obs, status, now, result,
+                f"{obs.spec.version} not rolled out within {{deadline}} "
+                f"({on_new}/{total} updated, {obs.stable.ready}/{total} ready)",
+                f"{head}: {on_new}/{total} pods updated to {obs.spec.version}, {obs.stable.ready} ready")
         if names[index] == UPDATE:
             return result, True
         return steps.analysis_step(obs, status, now, result, head, index, None, f"{total}/{total} updated, ")

@@ -7,7 +7,7 @@ from datetime import datetime
 from sluice.api.durations import format_duration
 from sluice.api.models import Phase, ReleaseStatus
 from sluice.plan import analysis, reasons
-from sluice.plan.release import deadline, fail, hold
+from sluice.plan.release import POLL, deadline, fail, hold
 from sluice.plan.types import Event, Observed, Plan, seconds_since
 
 
@@ -44,6 +44,18 @@ def analysis_step(obs: Observed, status: ReleaseStatus, now: datetime, result: P
     result.measure = tuple(dict.fromkeys((*result.measure, *state.due)))
     result.measure_step = state.due
     result.requeue_after = soonest(result.requeue_after, 0.0 if state.due else state.next_in)
+    return result, False
+
+
+def waiting_for_pods(obs: Observed, status: ReleaseStatus, now: datetime, result: Plan, late: str,
+                     progress: str) -> tuple[Plan, bool]:
+    """Pods are not where the step needs them yet: wait, within progressDeadline from the step's
+    start. `late` completes "... within <deadline>", `progress` is the status message meanwhile."""
+    limit = deadline(obs)
+    if seconds_since(status.step_started_at, now) > limit:
+        return fail(obs, status, now, reasons.PROGRESS_DEADLINE, late.format(deadline=format_duration(limit))), False
+    status.message = progress
+    result.requeue_after = POLL
     return result, False
 
 
