@@ -467,7 +467,6 @@ class ReleaseStatus(StatusModel):
     rollout_started_at: str | None = None
     paused: bool = False
     pause_reason: str | None = None
-    aborted: bool = False
     analysis_run: AnalysisRun | None = None
     background_run: AnalysisRun | None = None
     analysis: list[Measurement] = Field(default_factory=list)

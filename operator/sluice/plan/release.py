@@ -68,7 +68,6 @@ def begin(obs: Observed, status: ReleaseStatus, now: datetime, strategy: str) ->
     status.canary_weight = 0
     status.paused = False
     status.pause_reason = None
-    status.aborted = False
     status.analysis_run = None
     status.background_run = None
     status.phase = Phase.PROGRESSING
