@@ -363,3 +363,20 @@ def test_no_policy_means_a_plain_rolling_update() -> None:
     assert world.phase == Phase.SUCCEEDED and world.status.stable_version == "1.1.0"
     assert not world.canary.exists
     assert world.status.history[-1].reason == "rolling update"
+
+
+def test_a_promotion_that_cannot_finish_fails_at_the_deadline_and_restores_stable() -> None:
+    world = first_version(policy_spec([{"setWeight": 100}]), gateway=True)
+    world.deploy("1.1.0").step()
+    world.later(1).step()  # the step completes: the stable Deployment is asked to take 1.1.0
+    stuck = world.stable.__class__(exists=True, template_hash="h-1.1.0", version="1.1.0", replicas=4,
+                                   ready=2, updated=2, available=2, total=4)  # half-way, and staying there
+    world.stable = stuck
+    world.later(200).step()
+    assert world.phase == Phase.PROGRESSING and "promoting 1.1.0" in world.status.message
+    world.stable = stuck
+    plan = world.later(101).step()
+    assert world.phase == Phase.ROLLED_BACK
+    assert "stable Deployment not rolled out to 1.1.0 within 5m" in world.status.message
+    assert plan.stable is not None and plan.stable.template == "stable" and plan.weight == 0
+    assert world.stable.template_hash == "h-1.0.0"

@@ -156,10 +156,15 @@ def _promote(obs: Observed, status: ReleaseStatus, now: datetime) -> Plan:
         waiting.requeue_after = POLL * 3
         return waiting
     if not obs.stable.complete(obs.desired_hash, total):
-        status.message = (f"promoting {obs.spec.version}: stable Deployment "
-                          f"{obs.stable.updated}/{total} updated, {obs.stable.ready}/{total} ready")
         promoting = hold(obs, status)
         promoting.stable = DeploymentIntent("candidate", total)
-        promoting.requeue_after = POLL
-        return promoting
+        # Also bounded: a stable Deployment that cannot take the new template fails the rollout, and
+        # the rollback restores the previous template from its ReplicaSet history.
+        waiting, _ = steps_.waiting_for_pods(
+            obs, status, now, promoting,
+            f"stable Deployment not rolled out to {obs.spec.version} within {{deadline}} "
+            f"({obs.stable.updated}/{total} updated, {obs.stable.ready}/{total} ready)",
+            f"promoting {obs.spec.version}: stable Deployment "
+            f"{obs.stable.updated}/{total} updated, {obs.stable.ready}/{total} ready")
+        return waiting
     return succeed(obs, status, now, f"canary passed {len(_steps(obs))} steps")
