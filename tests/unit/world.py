@@ -132,7 +132,7 @@ class World:
         last = self.step(results)
         waited = 0.0
         while waited < limit and self.phase not in (Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.FAILED) \
-                and not (self.phase == Phase.PAUSED and self.status.paused):
+                and self.phase != Phase.PAUSED:
             self.later(tick)
             waited += tick
             last = self.step(results)

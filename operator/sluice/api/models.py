@@ -465,7 +465,6 @@ class ReleaseStatus(StatusModel):
     canary_weight: int = 0
     step_started_at: str | None = None
     rollout_started_at: str | None = None
-    paused: bool = False
     pause_reason: str | None = None
     analysis_run: AnalysisRun | None = None
     background_run: AnalysisRun | None = None

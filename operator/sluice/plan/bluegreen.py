@@ -12,9 +12,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from sluice.api.durations import format_duration, parse_duration
-from sluice.api.models import BlueGreenStrategy, Phase, ReleaseStatus
+from sluice.api.models import BlueGreenStrategy, ReleaseStatus
 from sluice.plan import reasons, steps
-from sluice.plan.release import POLL, hold, succeed
+from sluice.plan.release import POLL, pause, succeed
 from sluice.plan.types import DeploymentIntent, Event, Observed, Plan, seconds_since
 
 PREVIEW, PRE, SWITCH, POST, WARM, FINALIZE = (
@@ -67,11 +67,8 @@ class BlueGreen:
             return steps.analysis_step(obs, status, now, result, head, index, None, where)
         if kind == SWITCH:
             if not spec.auto_promotion:
-                status.phase = Phase.PAUSED
-                status.paused = True
-                status.pause_reason = reasons.WAITING_FOR_PROMOTE
-                status.message = f"{head}: {obs.spec.version} ready behind the preview, waiting for `sluice promote`"
-                return hold(obs, status), False
+                waiting = f"{head}: {obs.spec.version} ready behind the preview, waiting for `sluice promote`"
+                return pause(obs, status, reasons.WAITING_FOR_PROMOTE, waiting), False
             left = parse_duration(spec.auto_promotion_delay) - waited if spec.auto_promotion_delay else 0.0
             if left > 0:
                 status.message = f"{head}: switching to {obs.spec.version} in {format_duration(left)}"

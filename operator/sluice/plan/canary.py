@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from sluice.api.durations import format_duration, parse_duration
-from sluice.api.models import CanaryStep, Phase, ReleaseStatus
+from sluice.api.models import CanaryStep, ReleaseStatus
 from sluice.plan import analysis, reasons
 from sluice.plan import steps as steps_
-from sluice.plan.release import POLL, fail, hold, succeed
+from sluice.plan.release import POLL, fail, halted, hold, pause, succeed
 from sluice.plan.types import (
     DeploymentIntent,
     Observed,
@@ -100,20 +100,16 @@ def _step(obs: Observed, status: ReleaseStatus, now: datetime, steps: list[Canar
             f"candidate {obs.spec.version} not Ready within {{deadline}} ({obs.canary.ready}/{want} pods ready)",
             f"{head}: moving to weight {weight}%{ratio}, now {status.canary_weight}%, "
             f"{obs.canary.ready}/{want} candidate pods ready")
-        return (waiting if waiting.status.phase == Phase.ROLLED_BACK or status.paused
-                else _background(obs, status, now, waiting)), False
+        return (waiting if halted(status) else _background(obs, status, now, waiting)), False
     result = _background(obs, status, now, result)
-    if result.status.phase == Phase.ROLLED_BACK or (result.status.phase == Phase.PAUSED and status.paused):
+    if halted(status):
         return result, False
     if step.set_weight is not None:
         return result, True
     if step.pause is not None:
         if step.pause.duration is None:
-            status.phase = Phase.PAUSED
-            status.paused = True
-            status.pause_reason = reasons.WAITING_FOR_PROMOTE
-            status.message = f"{head} (pause): weight {status.canary_weight}%, waiting for `sluice promote`"
-            return hold(obs, status), False
+            return pause(obs, status, reasons.WAITING_FOR_PROMOTE,
+                         f"{head} (pause): weight {status.canary_weight}%, waiting for `sluice promote`"), False
         left = parse_duration(step.pause.duration) - waited
         if left <= 0:
             return result, True

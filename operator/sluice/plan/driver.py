@@ -9,7 +9,7 @@ from typing import Protocol
 
 from sluice.api.models import Phase, ReleaseStatus, RolloutPolicySpec
 from sluice.plan import reasons
-from sluice.plan.release import POLL, add_history, back_to_stable, begin, fail, hold, refuse
+from sluice.plan.release import POLL, add_history, back_to_stable, begin, fail, pause, refuse, restart_step
 from sluice.plan.types import Event, Observed, Plan, iso
 
 
@@ -80,7 +80,7 @@ def _plan(obs: Observed, status: ReleaseStatus, now: datetime, strategy: Strateg
         if status.phase == Phase.PAUSED and status.pause_reason in (
                 reasons.ANALYSIS_FAILED, reasons.PROGRESS_DEADLINE, reasons.ANALYSIS_INCONCLUSIVE):
             status.request = None
-            _restart_step(status, now)
+            restart_step(status, now)
             status.phase = Phase.PROGRESSING
             return _walk(obs, status, now, strategy)
         held = _walk(obs, status, now, strategy)
@@ -92,15 +92,13 @@ def _plan(obs: Observed, status: ReleaseStatus, now: datetime, strategy: Strateg
         steps = strategy.steps(obs)
         index = status.current_step or 0
         target = len(steps) if request == "promote-full" else index + 1
-        status.paused = False
-        status.pause_reason = None
         status.phase = Phase.PROGRESSING
         _advance(status, now, min(target, len(steps)))
         result = _walk(obs, status, now, strategy)
         applied = f"step {index + 1} promoted by {who}" if request == "promote" else f"promoted fully by {who}"
         result.events.insert(0, Event("Normal", reasons.REQUEST_APPLIED, applied))
         return result
-    if status.phase == Phase.PAUSED and status.paused:
+    if status.phase == Phase.PAUSED:
         return _hold_paused(obs, status, strategy)
     return _walk(obs, status, now, strategy)
 
@@ -118,27 +116,17 @@ def _retry(obs: Observed, status: ReleaseStatus, now: datetime, strategy: Strate
     return result
 
 
-def _restart_step(status: ReleaseStatus, now: datetime) -> None:
-    status.step_started_at = iso(now)
-    status.analysis_run = None
-    status.background_run = None
-    status.paused = False
-    status.pause_reason = None
-
-
 def _advance(status: ReleaseStatus, now: datetime, to: int) -> None:
     status.current_step = to
-    _restart_step(status, now)
+    restart_step(status, now)
 
 
 def _user_pause(obs: Observed, status: ReleaseStatus, now: datetime, pause: bool, strategy: Strategy) -> Plan:
     status.request = None
     if pause:
-        status.phase = Phase.PAUSED
-        status.paused = True
         status.pause_reason = reasons.PAUSED
         return _hold_paused(obs, status, strategy)
-    if not status.paused or status.pause_reason != reasons.PAUSED:
+    if status.phase != Phase.PAUSED or status.pause_reason != reasons.PAUSED:
         result = _walk(obs, status, now, strategy)
         result.status.request = status.request
         result.events.append(Event("Warning", reasons.REQUEST_REFUSED,
@@ -146,7 +134,7 @@ def _user_pause(obs: Observed, status: ReleaseStatus, now: datetime, pause: bool
                                    "a pause step or a held analysis is ended by `sluice promote`"))
         return result
     status.phase = Phase.PROGRESSING
-    _restart_step(status, now)  # a timed pause or an analysis starts again after a manual pause
+    restart_step(status, now)  # a timed pause or an analysis starts again after a manual pause
     return _walk(obs, status, now, strategy)
 
 
@@ -158,9 +146,9 @@ def _hold_paused(obs: Observed, status: ReleaseStatus, strategy: Strategy) -> Pl
         reasons.PAUSED: "paused by a user; `sluice resume` continues",
         reasons.WAITING_FOR_PROMOTE: "waiting for `sluice promote`",
     }.get(status.pause_reason or "", "")
-    if why:
-        status.message = f"step {index + 1}/{len(steps)} ({steps[min(index, len(steps) - 1)]}): {why}"
-    return hold(obs, status)
+    message = f"step {index + 1}/{len(steps)} ({steps[min(index, len(steps) - 1)]}): {why}" if why \
+        else status.message
+    return pause(obs, status, status.pause_reason or reasons.PAUSED, message)
 
 
 def _walk(obs: Observed, status: ReleaseStatus, now: datetime, strategy: Strategy) -> Plan:
@@ -174,11 +162,7 @@ def _walk(obs: Observed, status: ReleaseStatus, now: datetime, strategy: Strateg
             result.events[:0] = events
             return result
         result, done = strategy.step(obs, status, now, index)
-        if result.status.phase in (Phase.ROLLED_BACK, Phase.FAILED) or (
-                result.status.phase == Phase.PAUSED and result.status.paused):
-            result.events[:0] = events
-            return result
-        if not done:
+        if not done:  # waiting, or the step stopped the rollout (a failure, a pause)
             result.events[:0] = events
             return result
         events.append(Event("Normal", reasons.STEP_COMPLETED,

@@ -58,20 +58,24 @@ def deadline(obs: Observed) -> float:
     return parse_duration(obs.policy.progress_deadline if obs.policy else DEFAULT_DEADLINE)
 
 
+def restart_step(status: ReleaseStatus, now: datetime) -> None:
+    """The current step starts afresh: its timer, its analysis runs, no pause reason."""
+    status.step_started_at = iso(now)
+    status.analysis_run = None
+    status.background_run = None
+    status.pause_reason = None
+
+
 def begin(obs: Observed, status: ReleaseStatus, now: datetime, strategy: str) -> None:
     """Status for a fresh rollout of the desired version."""
     status.candidate_version = obs.spec.version
     status.candidate_hash = obs.desired_hash
     status.current_step = 0
-    status.step_started_at = iso(now)
     status.rollout_started_at = iso(now)
     status.canary_weight = 0
-    status.paused = False
-    status.pause_reason = None
-    status.analysis_run = None
-    status.background_run = None
     status.phase = Phase.PROGRESSING
     status.strategy = strategy
+    restart_step(status, now)
 
 
 def add_history(status: ReleaseStatus, outcome: str, reason: str, now: datetime) -> None:
@@ -88,9 +92,13 @@ def clear_candidate(status: ReleaseStatus) -> None:
     status.candidate_hash = None
     status.analysis_run = None
     status.background_run = None
-    status.paused = False
     status.pause_reason = None
     status.canary_weight = 0
+
+
+def halted(status: ReleaseStatus) -> bool:
+    """The plan stopped the rollout: rolled back, failed, or paused (for a person to act)."""
+    return status.phase in (Phase.ROLLED_BACK, Phase.FAILED, Phase.PAUSED)
 
 
 def refuse(plan: Plan, why: str) -> None:
@@ -109,6 +117,14 @@ def hold(obs: Observed, status: ReleaseStatus) -> Plan:
                 stable_service_selects_canary=not obs.gateway and status.strategy == "canary",
                 active="canary" if blue_green and status.canary_weight == 100 else "stable",
                 preview=blue_green)
+
+
+def pause(obs: Observed, status: ReleaseStatus, reason: str, message: str) -> Plan:
+    """The rollout waits for a person (promote, resume, retry or abort), everything held in place."""
+    status.phase = Phase.PAUSED
+    status.pause_reason = reason
+    status.message = message
+    return hold(obs, status)
 
 
 def back_to_stable(obs: Observed, status: ReleaseStatus) -> Plan:
@@ -200,8 +216,7 @@ def fail(obs: Observed, status: ReleaseStatus, now: datetime, reason: str, messa
     candidate = status.candidate_version
     if force_rollback or obs.policy.on_failure == OnFailure.ROLLBACK:
         status.phase = Phase.ROLLED_BACK
-        status.pause_reason = reason
-        status.paused = False
+        status.pause_reason = None
         add_history(status, "RolledBack", message, now)
         plan = back_to_stable(obs, status)
         plan.events.append(Event(
@@ -210,12 +225,9 @@ def fail(obs: Observed, status: ReleaseStatus, now: datetime, reason: str, messa
         ))
         status.message = f"rolled back {candidate}: {message}. `sluice retry` to try it again"
         return plan
-    status.phase = Phase.PAUSED
-    status.paused = True
-    status.pause_reason = reason
-    status.message = (f"paused on failure (onFailure: pause), traffic held at {status.canary_weight}%: "
-                      f"{message}. `sluice retry`, `sluice promote` or `sluice abort`")
-    plan = hold(obs, status)
+    plan = pause(obs, status, reason,
+                 f"paused on failure (onFailure: pause), traffic held at {status.canary_weight}%: "
+                 f"{message}. `sluice retry`, `sluice promote` or `sluice abort`")
     plan.events.append(Event("Warning", reasons.ROLLOUT_PAUSED, f"{candidate} paused: {message}"))
     return plan
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from sluice.api.durations import format_duration
-from sluice.api.models import Phase, ReleaseStatus
+from sluice.api.models import ReleaseStatus
 from sluice.plan import analysis, reasons
-from sluice.plan.release import POLL, deadline, fail, hold
+from sluice.plan.release import POLL, deadline, fail, pause
 from sluice.plan.types import Event, Observed, Plan, seconds_since
 
 
@@ -24,11 +24,7 @@ def analysis_step(obs: Observed, status: ReleaseStatus, now: datetime, result: P
     if state.outcome == analysis.Outcome.FAILED:
         return fail(obs, status, now, reasons.ANALYSIS_FAILED, analysis.evidence(status, state)), False
     if state.outcome == analysis.Outcome.INCONCLUSIVE:
-        status.phase = Phase.PAUSED
-        status.paused = True
-        status.pause_reason = reasons.ANALYSIS_INCONCLUSIVE
-        status.message = f"{head}: paused, {state.reason}"
-        paused = hold(obs, status)
+        paused = pause(obs, status, reasons.ANALYSIS_INCONCLUSIVE, f"{head}: paused, {state.reason}")
         paused.events.append(Event("Warning", reasons.ANALYSIS_INCONCLUSIVE, state.reason))
         return paused, False
     if state.outcome == analysis.Outcome.PASSED:
