@@ -30,7 +30,7 @@ from sluice.plan import reasons
 from sluice.plan.conditions import set_condition
 from sluice.plan.release import plan as make_plan
 from sluice.plan.types import Observed, Plan, Workload, iso
-from sluice.traffic import Router, ServiceIntent, changed
+from sluice.traffic import Router, changed
 from sluice.traffic.gateway import GatewayRoute
 from sluice.traffic.replicas import ReplicaRatio
 
@@ -42,13 +42,12 @@ STALLED_RETRY = 30.0
 def workload(body: Body | None, pods: list[Body] | None = None) -> Workload:
     if body is None:
         return Workload()
-    digest = (body["metadata"].get("annotations") or {}).get(objects.TEMPLATE_HASH)
-    foreign = sum(1 for pod in pods or []
-                  if (pod["metadata"].get("annotations") or {}).get(objects.TEMPLATE_HASH) != digest)
+    digest = objects.template_hash_of(body)
+    foreign = sum(1 for pod in pods or [] if objects.template_hash_of(pod) != digest)
     meta, spec, status = body["metadata"], body.get("spec", {}), body.get("status") or {}
     return Workload(
         exists=True,
-        template_hash=(meta.get("annotations") or {}).get(objects.TEMPLATE_HASH),
+        template_hash=digest,
         version=(meta.get("labels") or {}).get(objects.VERSION),
         replicas=spec.get("replicas", 1),
         ready=status.get("readyReplicas") or 0,
@@ -77,8 +76,7 @@ async def preview_settled(ctx: Context, name: str, namespace: str, stable: Workl
     if service is None or (service["spec"].get("selector") or {}).get(objects.TRACK) != "stable":
         return False
     wanted = {p["metadata"]["name"] for p in pods
-              if (p["metadata"].get("annotations") or {}).get(objects.TEMPLATE_HASH) == stable.template_hash
-              and not p["metadata"].get("deletionTimestamp")}
+              if objects.template_hash_of(p) == stable.template_hash and not p["metadata"].get("deletionTimestamp")}
     listed: set[str] = set()
     for piece in await ctx.kube.list("discovery.k8s.io/v1", "EndpointSlice", namespace,
                                      f"kubernetes.io/service-name={name}-preview"):
@@ -184,12 +182,12 @@ async def observe(ctx: Context, release: Body) -> tuple[Observed, Router, dict[s
         if route_problem:
             problem, why = route_problem, reasons.INVALID_SPEC
     unmet = await _requirement(ctx, name, namespace, spec.version, policy)
+    desired = objects.template_hash(spec)
     finalizing = (policy is not None and policy.strategy.blue_green is not None
-                  and status.candidate_hash == objects.template_hash(spec)
-                  and stable.complete(objects.template_hash(spec), spec.replicas))
+                  and status.candidate_hash == desired and stable.complete(desired, spec.replicas))
     settled = finalizing and await preview_settled(ctx, name, namespace, stable, stable_pods)
     observed = Observed(
-        generation=meta.get("generation", 0), spec=spec, desired_hash=objects.template_hash(spec), status=status,
+        generation=meta.get("generation", 0), spec=spec, desired_hash=desired, status=status,
         stable=stable, canary=candidate, policy=policy, problem=problem or None, problem_reason=why,
         unmet_requirement=unmet, gateway=gateway is not None, preview_settled=settled,
     )
@@ -223,13 +221,13 @@ DEPLOYMENT_FIELDS = ("spec.replicas", "spec.strategy", "metadata.annotations", "
                      "metadata.ownerReferences")
 
 
-async def _history_template(ctx: Context, namespace: str, deployment: str, digest: str, track: str) -> Body | None:
+async def _history_template(ctx: Context, namespace: str, release: str, deployment: str, digest: str,
+                            track: str) -> Body | None:
     """The pod template of `digest` from the Deployment's ReplicaSet history (as `rollout undo`)."""
-    release = deployment.removesuffix("-canary")
     for replica_set in await ctx.kube.list("apps/v1", "ReplicaSet", namespace, f"{objects.NAME}={release}"):
         owners = replica_set["metadata"].get("ownerReferences") or []
-        annotations = replica_set["spec"]["template"]["metadata"].get("annotations") or {}
-        if any(o.get("name") == deployment for o in owners) and annotations.get(objects.TEMPLATE_HASH) == digest:
+        if any(o.get("name") == deployment for o in owners) and \
+                objects.template_hash_of(replica_set, in_template=True) == digest:
             return objects.restored_template(replica_set, track)
     return None
 
@@ -255,7 +253,7 @@ async def _deployment(ctx: Context, release: Body, obs: Observed, decided: Relea
                 await ctx.kube.merge_patch("apps/v1", "Deployment", name, namespace,
                                            {"spec": {"replicas": intent.replicas}})
             return
-        restored = await _history_template(ctx, namespace, name, digest, track)
+        restored = await _history_template(ctx, namespace, release["metadata"]["name"], name, digest, track)
         if restored is None:
             log.warning("%s/%s: the template of %s is not in the ReplicaSet history; cannot restore it",
                         namespace, name, decided.stable_version)
@@ -273,9 +271,7 @@ async def act(ctx: Context, release: Body, obs: Observed, result: Plan, router: 
     """Traffic first, then pods: a rollback takes traffic off the canary before scaling it down."""
     if obs.problem:
         return
-    services = ServiceIntent(result.stable_service_selects_canary, result.active, result.preview,
-                             result.preview_track)
-    await router.route(services, result.weight if obs.gateway else None)
+    await router.route(result)
     await _deployment(ctx, release, obs, result.status, "stable", result.stable, seen["stable"])
     await _deployment(ctx, release, obs, result.status, "canary", result.canary, seen["canary"])
 

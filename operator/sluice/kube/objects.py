@@ -29,6 +29,12 @@ def template_hash(spec: ReleaseSpec) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:10]
 
 
+def template_hash_of(obj: Body, in_template: bool = False) -> str | None:
+    """The sluice.dev/template-hash annotation of an object, or of its pod template."""
+    metadata = obj["spec"]["template"]["metadata"] if in_template else obj["metadata"]
+    return (metadata.get("annotations") or {}).get(TEMPLATE_HASH)
+
+
 def deployment_name(release: str, track: str) -> str:
     return release if track == "stable" else f"{release}-{track}"
 

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-
-@dataclass(frozen=True)
-class ServiceIntent:
-    selects_canary: bool = False  # replica ratio: <name> selects both tracks
-    active: str = "stable"  # the track <name> selects otherwise
-    preview: bool = False  # blue-green: <name>-preview exists
-    preview_track: str = "canary"  # ...and selects this track
+from sluice.plan.types import Plan
 
 
 class Router(Protocol):
     async def check(self) -> str | None:
         """A problem that stops the rollout (the route does not exist), or None."""
 
-    async def route(self, services: ServiceIntent, weight: int | None) -> None:
-        """Services, and the canary weight where the router has one (None: leave it)."""
+    async def route(self, plan: Plan) -> None:
+        """The plan's Services, and its canary weight where the router has one (None: leave it)."""
 
 
 def changed(observed: dict[str, Any] | None, desired: dict[str, Any], fields: tuple[str, ...]) -> bool:

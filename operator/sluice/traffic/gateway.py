@@ -11,7 +11,7 @@ from typing import Any
 from sluice.api.models import ReleaseSpec
 from sluice.kube import objects
 from sluice.kube.client import Conflict, Kube
-from sluice.traffic import ServiceIntent
+from sluice.plan.types import Plan
 from sluice.traffic.replicas import apply_services
 
 API_VERSION = "gateway.networking.k8s.io/v1"
@@ -32,13 +32,10 @@ class GatewayRoute:
         _, problem = objects.route_weights(route, self.release["metadata"]["name"], 0)
         return problem
 
-    async def current(self) -> int | None:
-        route = await self._read()
-        return None if route is None else objects.route_weight(route, self.release["metadata"]["name"])
-
-    async def route(self, services: ServiceIntent, weight: int | None) -> None:
-        await apply_services(self.kube, self.release, self.spec,
-                             ServiceIntent(False, services.active, services.preview, services.preview_track))
+    async def route(self, plan: Plan) -> None:
+        # Under a route, <name> always selects a single track; the route splits the traffic.
+        await apply_services(self.kube, self.release, self.spec, plan, selects_canary=False)
+        weight = plan.weight
         if weight is None:
             return
         for _ in range(3):

@@ -9,7 +9,8 @@ from typing import Any
 from sluice.api.models import ReleaseSpec
 from sluice.kube import objects
 from sluice.kube.client import Kube
-from sluice.traffic import ServiceIntent, changed
+from sluice.plan.types import Plan
+from sluice.traffic import changed
 
 SERVICE_FIELDS = ("spec.selector", "spec.ports", "metadata.ownerReferences")
 
@@ -21,14 +22,14 @@ class ReplicaRatio:
     async def check(self) -> str | None:
         return None
 
-    async def route(self, services: ServiceIntent, weight: int | None) -> None:
-        await apply_services(self.kube, self.release, self.spec, services)
+    async def route(self, plan: Plan) -> None:
+        await apply_services(self.kube, self.release, self.spec, plan, plan.stable_service_selects_canary)
 
 
-async def apply_services(kube: Kube, release: dict[str, Any], spec: ReleaseSpec, services: ServiceIntent) -> None:
+async def apply_services(kube: Kube, release: dict[str, Any], spec: ReleaseSpec, plan: Plan,
+                         selects_canary: bool) -> None:
     namespace = release["metadata"]["namespace"]
-    for body in objects.services(release, spec, services.selects_canary, services.active, services.preview,
-                                 services.preview_track):
+    for body in objects.services(release, spec, selects_canary, plan.active, plan.preview, plan.preview_track):
         observed = await kube.get("v1", "Service", body["metadata"]["name"], namespace)
         if changed(observed, body, SERVICE_FIELDS):
             await kube.apply(body)
