@@ -430,6 +430,8 @@ class MetricRun(StatusModel):
     errors: int = 0
     consecutive_errors: int = 0
     last_measured_at: str | None = None
+    data_seen: bool = False  # a measurement of this run had data: noData applies from now on
+    waiting_since: str | None = None  # first Waiting measurement since the last judged one
 
 
 class AnalysisRun(StatusModel):
@@ -445,6 +447,31 @@ class HistoryEntry(StatusModel):
     finished_at: str | None = None
     reason: str = ""
     template_hash: str = ""
+
+
+class PolicySnapshot(StatusModel):
+    """The RolloutPolicy a rollout started with: an edit mid-rollout never skips a step or an analysis."""
+
+    name: str
+    generation: int | None = None
+    hash: str
+    spec: dict[str, Any] = Field(json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
+
+
+class StableSpec(StatusModel):
+    """What rebuilds the stable Deployment from status alone: its version and pod template."""
+
+    version: str
+    template: dict[str, Any] = Field(json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
+
+
+class PendingEvent(StatusModel):
+    """An event decided by a pass, persisted with the decision and posted after it (idempotently)."""
+
+    id: str
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
 
 
 class Request(StatusModel):
@@ -475,6 +502,11 @@ class ReleaseStatus(StatusModel):
     message: str = ""
     request: Request | None = None
     strategy: str | None = None
+    policy: PolicySnapshot | None = None  # the policy this rollout runs against
+    stable_spec: StableSpec | None = None  # the stable version's template, to rebuild it from status
+    unready_since: str | None = None  # when the candidate was first seen short of Ready pods in this step
+    events: list[PendingEvent] = Field(default_factory=list)  # the last decision's events (outbox)
+    event_seq: int = 0
     replicas: dict[str, int] = Field(default_factory=dict)  # ready pods per track, for `sluice get`
 
 

@@ -111,6 +111,7 @@ class Result:
     verdict: Verdict
     value: float | None
     message: str
+    missing: bool = False  # the provider answered, with no data (an empty result or NaN)
 
 
 def canary_replicas(total: int, weight: int) -> int:
