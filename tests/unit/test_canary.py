@@ -178,12 +178,12 @@ def test_no_data_is_inconclusive_and_pauses_then_retry_measures_again() -> None:
 def test_waiting_for_traffic_is_bounded_by_progress_deadline() -> None:
     world = first_version(policy_spec(STEPS), gateway=True)
     world.deploy("1.1.0").settle(OK, passes=2)
-    for _ in range(9):
+    for _ in range(10):  # waiting is timed from the first Waiting measurement, one interval into the step
         world.later(31).step(WAIT)
     assert world.phase == Phase.PROGRESSING and "waiting for traffic" not in world.status.message
     world.later(31).step(WAIT)
     assert world.phase == Phase.ROLLED_BACK
-    assert "no usable data for 5m" in world.status.message
+    assert "no usable data for 5m" in world.status.message and "too little traffic" in world.status.message
 
 
 def test_timed_pause_survives_a_restart_with_its_time_left() -> None:
@@ -378,5 +378,8 @@ def test_a_promotion_that_cannot_finish_fails_at_the_deadline_and_restores_stabl
     plan = world.later(101).step()
     assert world.phase == Phase.ROLLED_BACK
     assert "stable Deployment not rolled out to 1.1.0 within 5m" in world.status.message
-    assert plan.stable is not None and plan.stable.template == "stable" and plan.weight == 0
+    assert plan.stable is not None and plan.stable.template == "stable"
+    assert plan.weight == 100, "no stable pod of 1.0.0 is Ready yet: the candidate keeps serving"
     assert world.stable.template_hash == "h-1.0.0"
+    plan = world.later(1).step()
+    assert plan.weight == 0 and world.route_weight == 0, "1.0.0 Ready again: traffic leaves the candidate"

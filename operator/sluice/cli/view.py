@@ -15,7 +15,7 @@ from rich.text import Text
 
 from sluice.api.durations import format_duration
 from sluice.api.models import Phase, ReleaseStatus, RolloutPolicySpec, Verdict
-from sluice.plan.driver import step_list
+from sluice.plan.release import step_list
 
 PHASE_STYLE = {
     Phase.SUCCEEDED: "bold green", Phase.PROGRESSING: "bold cyan", Phase.PAUSED: "bold yellow",

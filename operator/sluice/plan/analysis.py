@@ -6,12 +6,13 @@ The judge (sluice.analysis.judge) turns a query result into a verdict; this modu
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sluice.api.durations import parse_duration
-from sluice.api.models import Analysis, AnalysisRun, Measurement, Metric, MetricRun, ReleaseStatus, Verdict
+from sluice.api.durations import format_duration, parse_duration
+from sluice.api.models import Analysis, AnalysisRun, Measurement, Metric, MetricRun, NoData, ReleaseStatus, Verdict
 from sluice.plan.types import Plan, Result, iso, seconds_since
 
 MAX_MEASUREMENTS = 30  # status.analysis keeps the most recent ones, across metrics
@@ -46,9 +47,11 @@ def start(step: int, now: datetime) -> AnalysisRun:
 
 
 def evaluate(run: AnalysisRun, metrics: list[Metric], analysis: Analysis, now: datetime,
-             background: bool = False) -> RunState:
+             deadline: float, background: bool = False) -> RunState:
     """Where a run stands. A step run passes after `count` judged measurements of every metric;
-    a background run never passes, it only fails."""
+    a background run never passes: it fails, or is inconclusive at its first inconclusive result.
+    A metric waiting for data (or traffic) longer than `deadline` gets its noData verdict:
+    inconclusive pauses the run for a person, hold and fail fail it."""
     interval = parse_duration(analysis.interval)
     due: list[str] = []
     next_in: float | None = None
@@ -69,6 +72,18 @@ def evaluate(run: AnalysisRun, metrics: list[Metric], analysis: Analysis, now: d
                 f"metric {metric.name} could not be measured {counts.consecutive_errors} times in a row "
                 f"(consecutiveErrorLimit {metric.consecutive_error_limit})", (), None, False, metric.name,
             )
+        waited = seconds_since(counts.waiting_since, now) if counts.waiting_since else 0.0
+        if waited > deadline:
+            limit = format_duration(deadline)
+            if counts.waiting_for_traffic:
+                return RunState(Outcome.FAILED, f"metric {metric.name}: no usable data for {limit} (progressDeadline): "
+                                "too little traffic to judge (minSamples)", (), None, False, metric.name)
+            why = (f"metric {metric.name}: no usable data for {limit} (progressDeadline): the query returned "
+                   f"no data (noData: {metric.no_data.value})")
+            if metric.no_data == NoData.INCONCLUSIVE:
+                return RunState(Outcome.INCONCLUSIVE, why + "; promote to accept, retry to measure again, or abort",
+                                (), None, False, metric.name)
+            return RunState(Outcome.FAILED, why, (), None, False, metric.name)
         judged = counts.successful + counts.failed + counts.inconclusive
         judged_any = judged_any or judged > 0
         if counts.inconclusive:
@@ -80,37 +95,57 @@ def evaluate(run: AnalysisRun, metrics: list[Metric], analysis: Analysis, now: d
                 due.append(metric.name)
             else:
                 next_in = wait if next_in is None else min(next_in, wait)
+    if inconclusive and (finished or background):
+        return RunState(
+            Outcome.INCONCLUSIVE,
+            f"analysis was inconclusive for {', '.join(inconclusive)}: no data or neither condition "
+            "held; promote to accept, retry to measure again, or abort", (), None, False,
+        )
     if finished:
-        if inconclusive:
-            return RunState(
-                Outcome.INCONCLUSIVE,
-                f"analysis was inconclusive for {', '.join(inconclusive)}: no data or neither condition "
-                "held; promote to accept, retry to measure again, or abort", (), None, False,
-            )
         return RunState(Outcome.PASSED, "", (), None, False)
     return RunState(Outcome.RUNNING, "", tuple(due), next_in, not judged_any)
 
 
+def judged_well(run: AnalysisRun | None, metrics: list[Metric]) -> list[str]:
+    """The metrics of a background run not yet fit to promote on: none Successful yet, or waiting."""
+    counts = run.metrics if run else {}
+    return [m.name for m in metrics
+            if m.name not in counts or counts[m.name].successful == 0 or counts[m.name].waiting_since]
+
+
 def record(status: ReleaseStatus, run: AnalysisRun, results: list[Result], now: datetime,
            version: str, step: int | None) -> AnalysisRun:
-    """The run with `results` counted, and each result appended to status.analysis (bounded)."""
+    """The run with `results` counted, and each result appended to status.analysis (bounded).
+    No data before any data was seen in the run is Waiting, not a verdict: a metric that starts
+    returning data a scrape or two after its version starts serving is not held against it."""
     metrics = {name: counts.model_copy() for name, counts in run.metrics.items()}
     for result in results:
         counts = metrics.setdefault(result.metric, MetricRun())
         counts.last_measured_at = iso(now)
-        if result.verdict == Verdict.ERROR:
+        verdict, message = result.verdict, result.message
+        if result.missing and not counts.data_seen and verdict != Verdict.ERROR:
+            verdict, message = Verdict.WAITING, f"{message}; waiting for the first data (noData applies after it)"
+        if verdict == Verdict.ERROR:
             counts.errors += 1
             counts.consecutive_errors += 1
         else:
             counts.consecutive_errors = 0
-        if result.verdict == Verdict.SUCCESSFUL:
+        if verdict == Verdict.WAITING:
+            counts.waiting_since = counts.waiting_since or iso(now)
+            counts.waiting_for_traffic = not result.missing
+        elif verdict != Verdict.ERROR:
+            counts.waiting_since = None
+        if verdict in (Verdict.SUCCESSFUL, Verdict.FAILED, Verdict.INCONCLUSIVE) and not result.missing:
+            counts.data_seen = True
+        if verdict == Verdict.SUCCESSFUL:
             counts.successful += 1
-        elif result.verdict == Verdict.FAILED:
+        elif verdict == Verdict.FAILED:
             counts.failed += 1
-        elif result.verdict == Verdict.INCONCLUSIVE:
+        elif verdict == Verdict.INCONCLUSIVE:
             counts.inconclusive += 1
+        value = result.value if result.value is not None and math.isfinite(result.value) else None
         status.analysis.append(Measurement(
-            metric=result.metric, verdict=result.verdict, value=result.value, message=result.message,
+            metric=result.metric, verdict=verdict, value=value, message=message,
             step=step, version=version, at=iso(now),
         ))
     status.analysis = status.analysis[-MAX_MEASUREMENTS:]

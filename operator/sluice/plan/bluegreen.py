@@ -14,7 +14,7 @@ from datetime import datetime
 from sluice.api.durations import format_duration, parse_duration
 from sluice.api.models import BlueGreenStrategy, ReleaseStatus
 from sluice.plan import reasons, steps
-from sluice.plan.release import POLL, pause, succeed
+from sluice.plan.lifecycle import pause, restart_step, succeed
 from sluice.plan.types import DeploymentIntent, Event, Observed, Plan, seconds_since
 
 PREVIEW, PRE, SWITCH, POST, WARM, FINALIZE = (
@@ -48,18 +48,32 @@ class BlueGreen:
         kind = names[index]
         total = obs.spec.replicas
         switched = index > names.index(SWITCH)
-        status.canary_weight = 100 if switched else 0
         result = Plan(status=status, stable=DeploymentIntent("stable", total),
-                      canary=DeploymentIntent("candidate", total), preview=True,
-                      active="canary" if switched else "stable")
+                      canary=DeploymentIntent("candidate", total), preview=True, active="stable")
         head = f"step {index + 1}/{len(names)} ({kind})"
-        waited = seconds_since(status.step_started_at, now)
-        ready = obs.canary.complete(obs.desired_hash, total)
-        if not ready:  # never switch to, or stay on, a candidate that is not fully Ready
+        if not obs.canary.complete(obs.desired_hash, total):
+            # Never switch to, or stay on, a candidate short of Ready pods while the old version is
+            # warm: the active Service goes back to it at once, and the step waits for readiness.
+            status.canary_weight = 0
+            if switched and obs.stable.ready == 0 and obs.canary.ready > 0:
+                result.active, status.canary_weight = "canary", 100  # the warm side is gone: keep serving
+            elif switched and status.unready_since is None:
+                result.events.append(Event(
+                    "Warning", reasons.TRAFFIC_WITHDRAWN,
+                    f"{obs.spec.version} lost readiness ({obs.canary.ready}/{total} pods ready): "
+                    f"the active Service is back on {status.stable_version} until it recovers"))
             return steps.waiting_for_pods(
                 obs, status, now, result,
                 f"candidate {obs.spec.version} not Ready within {{deadline}} ({obs.canary.ready}/{total} pods ready)",
                 f"{head}: {obs.canary.ready}/{total} pods of {obs.spec.version} ready behind the preview")
+        if switched and status.unready_since is not None:  # recovered: switch again, judge afresh
+            restart_step(status, now)
+            result.events.append(Event("Normal", reasons.STEP_COMPLETED,
+                                       f"{obs.spec.version} Ready again: active Service switched to it again"))
+        steps.in_place(status)
+        status.canary_weight = 100 if switched else 0
+        result.active = "canary" if switched else "stable"
+        waited = seconds_since(status.step_started_at, now)
         if kind == PREVIEW:
             return result, True
         if kind in (PRE, POST):
@@ -85,19 +99,33 @@ class BlueGreen:
             return result, False
         return result, True
 
+    def background(self, obs: Observed, status: ReleaseStatus, now: datetime, result: Plan) -> Plan:
+        return result  # blue-green has no background analysis
+
     def promote(self, obs: Observed, status: ReleaseStatus, now: datetime) -> Plan:
+        """The stable Deployment takes the new template while the candidate serves; then <name>
+        switches back to it once the preview's endpoints list exactly its pods. Both waits are
+        bounded by progressDeadline; at the deadline the rollout fails like any other."""
         total = obs.spec.replicas
+        status.canary_weight = 100
+        finalizing = Plan(status=status, stable=DeploymentIntent("candidate", total), preview=True, active="canary",
+                          canary=DeploymentIntent("candidate", total))
         if not obs.stable.complete(obs.desired_hash, total):
-            status.canary_weight = 100
-            status.message = (f"finalizing {obs.spec.version}: stable Deployment {obs.stable.updated}/{total} "
-                              f"updated, {obs.stable.ready}/{total} ready, while the candidate serves")
-            return Plan(status=status, stable=DeploymentIntent("candidate", total), preview=True, active="canary",
-                        canary=DeploymentIntent("candidate", total), requeue_after=POLL)
+            waiting, _ = steps.waiting_for_pods(
+                obs, status, now, finalizing,
+                f"stable Deployment not rolled out to {obs.spec.version} within {{deadline}} "
+                f"({obs.stable.updated}/{total} updated, {obs.stable.ready}/{total} ready)",
+                f"finalizing {obs.spec.version}: stable Deployment {obs.stable.updated}/{total} "
+                f"updated, {obs.stable.ready}/{total} ready, while the candidate serves")
+            return waiting
         if not obs.preview_settled:
             # The switch back to the stable track must not meet a stale endpoint of the old version:
             # the preview selects it first, and its endpoints show when the controller caught up.
-            status.message = f"finalizing {obs.spec.version}: waiting for endpoints to list only the new pods"
-            return Plan(status=status, preview=True, preview_track="stable", active="canary",
-                        stable=DeploymentIntent("candidate", total), canary=DeploymentIntent("candidate", total),
-                        requeue_after=1.0)
+            finalizing.preview_track = "stable"
+            waiting, _ = steps.waiting_for_pods(
+                obs, status, now, finalizing,
+                "the endpoints of the preview did not list only the new pods within {deadline}",
+                f"finalizing {obs.spec.version}: waiting for endpoints to list only the new pods")
+            waiting.requeue_after = min(waiting.requeue_after or 1.0, 1.0)
+            return waiting
         return succeed(obs, status, now, "blue-green switch")

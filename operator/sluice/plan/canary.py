@@ -10,12 +10,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from sluice.api.durations import format_duration, parse_duration
-from sluice.api.models import CanaryStep, ReleaseStatus
+from sluice.api.models import CanaryStep, Phase, ReleaseStatus
 from sluice.plan import analysis, reasons
 from sluice.plan import steps as steps_
-from sluice.plan.release import POLL, fail, halted, hold, pause, succeed
+from sluice.plan.lifecycle import POLL, deadline, fail, halted, hold, pause, succeed
 from sluice.plan.types import (
     DeploymentIntent,
+    Event,
     Observed,
     Plan,
     canary_replicas,
@@ -55,31 +56,46 @@ class Canary:
     def promote(self, obs: Observed, status: ReleaseStatus, now: datetime) -> Plan:
         return _promote(obs, status, now)
 
+    def background(self, obs: Observed, status: ReleaseStatus, now: datetime, result: Plan) -> Plan:
+        return _background(obs, status, now, result)
+
 
 def _steps(obs: Observed) -> list[CanaryStep]:
     assert obs.policy is not None and obs.policy.strategy.canary is not None
     return obs.policy.strategy.canary.steps
 
 
+def stable_pods(total: int, weight: int) -> int:
+    """Stable pods beside a replica-ratio canary at `weight`: the rest of `total`, but never none
+    while the canary has less than all the traffic, so a rollback always has Ready pods to go to:
+    stable_pods(4, 25) == 3, stable_pods(1, 10) == 1 (a canary pod beside it: 50%),
+    stable_pods(4, 80) == 1, stable_pods(4, 100) == 0, stable_pods(0, 50) == 0."""
+    if total <= 0:
+        return 0
+    rest = total - canary_replicas(total, weight)
+    return rest if weight >= 100 else max(1, rest)
+
+
 def _traffic(obs: Observed, status: ReleaseStatus, weight: int) -> tuple[Plan, bool]:
-    """Pods and traffic for `weight`; True when the candidate serves exactly that, Ready."""
+    """Pods and traffic for `weight`; True when the candidate serves exactly that, Ready.
+    Traffic follows the candidate's Ready pods at once, down as well as up."""
     total = obs.spec.replicas
     want = canary_replicas(total, weight)
     canary_ok = obs.canary.complete(obs.desired_hash, want)
+    ready = min(obs.canary.ready_of(obs.desired_hash), want)
     result = Plan(status=status, canary=DeploymentIntent("candidate", want))
     if obs.gateway:
-        # Stable stays at full size; the route moves only once the canary pods are Ready.
+        # Stable stays at full size; the route carries the share of the weight whose pods are Ready.
         result.stable = DeploymentIntent("stable", total)
-        applied = weight if canary_ok else min(status.canary_weight, weight)
+        applied = weight if canary_ok else (weight * ready // want if want else 0)
         result.weight = applied
         status.canary_weight = applied
         return result, canary_ok and applied == weight
-    # Replica ratio: stable shrinks only by as many pods as the canary has Ready.
-    ready_canary = min(obs.canary.ready, want) if obs.canary.template_hash == obs.desired_hash else 0
-    stable_target = total - want
-    result.stable = DeploymentIntent("stable", max(stable_target, total - ready_canary))
+    # Replica ratio: stable shrinks only by as many pods as the canary has Ready, and never to none.
+    stable_target = stable_pods(total, weight)
+    result.stable = DeploymentIntent("stable", max(stable_target, total - ready))
     result.stable_service_selects_canary = True
-    status.canary_weight = effective_weight(ready_canary, obs.stable.ready)
+    status.canary_weight = effective_weight(ready, obs.stable.ready)
     stable_ok = obs.stable.replicas == stable_target and obs.stable.total == stable_target \
         and obs.stable.ready == stable_target
     return result, canary_ok and stable_ok
@@ -101,6 +117,7 @@ def _step(obs: Observed, status: ReleaseStatus, now: datetime, steps: list[Canar
             f"{head}: moving to weight {weight}%{ratio}, now {status.canary_weight}%, "
             f"{obs.canary.ready}/{want} candidate pods ready")
         return (waiting if halted(status) else _background(obs, status, now, waiting)), False
+    steps_.in_place(status)
     result = _background(obs, status, now, result)
     if halted(status):
         return result, False
@@ -121,20 +138,33 @@ def _step(obs: Observed, status: ReleaseStatus, now: datetime, steps: list[Canar
     return steps_.analysis_step(obs, status, now, result, head, index, step.analysis.metrics, context)
 
 
-def _background(obs: Observed, status: ReleaseStatus, now: datetime, result: Plan) -> Plan:
-    """Background analysis from startingStep on: it never promotes, it only fails a rollout."""
+def _background_metrics(obs: Observed, status: ReleaseStatus) -> list[str] | None:
+    """The metrics background analysis runs at the current step, or None when it does not run."""
     assert obs.policy is not None and obs.policy.strategy.canary is not None
     background = obs.policy.strategy.canary.background_analysis
     index = status.current_step or 0
     if background is None or index < background.starting_step or not obs.policy.analysis.metrics:
+        return None
+    return [m.name for m in obs.policy.analysis.metrics]
+
+
+def _background(obs: Observed, status: ReleaseStatus, now: datetime, result: Plan) -> Plan:
+    """Background analysis from startingStep on, pauses included: it never promotes by itself;
+    it fails a rollout, or pauses it for a person when inconclusive."""
+    if _background_metrics(obs, status) is None:
         return result
+    assert obs.policy is not None
     spec = obs.policy.analysis
     if status.background_run is None:
         status.background_run = analysis.start(-1, now)
-    state = analysis.evaluate(status.background_run, list(spec.metrics), spec, now, background=True)
+    state = analysis.evaluate(status.background_run, list(spec.metrics), spec, now, deadline(obs), background=True)
     if state.outcome == analysis.Outcome.FAILED:
         return fail(obs, status, now, reasons.ANALYSIS_FAILED,
                     "background analysis: " + analysis.evidence(status, state))
+    if state.outcome == analysis.Outcome.INCONCLUSIVE and status.phase != Phase.PAUSED:
+        paused = pause(obs, status, reasons.ANALYSIS_INCONCLUSIVE, f"paused, background {state.reason}")
+        paused.events.append(Event("Warning", reasons.ANALYSIS_INCONCLUSIVE, "background " + state.reason))
+        result = paused
     result.measure = tuple(dict.fromkeys((*result.measure, *state.due)))
     result.measure_background = state.due
     result.requeue_after = steps_.soonest(result.requeue_after, 0.0 if state.due else state.next_in)
@@ -143,19 +173,31 @@ def _background(obs: Observed, status: ReleaseStatus, now: datetime, result: Pla
 
 def _promote(obs: Observed, status: ReleaseStatus, now: datetime) -> Plan:
     """After the last step the stable Deployment takes the candidate's template; the canary keeps
-    serving until the stable runs it Ready at full size, then traffic returns to stable."""
+    serving until the stable runs it Ready at full size, then traffic returns to stable. Background
+    analysis must have judged every metric well first: no promotion on missing data."""
     total = obs.spec.replicas
     # The route keeps the weight the last step left (it may have been set in this very pass).
     if obs.unmet_requirement:
         status.message = f"all steps passed; promotion waits: {obs.unmet_requirement}"
-        waiting = hold(obs, status)
-        waiting.requeue_after = POLL * 3
+        waiting = _background(obs, status, now, hold(obs, status))
+        waiting.requeue_after = steps_.soonest(waiting.requeue_after, POLL * 3)
         return waiting
+    names = _background_metrics(obs, status)
+    if names is not None:
+        assert obs.policy is not None
+        held = _background(obs, status, now, hold(obs, status))
+        if halted(status):
+            return held
+        pending = analysis.judged_well(status.background_run, list(obs.policy.analysis.metrics))
+        if pending:
+            status.message = (f"all steps passed; promotion waits for background analysis to judge "
+                              f"{', '.join(pending)}")
+            return held
     if not obs.stable.complete(obs.desired_hash, total):
         promoting = hold(obs, status)
         promoting.stable = DeploymentIntent("candidate", total)
         # Also bounded: a stable Deployment that cannot take the new template fails the rollout, and
-        # the rollback restores the previous template from its ReplicaSet history.
+        # the rollback restores the previous template from status.
         waiting, _ = steps_.waiting_for_pods(
             obs, status, now, promoting,
             f"stable Deployment not rolled out to {obs.spec.version} within {{deadline}} "

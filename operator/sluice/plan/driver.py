@@ -7,9 +7,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from sluice.api.models import Phase, ReleaseStatus, RolloutPolicySpec
+from sluice.api.models import Phase, ReleaseStatus
 from sluice.plan import reasons
-from sluice.plan.release import POLL, add_history, back_to_stable, begin, fail, pause, refuse, restart_step
+from sluice.plan.lifecycle import POLL, add_history, back_to_stable, begin, fail, pause, refuse, restart_step
 from sluice.plan.types import Event, Observed, Plan, iso
 
 
@@ -26,6 +26,9 @@ class Strategy(Protocol):
 
     def promote(self, obs: Observed, status: ReleaseStatus, now: datetime) -> Plan:
         """After the last step: make the candidate the stable version."""
+
+    def background(self, obs: Observed, status: ReleaseStatus, now: datetime, result: Plan) -> Plan:
+        """Analysis that runs whatever the step, pauses included: it can only fail or pause a rollout."""
 
 
 def plan(obs: Observed, status: ReleaseStatus, now: datetime, strategy: Strategy) -> Plan:
@@ -99,7 +102,7 @@ def _plan(obs: Observed, status: ReleaseStatus, now: datetime, strategy: Strateg
         result.events.insert(0, Event("Normal", reasons.REQUEST_APPLIED, applied))
         return result
     if status.phase == Phase.PAUSED:
-        return _hold_paused(obs, status, strategy)
+        return _hold_paused(obs, status, now, strategy)
     return _walk(obs, status, now, strategy)
 
 
@@ -125,7 +128,7 @@ def _user_pause(obs: Observed, status: ReleaseStatus, now: datetime, pause: bool
     status.request = None
     if pause:
         status.pause_reason = reasons.PAUSED
-        return _hold_paused(obs, status, strategy)
+        return _hold_paused(obs, status, now, strategy)
     if status.phase != Phase.PAUSED or status.pause_reason != reasons.PAUSED:
         result = _walk(obs, status, now, strategy)
         result.status.request = status.request
@@ -138,8 +141,9 @@ def _user_pause(obs: Observed, status: ReleaseStatus, now: datetime, pause: bool
     return _walk(obs, status, now, strategy)
 
 
-def _hold_paused(obs: Observed, status: ReleaseStatus, strategy: Strategy) -> Plan:
-    """Everything stays where it is: weights, pods, timers."""
+def _hold_paused(obs: Observed, status: ReleaseStatus, now: datetime, strategy: Strategy) -> Plan:
+    """Everything stays where it is: weights, pods, timers; background analysis goes on, so a
+    candidate going bad while it waits for a person is still caught."""
     steps = strategy.steps(obs)
     index = status.current_step or 0
     why = {
@@ -148,7 +152,8 @@ def _hold_paused(obs: Observed, status: ReleaseStatus, strategy: Strategy) -> Pl
     }.get(status.pause_reason or "", "")
     message = f"step {index + 1}/{len(steps)} ({steps[min(index, len(steps) - 1)]}): {why}" if why \
         else status.message
-    return pause(obs, status, status.pause_reason or reasons.PAUSED, message)
+    held = pause(obs, status, status.pause_reason or reasons.PAUSED, message)
+    return strategy.background(obs, status, now, held)
 
 
 def _walk(obs: Observed, status: ReleaseStatus, now: datetime, strategy: Strategy) -> Plan:
@@ -169,18 +174,3 @@ def _walk(obs: Observed, status: ReleaseStatus, now: datetime, strategy: Strateg
                             f"step {index + 1}/{len(steps)} ({steps[index]}) complete"))
         _advance(status, now, index + 1)
     raise AssertionError("unreachable: every pass advances a step or returns")
-
-
-
-
-def step_list(policy: RolloutPolicySpec) -> list[str]:
-    """The steps a policy walks, as `sluice get` lists them."""
-    from sluice.plan import bluegreen, canary
-
-    strategy = policy.strategy
-    if strategy.canary:
-        return [canary.describe(step) for step in strategy.canary.steps]
-    if strategy.blue_green:
-        return bluegreen.step_names(strategy.blue_green)
-    assert strategy.rolling is not None
-    return ["update", "postAnalysis"] if strategy.rolling.post_analysis else ["update"]

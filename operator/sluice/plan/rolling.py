@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sluice.api.models import ReleaseStatus, RollingStrategy
 from sluice.plan import steps
-from sluice.plan.release import succeed
+from sluice.plan.lifecycle import succeed
 from sluice.plan.types import DeploymentIntent, Observed, Plan
 
 UPDATE, POST = "update", "postAnalysis"
@@ -38,9 +38,13 @@ class Rolling:
                 f"{obs.spec.version} not rolled out within {{deadline}} "
                 f"({on_new}/{total} updated, {obs.stable.ready}/{total} ready)",
                 f"{head}: {on_new}/{total} pods updated to {obs.spec.version}, {obs.stable.ready} ready")
+        steps.in_place(status)
         if names[index] == UPDATE:
             return result, True
         return steps.analysis_step(obs, status, now, result, head, index, None, f"{total}/{total} updated, ")
 
     def promote(self, obs: Observed, status: ReleaseStatus, now: datetime) -> Plan:
         return succeed(obs, status, now, "rolling update")
+
+    def background(self, obs: Observed, status: ReleaseStatus, now: datetime, result: Plan) -> Plan:
+        return result  # rolling has no background analysis

@@ -7,8 +7,8 @@ from datetime import datetime
 from sluice.api.durations import format_duration
 from sluice.api.models import ReleaseStatus
 from sluice.plan import analysis, reasons
-from sluice.plan.release import POLL, deadline, fail, pause
-from sluice.plan.types import Event, Observed, Plan, seconds_since
+from sluice.plan.lifecycle import POLL, deadline, fail, pause
+from sluice.plan.types import Event, Observed, Plan, iso, seconds_since
 
 
 def analysis_step(obs: Observed, status: ReleaseStatus, now: datetime, result: Plan, head: str,
@@ -18,9 +18,12 @@ def analysis_step(obs: Observed, status: ReleaseStatus, now: datetime, result: P
     assert obs.policy is not None
     spec = obs.policy.analysis
     metrics = analysis.selected(spec, names)
+    if not metrics:  # refused at apply time and by judge.problems; never a pass with nothing measured
+        return fail(obs, status, now, reasons.ANALYSIS_FAILED,
+                    f"analysis step {index + 1} would run no metric (names: {', '.join(names or [])})"), False
     if status.analysis_run is None or status.analysis_run.step != index:
         status.analysis_run = analysis.start(index, now)
-    state = analysis.evaluate(status.analysis_run, metrics, spec, now)
+    state = analysis.evaluate(status.analysis_run, metrics, spec, now, deadline(obs))
     if state.outcome == analysis.Outcome.FAILED:
         return fail(obs, status, now, reasons.ANALYSIS_FAILED, analysis.evidence(status, state)), False
     if state.outcome == analysis.Outcome.INCONCLUSIVE:
@@ -29,11 +32,6 @@ def analysis_step(obs: Observed, status: ReleaseStatus, now: datetime, result: P
         return paused, False
     if state.outcome == analysis.Outcome.PASSED:
         return result, True
-    limit = deadline(obs)
-    if state.waiting and seconds_since(status.step_started_at, now) > limit:
-        return fail(obs, status, now, reasons.ANALYSIS_FAILED,
-                    f"no usable data for {format_duration(limit)} (progressDeadline): too little traffic "
-                    "or an empty query result"), False
     done = judged(status)
     status.message = (f"{head}: {context}analysis {done}/{spec.count * len(metrics)} "
                       f"measurements{last_verdict(status)}")
@@ -45,14 +43,24 @@ def analysis_step(obs: Observed, status: ReleaseStatus, now: datetime, result: P
 
 def waiting_for_pods(obs: Observed, status: ReleaseStatus, now: datetime, result: Plan, late: str,
                      progress: str) -> tuple[Plan, bool]:
-    """Pods are not where the step needs them yet: wait, within progressDeadline from the step's
-    start. `late` completes "... within <deadline>", `progress` is the status message meanwhile."""
+    """Pods are not where the step needs them: wait, within progressDeadline from the moment
+    they were first seen short (status.unreadySince), not from the step's start, so a pod that
+    flaps late in a long pause gets the whole deadline to recover. `late` completes
+    "... within <deadline>", `progress` is the status message meanwhile."""
     limit = deadline(obs)
-    if seconds_since(status.step_started_at, now) > limit:
+    if status.unready_since is None:
+        status.unready_since = iso(now)
+    waited = seconds_since(status.unready_since, now)
+    if waited > limit:
         return fail(obs, status, now, reasons.PROGRESS_DEADLINE, late.format(deadline=format_duration(limit))), False
     status.message = progress
-    result.requeue_after = POLL
+    result.requeue_after = soonest(result.requeue_after, min(POLL, limit - waited + 0.5))
     return result, False
+
+
+def in_place(status: ReleaseStatus) -> None:
+    """The pods are where the step needs them: a later shortfall gets a fresh deadline."""
+    status.unready_since = None
 
 
 def judged(status: ReleaseStatus) -> int:

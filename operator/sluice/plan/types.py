@@ -39,13 +39,24 @@ class Workload:
 
     def complete(self, template_hash: str, replicas: int) -> bool:
         """The Deployment runs exactly `replicas` Ready pods of `template_hash` and nothing else:
-        not even a terminating old pod that a Service could still list as an endpoint."""
+        not even a terminating old pod that a Service could still list as an endpoint. Zero pods
+        are complete whatever the template, and so is a Deployment that does not exist."""
+        if replicas == 0:
+            return not self.exists or (self.settled and self.replicas == 0 and self.total == 0 and self.ready == 0)
         return (
             self.exists and self.settled and self.template_hash == template_hash
             and self.replicas == replicas and self.updated == replicas
             and self.ready == replicas and self.available == replicas and self.total == replicas
             and self.foreign == 0
         )
+
+    def ready_of(self, template_hash: str) -> int:
+        """Ready pods that certainly run `template_hash`: during a template change the Deployment's
+        readyReplicas also counts old pods, so those (total - updated) are assumed Ready first.
+        Workload(exists=True, template_hash="a", ready=3, updated=2, total=4).ready_of("a") == 1."""
+        if not self.exists or self.template_hash != template_hash:
+            return 0
+        return max(0, min(self.updated, self.ready - (self.total - self.updated)))
 
 
 @dataclass(frozen=True)
@@ -56,9 +67,15 @@ class Observed:
     status: ReleaseStatus
     stable: Workload
     canary: Workload
-    policy: RolloutPolicySpec | None = None
+    policy: RolloutPolicySpec | None = None  # the live policy; plan() swaps in the one the rollout started with
     problem: str | None = None  # bad input the schema cannot catch: the Release is Stalled
     problem_reason: str = ""
+    conflict: str | None = None  # an owned name is taken by another object: write nothing at all
+    live_policy: RolloutPolicySpec | None = None  # set by plan(): the observed `policy`, kept beside the snapshot
+    policy_generation: int | None = None
+    policy_hash: str | None = None
+    policy_problem: str | None = None  # why the live policy cannot be used (missing, invalid)
+    policy_problem_reason: str = ""
     unmet_requirement: str | None = None  # promotion gate not yet satisfied
     gateway: bool = False  # traffic by HTTPRoute weights rather than replica ratio
     # Blue-green finalization: <name>-preview selects the stable track and its EndpointSlices list
@@ -101,6 +118,7 @@ class Plan:
     measure_background: tuple[str, ...] = ()  # ...and background analysis for these
     events: list[Event] = field(default_factory=list)
     requeue_after: float | None = None
+    hands_off: bool = False  # write nothing to the cluster (an owned name belongs to someone else)
 
 
 @dataclass(frozen=True)

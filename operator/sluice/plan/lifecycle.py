@@ -1,0 +1,333 @@
+"""What every rollout shares, whatever its strategy: starting one, holding it, pausing it, failing
+it, promoting it, standing still while input is broken, and the kstatus conditions every pass ends
+with. The strategies (canary, bluegreen, rolling) and the driver build on these; release.plan()
+chooses between them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from sluice.api.durations import format_duration, parse_duration
+from sluice.api.models import (
+    HistoryEntry,
+    OnFailure,
+    PendingEvent,
+    Phase,
+    PolicySnapshot,
+    ReleaseStatus,
+    StableSpec,
+)
+from sluice.plan import reasons
+from sluice.plan.conditions import set_condition
+from sluice.plan.types import DeploymentIntent, Event, Observed, Plan, iso, seconds_since
+
+DEFAULT_DEADLINE = "10m"
+MAX_HISTORY = 10
+MAX_EVENTS = 20  # the outbox keeps the last decision's events, bounded
+POLL = 5.0  # seconds between passes while waiting on pods; watch events usually come sooner
+IN_FLIGHT = (Phase.PENDING, Phase.PROGRESSING, Phase.PAUSED)
+
+
+def deadline(obs: Observed) -> float:
+    return parse_duration(obs.policy.progress_deadline if obs.policy else DEFAULT_DEADLINE)
+
+
+def in_flight(status: ReleaseStatus) -> bool:
+    """A candidate is being rolled out (it may hold traffic) and nothing has ended it yet."""
+    return status.candidate_hash is not None and status.phase in IN_FLIGHT
+
+
+def restart_step(status: ReleaseStatus, now: datetime) -> None:
+    """The current step starts afresh: its timer, its analysis runs, no pause reason."""
+    status.step_started_at = iso(now)
+    status.analysis_run = None
+    status.background_run = None
+    status.pause_reason = None
+    status.unready_since = None
+
+
+def snapshot(obs: Observed) -> PolicySnapshot | None:
+    """The live policy, recorded in status: the rollout runs against it to its end."""
+    if obs.live_policy is None or obs.spec.policy_ref is None:
+        return None
+    return PolicySnapshot(
+        name=obs.spec.policy_ref.name, generation=obs.policy_generation, hash=obs.policy_hash or "",
+        spec=obs.live_policy.model_dump(by_alias=True, exclude_none=True, mode="json"),
+    )
+
+
+def begin(obs: Observed, status: ReleaseStatus, now: datetime, strategy: str) -> None:
+    """Status for a fresh rollout of the desired version, under the policy as it is now."""
+    status.candidate_version = obs.spec.version
+    status.candidate_hash = obs.desired_hash
+    status.current_step = 0
+    status.rollout_started_at = iso(now)
+    status.canary_weight = 0
+    status.phase = Phase.PROGRESSING
+    status.strategy = strategy
+    status.policy = snapshot(obs)
+    restart_step(status, now)
+
+
+def add_history(status: ReleaseStatus, outcome: str, reason: str, now: datetime) -> None:
+    status.history.append(HistoryEntry(
+        version=status.candidate_version or "", outcome=outcome,
+        started_at=status.rollout_started_at or iso(now), finished_at=iso(now), reason=reason,
+        template_hash=status.candidate_hash or "",
+    ))
+    status.history = status.history[-MAX_HISTORY:]
+
+
+def clear_candidate(status: ReleaseStatus) -> None:
+    status.candidate_version = None
+    status.candidate_hash = None
+    status.analysis_run = None
+    status.background_run = None
+    status.pause_reason = None
+    status.canary_weight = 0
+    status.policy = None
+    status.unready_since = None
+
+
+def halted(status: ReleaseStatus) -> bool:
+    """The plan stopped the rollout: rolled back, failed, or paused (for a person to act)."""
+    return status.phase in (Phase.ROLLED_BACK, Phase.FAILED, Phase.PAUSED)
+
+
+def refuse(plan: Plan, why: str) -> None:
+    """A manual request that does not apply: said in an event, and the request is cleared."""
+    request = plan.status.request
+    if request:
+        plan.events.append(Event("Warning", reasons.REQUEST_REFUSED, f"{request.action} refused: {why}"))
+    plan.status.request = None
+
+
+def hold(obs: Observed, status: ReleaseStatus) -> Plan:
+    """Everything stays where it is, but a candidate with no Ready pod never keeps traffic. The
+    route keeps the weight in status, which may have been decided in this very pass (a setWeight
+    completing just before a pause), so it is written."""
+    blue_green, canary = status.strategy == "blueGreen", status.strategy == "canary"
+    serving = obs.canary.ready_of(obs.desired_hash) > 0
+    if canary and not serving:
+        status.canary_weight = 0
+    active: Literal["stable", "canary"] = "canary" if blue_green and status.canary_weight == 100 else "stable"
+    if active == "canary" and not serving and obs.stable.ready > 0:
+        active, status.canary_weight = "stable", 0
+    weight = (status.canary_weight if canary else 0) if obs.gateway and not blue_green else None
+    return Plan(status=status, weight=weight, stable_service_selects_canary=not obs.gateway and canary,
+                active=active, preview=blue_green)
+
+
+def pause(obs: Observed, status: ReleaseStatus, reason: str, message: str) -> Plan:
+    """The rollout waits for a person (promote, resume, retry or abort), everything held in place."""
+    status.phase = Phase.PAUSED
+    status.pause_reason = reason
+    status.message = message
+    return hold(obs, status)
+
+
+def back_to_stable(obs: Observed, status: ReleaseStatus) -> Plan:
+    """All traffic on stable first (route weight 0 or the Service selecting stable pods only),
+    then the candidate scaled to zero: the handler writes the route and Services before
+    Deployments. While the stable track has no Ready pod and the candidate has, the candidate keeps
+    serving (never more than now) and keeps its pods: traffic never lands on nothing."""
+    before = status.canary_weight
+    status.canary_weight = 0
+    blue_green = status.strategy == "blueGreen"
+    stable_ready = obs.stable.ready_of(status.stable_hash or "")
+    if stable_ready == 0 and obs.canary.ready > 0 and obs.canary.exists:
+        status.canary_weight = before
+        return Plan(
+            status=status, stable=DeploymentIntent("stable", obs.spec.replicas), canary=None,
+            weight=before if obs.gateway else None,
+            stable_service_selects_canary=not obs.gateway and not blue_green,
+            active="canary" if blue_green and before == 100 else "stable",
+            preview=blue_green, requeue_after=1.0,
+        )
+    return Plan(
+        status=status,
+        stable=DeploymentIntent("stable", obs.spec.replicas),
+        canary=DeploymentIntent("candidate", 0) if obs.canary.exists else None,
+        weight=0,
+        stable_service_selects_canary=False,
+        preview=blue_green,
+    )
+
+
+def succeed(obs: Observed, status: ReleaseStatus, now: datetime, why: str) -> Plan:
+    """The candidate is the stable version now: history, event, and traffic on the stable track."""
+    version = obs.spec.version
+    status.stable_version, status.stable_hash = version, obs.desired_hash
+    status.stable_spec = stable_spec(obs)
+    status.phase = Phase.SUCCEEDED
+    add_history(status, "Succeeded", why, now)
+    clear_candidate(status)
+    status.message = f"{version} is stable: {obs.spec.replicas}/{obs.spec.replicas} pods ready"
+    done = back_to_stable(obs, status)
+    done.events.append(Event("Normal", reasons.PROMOTED, f"{version} promoted to stable"))
+    return done
+
+
+def stable_spec(obs: Observed) -> StableSpec:
+    """What rebuilds the desired version's Deployment from status alone."""
+    return StableSpec(version=obs.spec.version,
+                      template=obs.spec.template.model_dump(by_alias=True, exclude_none=True, mode="json"))
+
+
+def direct_rollout(obs: Observed, status: ReleaseStatus, now: datetime, first: bool) -> Plan:
+    """The stable Deployment takes the desired template in place: the first version of a Release
+    (nothing to compare with), or any version when the Release names no policy."""
+    if status.candidate_hash != obs.desired_hash:
+        begin(obs, status, now, "initial" if first else "rolling")
+    replicas = obs.spec.replicas
+    plan = back_to_stable(obs, status)
+    plan.stable = DeploymentIntent("candidate", replicas)
+    if status.request:
+        refuse(plan, "a direct rollout has no steps to steer")
+    if obs.stable.complete(obs.desired_hash, replicas):
+        status.current_step = None
+        return succeed(obs, status, now, "first version" if first else "rolling update")
+    limit = deadline(obs)
+    waited = seconds_since(status.rollout_started_at, now)
+    progress = f"{obs.stable.ready}/{replicas} pods of {obs.spec.version} ready"
+    if waited > limit:
+        if status.phase != Phase.FAILED:
+            add_history(status, "Failed", f"not Ready within {format_duration(limit)}", now)
+            plan.events.append(Event("Warning", reasons.PROGRESS_DEADLINE,
+                                     f"{obs.spec.version} not Ready within {format_duration(limit)}"))
+        status.phase = Phase.FAILED
+        status.message = f"{obs.spec.version} not Ready within {format_duration(limit)}: {progress}"
+        plan.requeue_after = POLL * 6
+        return plan
+    status.phase = Phase.PROGRESSING
+    kind = "first version" if first else "rolling update to"
+    status.message = f"{kind} {obs.spec.version}: {progress}"
+    plan.requeue_after = min(POLL, limit - waited + 1)
+    return plan
+
+
+def steady(obs: Observed, status: ReleaseStatus, now: datetime) -> Plan:
+    """The desired version is the stable one. A rollout still under way is abandoned at once:
+    re-applying the stable version is a fast rollback, from any state."""
+    abandoned = status.candidate_hash is not None and status.candidate_hash != status.stable_hash
+    event = None
+    if abandoned and status.phase in IN_FLIGHT:
+        why = f"stable version {status.stable_version} re-applied"
+        add_history(status, "RolledBack", why, now)
+        event = Event("Warning", reasons.FAST_ROLLBACK,
+                      f"rollout of {status.candidate_version} abandoned: {why}; "
+                      f"all traffic is on {status.stable_version}")
+    plan = back_to_stable(obs, status)
+    if event:
+        plan.events.append(event)
+    if abandoned:
+        still_serving = status.canary_weight
+        clear_candidate(status)
+        status.canary_weight = still_serving
+    if status.stable_spec is None or status.stable_spec.version != obs.spec.version:
+        status.stable_spec = stable_spec(obs)
+    if status.request:
+        refuse(plan, f"{status.stable_version} is stable and there is no rollout to act on")
+    status.phase = Phase.SUCCEEDED
+    replicas = obs.spec.replicas
+    ready = obs.stable.complete(status.stable_hash or "", replicas)
+    status.message = f"{status.stable_version} is stable: {obs.stable.ready}/{replicas} pods ready"
+    plan.requeue_after = None if ready and obs.canary.ready == 0 else POLL
+    return plan
+
+
+def fail(obs: Observed, status: ReleaseStatus, now: datetime, reason: str, message: str,
+         force_rollback: bool = False) -> Plan:
+    """A rollout that cannot go on: back to stable, or frozen in place when the policy says pause."""
+    candidate = status.candidate_version
+    if force_rollback or obs.policy is None or obs.policy.on_failure == OnFailure.ROLLBACK:
+        status.phase = Phase.ROLLED_BACK
+        status.pause_reason = None
+        status.unready_since = None
+        add_history(status, "RolledBack", message, now)
+        plan = back_to_stable(obs, status)
+        plan.events.append(Event(
+            "Warning", reasons.ROLLED_BACK,
+            f"rolled back {candidate}: {message}; all traffic is on {status.stable_version}",
+        ))
+        status.message = f"rolled back {candidate}: {message}. `sluice retry` to try it again"
+        return plan
+    plan = pause(obs, status, reason,
+                 f"paused on failure (onFailure: pause), traffic held at {status.canary_weight}%: "
+                 f"{message}. `sluice retry`, `sluice promote` or `sluice abort`")
+    plan.events.append(Event("Warning", reasons.ROLLOUT_PAUSED, f"{candidate} paused: {message}"))
+    return plan
+
+
+def stalled(obs: Observed, status: ReleaseStatus, problem: str) -> Plan:
+    """Input Sluice cannot act on. Nothing new starts; a candidate in flight can no longer be
+    judged, so it loses its traffic (its pods stay warm) until the input is fixed."""
+    status.message = problem
+    if not in_flight(status):
+        plan = Plan(status=status, preview=status.strategy == "blueGreen")
+        refuse(plan, f"the Release is stalled: {problem}")
+        return plan
+    plan = back_to_stable(obs, status)
+    plan.canary = None  # kept warm: traffic comes back when the input is fixed
+    if status.canary_weight:
+        status.message = f"{problem}; the candidate keeps {status.canary_weight}% until a stable pod is Ready"
+    refuse(plan, f"the Release is stalled: {problem}")
+    return plan
+
+
+def hands_off(status: ReleaseStatus, problem: str) -> Plan:
+    """An owned name belongs to someone else: write nothing to the cluster at all."""
+    status.message = problem
+    plan = Plan(status=status, hands_off=True)
+    refuse(plan, problem)
+    return plan
+
+
+def record_events(plan: Plan) -> None:
+    """The pass's events go into status as the outbox, each with an id that names its Event
+    object, so that posting them after the status write is idempotent across restarts."""
+    if not plan.events:
+        return
+    status = plan.status
+    outbox: list[PendingEvent] = []
+    for event in plan.events:
+        status.event_seq += 1
+        outbox.append(PendingEvent(id=str(status.event_seq), type=event.type, reason=event.reason,
+                                   message=event.message[:1024]))
+    status.events = outbox[-MAX_EVENTS:]
+
+
+def finalize(obs: Observed, plan: Plan, now: datetime, stalled: str = "") -> Plan:
+    """observedGeneration and the kstatus conditions, from the phase the plan arrived at:
+    progressing or waiting for a person -> Reconciling; Succeeded -> Ready; rolled back,
+    failed, paused on a failure or invalid input -> Stalled."""
+    status = plan.status
+    status.observed_generation = obs.generation
+    stamp = iso(now)
+    gen = obs.generation
+    phase = status.phase
+    ready = (not stalled and phase == Phase.SUCCEEDED
+             and obs.stable.complete(status.stable_hash or "", obs.spec.replicas)
+             and obs.desired_hash == status.stable_hash)
+    failed_pause = phase == Phase.PAUSED and status.pause_reason in (
+        reasons.ANALYSIS_FAILED, reasons.PROGRESS_DEADLINE)
+    stall_reason = stalled or (
+        reasons.ROLLED_BACK if phase == Phase.ROLLED_BACK
+        else reasons.FAILED if phase == Phase.FAILED
+        else status.pause_reason if failed_pause else "")
+    reconciling = not stall_reason and not ready
+    waiting_reason = status.pause_reason or reasons.PAUSED if phase == Phase.PAUSED else reasons.PROGRESSING
+    conditions = status.conditions
+    conditions = set_condition(conditions, reasons.READY, ready,
+                               reasons.ROLLED_OUT if ready else (stall_reason or phase.value),
+                               status.message, stamp, gen)
+    conditions = set_condition(conditions, reasons.RECONCILING, reconciling,
+                               waiting_reason if reconciling else phase.value,
+                               status.message if reconciling else "", stamp, gen)
+    conditions = set_condition(conditions, reasons.STALLED, bool(stall_reason), stall_reason or "None",
+                               status.message if stall_reason else "", stamp, gen)
+    status.conditions = conditions
+    status.replicas = {"stable": obs.stable.ready, "canary": obs.canary.ready}
+    return plan
