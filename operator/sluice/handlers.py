@@ -13,10 +13,11 @@ from typing import Any
 import kopf
 
 from sluice import GROUP, VERSION, metrics
+from sluice.analysis.providers import Providers
 from sluice.kube.client import Kube
 from sluice.kube.objects import NAME, RELEASE, TRACK
 from sluice.loop import Loops
-from sluice.reconcile import Context, Providers, reconcile
+from sluice.reconcile import Context, reconcile
 
 log = logging.getLogger("sluice")
 state: dict[str, Any] = {}

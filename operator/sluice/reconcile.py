@@ -1,14 +1,18 @@
-"""One reconcile pass of one Release: observe -> plan -> act -> status, written once.
+"""One reconcile pass of one Release: observe -> plan -> persist -> act.
 
 Everything that decides lives in sluice.plan; this module reads the cluster into an Observed
-snapshot, carries a Plan out in a safe order (traffic before pods), and writes status only
-when it changed, with the read resourceVersion as a precondition.
+snapshot, has the planner decide, writes the decided status first (with the read
+resourceVersion as a precondition, and the decision's events in it as an outbox), and only then
+carries the plan out in a safe order (traffic before pods) and posts the events. A pass whose
+status write fails acts on nothing, and a pass that dies after its write is repaired by the
+next one, which acts on what was written: no pass can reverse a rollback it did not see.
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
+import hashlib
+import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -18,18 +22,19 @@ from pydantic import ValidationError
 
 from sluice import API_VERSION, metrics
 from sluice.analysis import judge
-from sluice.analysis.prometheus import Connection, MetricProvider, Prometheus
+from sluice.analysis.providers import Providers
 from sluice.analysis.runner import Rejected, Subject, measure
-from sluice.api.durations import parse_duration
 from sluice.api.models import ReleaseSpec, ReleaseStatus, RolloutPolicySpec
 from sluice.kube import objects
+from sluice.kube.admission import Admission
 from sluice.kube.client import Kube
 from sluice.loop import GONE
 from sluice.plan import analysis as plan_analysis
 from sluice.plan import reasons
 from sluice.plan.conditions import set_condition
+from sluice.plan.lifecycle import record_events
 from sluice.plan.release import plan as make_plan
-from sluice.plan.types import Observed, Plan, Workload, iso
+from sluice.plan.types import DeploymentIntent, Observed, Plan, Workload, iso
 from sluice.traffic import Router, changed
 from sluice.traffic.gateway import GatewayRoute
 from sluice.traffic.replicas import ReplicaRatio
@@ -37,9 +42,35 @@ from sluice.traffic.replicas import ReplicaRatio
 log = logging.getLogger(__name__)
 Body = dict[str, Any]
 STALLED_RETRY = 30.0
+TRACKS = ("stable", "canary")
 
 
-def workload(body: Body | None, pods: list[Body] | None = None) -> Workload:
+@dataclasses.dataclass
+class Context:
+    kube: Kube
+    providers: Providers
+    admission: Admission | None = None
+    now: Callable[[], datetime] | None = None  # a clock to inject; the wall clock otherwise
+    posted: set[str] = dataclasses.field(default_factory=set)  # Event names this process has posted
+
+    def __post_init__(self) -> None:
+        if self.admission is None:
+            self.admission = Admission(self.kube)
+
+    def clock(self) -> datetime:
+        return self.now() if self.now else datetime.now(UTC)
+
+
+@dataclasses.dataclass
+class Seen:
+    """The owned objects as observe() read them, for act() to compare against: no second read."""
+
+    deployments: dict[str, Body | None]
+    services: dict[str, Body | None]
+    drifted: dict[str, bool]
+
+
+def workload(body: Body | None, pods: list[Body] | None = None, drifted: bool = False) -> Workload:
     if body is None:
         return Workload()
     digest = objects.template_hash_of(body)
@@ -47,8 +78,9 @@ def workload(body: Body | None, pods: list[Body] | None = None) -> Workload:
     meta, spec, status = body["metadata"], body.get("spec", {}), body.get("status") or {}
     return Workload(
         exists=True,
-        template_hash=digest,
-        version=(meta.get("labels") or {}).get(objects.VERSION),
+        # A template edited behind Sluice's back runs nothing Sluice can name: it is no template.
+        template_hash=None if drifted else digest,
+        version=objects.version_of(body),
         replicas=spec.get("replicas", 1),
         ready=status.get("readyReplicas") or 0,
         updated=status.get("updatedReplicas") or 0,
@@ -59,21 +91,27 @@ def workload(body: Body | None, pods: list[Body] | None = None) -> Workload:
     )
 
 
-async def observe_workload(ctx: Context, name: str, namespace: str, track: str
-                           ) -> tuple[Workload, list[Body], Body | None]:
-    """A Deployment as the planner sees it, with its pods and the raw object for act()."""
-    body = await ctx.kube.get("apps/v1", "Deployment", objects.deployment_name(name, track), namespace)
-    if body is None:
-        return Workload(), [], None
-    pods = await ctx.kube.list("v1", "Pod", namespace, f"{objects.NAME}={name},{objects.TRACK}={track}")
-    return workload(body, pods), pods, body
+def _not_ours(kind: str, body: Body | None, release: Body) -> str | None:
+    """Why an object with an owned name must not be touched: it belongs to someone else."""
+    if body is None or objects.controller_uid(body) == release["metadata"]["uid"]:
+        return None
+    name = body["metadata"]["name"]
+    owner = next((ref for ref in body["metadata"].get("ownerReferences") or [] if ref.get("controller")), None)
+    whose = f"belongs to {owner.get('kind')} {owner.get('name')}" if owner else "is not managed by Sluice"
+    return (f"{kind} {name} already exists and {whose}; Sluice owns {kind}s named <release>, <release>-canary "
+            f"and <release>-preview, so rename Release {release['metadata']['name']} or that {kind}")
 
 
-async def preview_settled(ctx: Context, name: str, namespace: str, stable: Workload, pods: list[Body]) -> bool:
+async def _template_verdict(ctx: Context, release: Body, version: str, template: Body, digest: str) -> Any:
+    assert ctx.admission is not None
+    return await ctx.admission.check(release, version, template, digest)
+
+
+async def preview_settled(ctx: Context, name: str, namespace: str, stable: Workload, pods: list[Body],
+                          preview: Body | None) -> bool:
     """<name>-preview selects the stable track and its endpoints are exactly the stable
     Deployment's Ready pods of its template: the endpoint controller has seen every change."""
-    service = await ctx.kube.get("v1", "Service", f"{name}-preview", namespace)
-    if service is None or (service["spec"].get("selector") or {}).get(objects.TRACK) != "stable":
+    if preview is None or (preview["spec"].get("selector") or {}).get(objects.TRACK) != "stable":
         return False
     wanted = {p["metadata"]["name"] for p in pods
               if objects.template_hash_of(p) == stable.template_hash and not p["metadata"].get("deletionTimestamp")}
@@ -86,65 +124,30 @@ async def preview_settled(ctx: Context, name: str, namespace: str, stable: Workl
     return len(wanted) == stable.replicas and listed == wanted
 
 
-class Providers:
-    """One Prometheus client per connection, reused across passes and Releases."""
-
-    def __init__(self, kube: Kube) -> None:
-        self.kube = kube
-        self.clients: dict[Connection, Prometheus] = {}
-
-    async def _secret(self, namespace: str, ref: Any) -> str | None:
-        if ref is None:
-            return None
-        secret = await self.kube.get("v1", "Secret", ref.name, namespace)
-        if secret is None or ref.key not in (secret.get("data") or {}):
-            raise Rejected(f"Secret {ref.name} with key {ref.key} not found in namespace {namespace}")
-        return base64.b64decode(secret["data"][ref.key]).decode().strip()
-
-    async def get(self, policy: RolloutPolicySpec, namespace: str) -> MetricProvider:
-        prom = policy.analysis.prometheus
-        tls = prom.tls
-        connection = Connection(
-            address=prom.address, timeout=parse_duration(prom.timeout),
-            token=await self._secret(namespace, prom.bearer_token_secret_ref),
-            ca_pem=await self._secret(namespace, tls.ca_secret_ref if tls else None),
-            insecure=bool(tls and tls.insecure_skip_verify),
-        )
-        if connection not in self.clients:
-            self.clients[connection] = Prometheus(connection)
-        return self.clients[connection]
-
-    async def close(self) -> None:
-        for client in self.clients.values():
-            await client.close()
+def policy_hash(spec: Body) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
-@dataclasses.dataclass
-class Context:
-    kube: Kube
-    providers: Providers
-    now: Callable[[], datetime] | None = None  # a clock to inject; the wall clock otherwise
-
-    def clock(self) -> datetime:
-        return self.now() if self.now else datetime.now(UTC)
-
-
-async def _policy(ctx: Context, namespace: str, spec: ReleaseSpec) -> tuple[RolloutPolicySpec | None, str, str]:
-    """(policy, problem, reason): the referenced policy, or why it cannot be used."""
+async def _policy(ctx: Context, namespace: str, spec: ReleaseSpec
+                  ) -> tuple[RolloutPolicySpec | None, int | None, str | None, str, str]:
+    """(policy, generation, hash, problem, reason): the referenced policy, or why it cannot be used."""
     if spec.policy_ref is None:
-        return None, "", ""
+        return None, None, None, "", ""
     body = await ctx.kube.get(API_VERSION, "RolloutPolicy", spec.policy_ref.name, namespace)
     if body is None:
-        return None, (f"RolloutPolicy {spec.policy_ref.name} not found in namespace {namespace}; "
-                      "nothing moves until it exists"), reasons.POLICY_NOT_FOUND
+        return None, None, None, (f"RolloutPolicy {spec.policy_ref.name} not found in namespace {namespace}; "
+                                  "no new rollout starts until it exists"), reasons.POLICY_NOT_FOUND
+    raw = body.get("spec") or {}
+    generation, digest = body["metadata"].get("generation"), policy_hash(raw)
     try:
-        policy = RolloutPolicySpec.model_validate(body.get("spec") or {})
+        policy = RolloutPolicySpec.model_validate(raw)
     except ValidationError as error:
-        return None, f"RolloutPolicy {spec.policy_ref.name} is invalid: {_first_error(error)}", reasons.INVALID_SPEC
+        return None, generation, digest, (f"RolloutPolicy {spec.policy_ref.name} is invalid: "
+                                          f"{_first_error(error)}"), reasons.INVALID_SPEC
     found = judge.problems(policy, spec.analysis_args)
     if found:
-        return None, f"RolloutPolicy {spec.policy_ref.name}: {found[0]}", reasons.INVALID_SPEC
-    return policy, "", ""
+        return None, generation, digest, f"RolloutPolicy {spec.policy_ref.name}: {found[0]}", reasons.INVALID_SPEC
+    return policy, generation, digest, "", ""
 
 
 def _first_error(error: ValidationError) -> str:
@@ -165,15 +168,58 @@ async def _requirement(ctx: Context, name: str, namespace: str, version: str,
     return None
 
 
-async def observe(ctx: Context, release: Body) -> tuple[Observed, Router, dict[str, Body | None]]:
-    """The planner's snapshot, the Release's router, and the Deployments as read (by track)."""
+async def _drifted(ctx: Context, release: Body, body: Body | None, spec: ReleaseSpec, desired: str,
+                   status: ReleaseStatus) -> bool:
+    """Whether a live Deployment's pod template differs from the one its annotation names, as the
+    API server would store it. Only templates Sluice can rebuild are checked: the desired one, and
+    the stable one status keeps."""
+    if body is None:
+        return False
+    digest = objects.template_hash_of(body)
+    if digest is None:
+        return False
+    if digest == desired:
+        template: Body = spec.template.model_dump(by_alias=True, exclude_none=True)
+        version = spec.version
+    elif digest == status.stable_hash and status.stable_spec is not None:
+        template, version = status.stable_spec.template, status.stable_spec.version
+    else:
+        return False
+    verdict = await _template_verdict(ctx, release, version, template, digest)
+    if verdict.normalized is None:
+        return False
+    return bool(objects.normalized_hash(body["spec"]["template"]) != verdict.normalized)
+
+
+async def observe(ctx: Context, release: Body) -> tuple[Observed, Router, Seen]:
+    """The planner's snapshot, the Release's router, and the owned objects as read."""
     meta = release["metadata"]
     name, namespace = meta["name"], meta["namespace"]
     status = ReleaseStatus.model_validate(release.get("status") or {})
     spec = ReleaseSpec.model_validate(release["spec"])
-    policy, problem, why = await _policy(ctx, namespace, spec)
-    stable, stable_pods, stable_body = await observe_workload(ctx, name, namespace, "stable")
-    candidate, _, candidate_body = await observe_workload(ctx, name, namespace, "canary")
+    desired = objects.template_hash(spec)
+    policy, generation, digest, policy_problem, policy_why = await _policy(ctx, namespace, spec)
+    deployments: dict[str, Body | None] = {}
+    pods: dict[str, list[Body]] = {}
+    for track in TRACKS:
+        deployments[track] = await ctx.kube.get("apps/v1", "Deployment", objects.deployment_name(name, track),
+                                                namespace)
+        pods[track] = [] if deployments[track] is None else await ctx.kube.list(
+            "v1", "Pod", namespace, f"{objects.NAME}={name},{objects.TRACK}={track}")
+    services = {service: await ctx.kube.get("v1", "Service", service, namespace)
+                for service in (name, f"{name}-canary", f"{name}-preview")}
+    conflict = next((why for why in (
+        *(_not_ours("Deployment", body, release) for body in deployments.values()),
+        *(_not_ours("Service", body, release) for body in services.values())) if why), None)
+    problem, why = "", ""
+    verdict = await _template_verdict(ctx, release, spec.version,
+                                      spec.template.model_dump(by_alias=True, exclude_none=True), desired)
+    if verdict.refusal:
+        problem, why = (f"the API server refuses the Deployment of {spec.version}: {verdict.refusal}",
+                        reasons.REFUSED_BY_API)
+    drifted = {track: await _drifted(ctx, release, deployments[track], spec, desired, status) for track in TRACKS}
+    stable = workload(deployments["stable"], pods["stable"], drifted["stable"])
+    candidate = workload(deployments["canary"], pods["canary"], drifted["canary"])
     gateway = spec.traffic_routing.gateway_api if spec.traffic_routing else None
     router: Router = (GatewayRoute(ctx.kube, release, spec, gateway.http_route) if gateway
                       else ReplicaRatio(ctx.kube, release, spec))
@@ -182,30 +228,36 @@ async def observe(ctx: Context, release: Body) -> tuple[Observed, Router, dict[s
         if route_problem:
             problem, why = route_problem, reasons.INVALID_SPEC
     unmet = await _requirement(ctx, name, namespace, spec.version, policy)
-    desired = objects.template_hash(spec)
-    finalizing = (policy is not None and policy.strategy.blue_green is not None
-                  and status.candidate_hash == desired and stable.complete(desired, spec.replicas))
-    settled = finalizing and await preview_settled(ctx, name, namespace, stable, stable_pods)
+    finalizing = (status.strategy == "blueGreen" and status.candidate_hash == desired
+                  and stable.complete(desired, spec.replicas))
+    settled = finalizing and await preview_settled(ctx, name, namespace, stable, pods["stable"],
+                                                   services[f"{name}-preview"])
     observed = Observed(
         generation=meta.get("generation", 0), spec=spec, desired_hash=desired, status=status,
         stable=stable, canary=candidate, policy=policy, problem=problem or None, problem_reason=why,
+        conflict=conflict, policy_generation=generation, policy_hash=digest,
+        policy_problem=policy_problem or None, policy_problem_reason=policy_why,
         unmet_requirement=unmet, gateway=gateway is not None, preview_settled=settled,
     )
-    return observed, router, {"stable": stable_body, "canary": candidate_body}
+    return observed, router, Seen(deployments, services, drifted)
 
 
 async def _measure(ctx: Context, release: Body, obs: Observed, first: Plan, now: datetime
                    ) -> tuple[Plan, Observed]:
-    """Run the metrics the plan asks for, count them in, and plan again from there. A query the
-    provider refuses makes the observation one with a problem: the Release is Stalled."""
-    assert obs.policy is not None
+    """Run the metrics the plan asks for, count them in, and plan again from there. Input the
+    provider cannot use (a query it refuses, an address that is no URL, a Secret gone) makes the
+    observation one with a problem: the Release is Stalled, and its candidate loses its traffic."""
     meta = release["metadata"]
     status = first.status
-    subject = Subject(meta["name"], meta["namespace"], status.candidate_version or obs.spec.version,
-                      status.stable_version or "", obs.spec.analysis_args)
+    assert status.policy is not None or obs.policy is not None
+    policy = RolloutPolicySpec.model_validate(status.policy.spec) if status.policy else obs.policy
+    assert policy is not None
+    subject = Subject(meta["name"], meta["namespace"],
+                      objects.label_version(status.candidate_version or obs.spec.version),
+                      objects.label_version(status.stable_version or ""), obs.spec.analysis_args)
     try:
-        provider = await ctx.providers.get(obs.policy, meta["namespace"])
-        results = await measure(provider, obs.policy, first.measure, subject, first.measure_track)
+        provider = await ctx.providers.get(policy, meta["namespace"])
+        results = await measure(provider, policy, first.measure, subject, first.measure_track)
     except Rejected as error:
         refused = dataclasses.replace(obs, problem=str(error), problem_reason=reasons.INVALID_SPEC)
         return make_plan(refused, now), refused
@@ -223,7 +275,8 @@ DEPLOYMENT_FIELDS = ("spec.replicas", "spec.strategy", "metadata.annotations", "
 
 async def _history_template(ctx: Context, namespace: str, release: str, deployment: str, digest: str,
                             track: str) -> Body | None:
-    """The pod template of `digest` from the Deployment's ReplicaSet history (as `rollout undo`)."""
+    """The pod template of `digest` from the Deployment's ReplicaSet history: only for a status
+    written before status.stableSpec existed."""
     for replica_set in await ctx.kube.list("apps/v1", "ReplicaSet", namespace, f"{objects.NAME}={release}"):
         owners = replica_set["metadata"].get("ownerReferences") or []
         if any(o.get("name") == deployment for o in owners) and \
@@ -233,47 +286,55 @@ async def _history_template(ctx: Context, namespace: str, release: str, deployme
 
 
 async def _deployment(ctx: Context, release: Body, obs: Observed, decided: ReleaseStatus, track: str,
-                      intent: Any, current: Body | None) -> None:
+                      intent: DeploymentIntent | None, seen: Seen) -> None:
     """Carry out one Deployment intent. "stable" means the template the *decided* status names:
-    a pass that promotes has just moved stableHash to the candidate's."""
-    spec = obs.spec
+    a pass that promotes has just moved stableHash to the candidate's. A template edited behind
+    Sluice's back is replaced whole, fields others added included."""
     if intent is None:
         return
-    name = objects.deployment_name(release["metadata"]["name"], track)
-    namespace = release["metadata"]["namespace"]
-    seen = obs.stable if track == "stable" else obs.canary
-    if not seen.exists and intent.replicas == 0:
+    current = seen.deployments[track]
+    release_name, namespace = release["metadata"]["name"], release["metadata"]["namespace"]
+    name = objects.deployment_name(release_name, track)
+    observed = obs.stable if track == "stable" else obs.canary
+    if current is None and intent.replicas == 0:
         return
     digest = obs.desired_hash
-    template = objects.pod_template(release["metadata"]["name"], spec, track, digest)
+    template = objects.pod_template(release_name, obs.spec, track, digest)
     if intent.template == "stable":
-        digest = decided.stable_hash or seen.template_hash or ""
-        if seen.template_hash == digest:
-            if seen.replicas != intent.replicas:
+        digest = decided.stable_hash or objects.template_hash_of(current or {"metadata": {}}) or ""
+        if observed.template_hash == digest and current is not None:
+            if observed.replicas != intent.replicas:
                 await ctx.kube.merge_patch("apps/v1", "Deployment", name, namespace,
                                            {"spec": {"replicas": intent.replicas}})
             return
-        restored = await _history_template(ctx, namespace, release["metadata"]["name"], name, digest, track)
-        if restored is None:
-            log.warning("%s/%s: the template of %s is not in the ReplicaSet history; cannot restore it",
-                        namespace, name, decided.stable_version)
-            return
-        template = restored
+        kept = decided.stable_spec
+        if kept is not None and digest == decided.stable_hash:
+            template = objects.pod_template_of(release_name, kept.version, kept.template, track, digest)
+        else:
+            restored = await _history_template(ctx, namespace, release_name, name, digest, track)
+            if restored is None:
+                log.warning("%s/%s: the template of %s is neither in status nor in the ReplicaSet history",
+                            namespace, name, decided.stable_version)
+                return
+            template = restored
     rolling = obs.policy.strategy.rolling if obs.policy else None
     body = objects.deployment(release, track, intent.replicas, template, digest,
                               *((rolling.max_surge, rolling.max_unavailable) if rolling else ()))
-    if changed(current, body, DEPLOYMENT_FIELDS):
+    if current is not None and seen.drifted[track]:
+        log.info("%s/%s: its pod template was changed outside Sluice; restoring it", namespace, name)
+        await ctx.kube.json_patch("apps/v1", "Deployment", name, namespace,
+                                  [{"op": "replace", "path": "/spec/template", "value": template}])
+    if changed(current, body, DEPLOYMENT_FIELDS) or observed.template_hash != digest:
         await ctx.kube.apply(body)
 
 
-async def act(ctx: Context, release: Body, obs: Observed, result: Plan, router: Router,
-              seen: dict[str, Body | None]) -> None:
+async def act(ctx: Context, release: Body, obs: Observed, result: Plan, router: Router, seen: Seen) -> None:
     """Traffic first, then pods: a rollback takes traffic off the canary before scaling it down."""
-    if obs.problem:
+    if result.hands_off:
         return
-    await router.route(result)
-    await _deployment(ctx, release, obs, result.status, "stable", result.stable, seen["stable"])
-    await _deployment(ctx, release, obs, result.status, "canary", result.canary, seen["canary"])
+    await router.route(result, seen.services)
+    await _deployment(ctx, release, obs, result.status, "stable", result.stable, seen)
+    await _deployment(ctx, release, obs, result.status, "canary", result.canary, seen)
 
 
 def _dump(status: ReleaseStatus) -> Body:
@@ -291,6 +352,25 @@ async def write_status(ctx: Context, release: Body, before: ReleaseStatus, after
             "spec": release["spec"], "status": new}
     await ctx.kube.replace(body, status=True)
     return True
+
+
+def event_name(release: Body, event_id: str) -> str:
+    """The name of an outbox event's Event object: the same on every attempt to post it."""
+    meta = release["metadata"]
+    return f"{meta['name']}.sluice-{meta['uid'][:8]}-{event_id}"
+
+
+async def post_events(ctx: Context, release: Body, status: ReleaseStatus) -> None:
+    """The outbox's events, each posted once (a repeat after a restart finds it there)."""
+    for pending in status.events:
+        name = event_name(release, pending.id)
+        if name in ctx.posted:
+            continue
+        if await ctx.kube.event(release, pending.type, pending.reason, pending.message, name=name):
+            ctx.posted.add(name)
+            metrics.EVENTS.labels(pending.reason, pending.type).inc()
+    if len(ctx.posted) > 100_000:
+        ctx.posted.clear()  # a repeat is harmless: the API server answers AlreadyExists
 
 
 async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
@@ -312,11 +392,11 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
     result = make_plan(obs, now)
     if result.measure and not obs.problem:
         result, obs = await _measure(ctx, release, obs, result, now)
+    record_events(result)
+    await write_status(ctx, release, obs.status, result.status)  # the decision is persisted first
     await act(ctx, release, obs, result, router, seen)
-    await write_status(ctx, release, obs.status, result.status)
-    for event in result.events:
-        metrics.EVENTS.labels(event.reason, event.type).inc()
-        await ctx.kube.event(release, event.type, event.reason, event.message)
+    await post_events(ctx, release, result.status)
     if result.events:
         log.info("%s/%s: %s", namespace, name, "; ".join(e.message for e in result.events))
-    return STALLED_RETRY if obs.problem else result.requeue_after
+    stuck = obs.problem or obs.conflict
+    return STALLED_RETRY if stuck and result.requeue_after is None else result.requeue_after

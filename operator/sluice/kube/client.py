@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -94,6 +95,29 @@ class Kube:
             return result
         return await asyncio.to_thread(call)
 
+    async def dry_run_create(self, body: Body) -> Body:
+        """The object as the API server would create it (defaults, admission, strict field
+        validation) without creating it; ApiException with the server's refusal otherwise."""
+        def call() -> Body:
+            resource = self._resource(body["apiVersion"], body["kind"])
+            result: Body = resource.create(
+                body=body, namespace=body["metadata"].get("namespace"), dry_run="All",
+                field_manager=FIELD_MANAGER, query_params=[("fieldValidation", "Strict")],
+            ).to_dict()
+            return result
+        return await asyncio.to_thread(call)
+
+    async def json_patch(self, api_version: str, kind: str, name: str, namespace: str,
+                         operations: Sequence[Body]) -> Body:
+        """A JSON patch (RFC 6902): `replace` swaps a whole subtree, fields others added included."""
+        def call() -> Body:
+            result: Body = self._resource(api_version, kind).patch(
+                body=list(operations), name=name, namespace=namespace, content_type="application/json-patch+json",
+                field_manager=FIELD_MANAGER,
+            ).to_dict()
+            return result
+        return await asyncio.to_thread(call)
+
     async def replace(self, body: Body, status: bool = False) -> Body:
         """Replace (the object, or its status subresource) with the body's resourceVersion as a
         precondition; Conflict if the object moved on since it was read."""
@@ -111,13 +135,15 @@ class Kube:
             return result
         return await asyncio.to_thread(call)
 
-    async def event(self, regarding: Body, type_: str, reason: str, message: str) -> None:
-        """A core/v1 Event on `regarding`, as `kubectl describe` shows them. Best effort."""
+    async def event(self, regarding: Body, type_: str, reason: str, message: str, name: str | None = None) -> bool:
+        """A core/v1 Event on `regarding`, as `kubectl describe` shows them. With `name`, posting
+        it twice creates it once (AlreadyExists is success). True once it exists."""
         meta = regarding["metadata"]
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        metadata: Body = {"name": name} if name else {"generateName": f"{meta['name']}."}
         body = {
             "apiVersion": "v1", "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "metadata": {**metadata, "namespace": meta["namespace"]},
             "involvedObject": {"apiVersion": regarding["apiVersion"], "kind": regarding["kind"],
                                "name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"]},
             "type": type_, "reason": reason, "message": message[:1024],
@@ -128,4 +154,8 @@ class Kube:
             events = self._resource("v1", "Event")
             await asyncio.to_thread(events.create, body=body, namespace=meta["namespace"])
         except ApiException as error:
+            if error.status == 409:
+                return True
             log.warning("could not post event %s on %s: %s", reason, meta["name"], error.reason)
+            return False
+        return True

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from typing import Any
 
 from sluice import API_VERSION
@@ -19,6 +20,7 @@ MANAGED_BY = "app.kubernetes.io/managed-by"
 TRACK = "sluice.dev/track"
 RELEASE = "sluice.dev/release"
 TEMPLATE_HASH = "sluice.dev/template-hash"
+FULL_VERSION = "sluice.dev/version"  # the whole version; the label holds a label-safe form of it
 
 Body = dict[str, Any]
 
@@ -27,6 +29,34 @@ def template_hash(spec: ReleaseSpec) -> str:
     """Names a pod template and version: any change to either is a new candidate."""
     content = {"version": spec.version, "template": spec.template.model_dump(by_alias=True, exclude_none=True)}
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def label_version(version: str) -> str:
+    """A version as a label value (at most 63 characters of [A-Za-z0-9._-], alphanumeric at both
+    ends), so that every valid semver ships: label_version("1.0.0") == "1.0.0",
+    label_version("1.0.0-rc.1+build.5") == "1.0.0-rc.1_build.5"; a longer one is cut and given
+    a hash suffix so that two long versions never share a label."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", version)
+    if len(safe) > 63:
+        digest = hashlib.sha256(version.encode()).hexdigest()[:8]
+        safe = safe[:54] + "-" + digest
+    return safe.strip("._-") or "0"
+
+
+def version_of(obj: Body) -> str | None:
+    """The full version an owned object or pod template carries."""
+    metadata = obj.get("metadata") or {}
+    return (metadata.get("annotations") or {}).get(FULL_VERSION) or (metadata.get("labels") or {}).get(VERSION)
+
+
+def normalized_hash(template: Body) -> str:
+    """A pod template as the API server stores it (defaults filled in), minus the track label, as
+    a digest: the live template of either Deployment compares with a dry-run of the desired one,
+    so an edit made behind Sluice's back (`kubectl set image`) is seen, whatever the annotation says."""
+    body = copy.deepcopy(template)
+    ((body.get("metadata") or {}).get("labels") or {}).pop(TRACK, None)
+    ((body.get("metadata") or {}).get("labels") or {}).pop("pod-template-hash", None)
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def template_hash_of(obj: Body, in_template: bool = False) -> str | None:
@@ -40,13 +70,28 @@ def deployment_name(release: str, track: str) -> str:
 
 
 def pod_template(release: str, spec: ReleaseSpec, track: str, digest: str) -> Body:
-    """The Release's pod template with Sluice's labels; the hash annotation lets a rollback find
-    this template again in the Deployment's ReplicaSet history."""
-    template = copy.deepcopy(spec.template.model_dump(by_alias=True, exclude_none=True))
+    """The Release's pod template with Sluice's labels and annotations."""
+    return pod_template_of(release, spec.version, spec.template.model_dump(by_alias=True, exclude_none=True),
+                           track, digest)
+
+
+def pod_template_of(release: str, version: str, template: Body, track: str, digest: str) -> Body:
+    """A version's pod template with Sluice's labels; the hash annotation names the template, the
+    version annotation keeps the whole version where the label keeps a label-safe form."""
+    template = copy.deepcopy(template)
     metadata = template.setdefault("metadata", {})
-    metadata["labels"] = {**(metadata.get("labels") or {}), NAME: release, VERSION: spec.version, TRACK: track}
-    metadata["annotations"] = {**(metadata.get("annotations") or {}), TEMPLATE_HASH: digest}
+    metadata["labels"] = {**(metadata.get("labels") or {}), NAME: release, VERSION: label_version(version),
+                          TRACK: track}
+    metadata["annotations"] = {**(metadata.get("annotations") or {}), TEMPLATE_HASH: digest, FULL_VERSION: version}
     return template
+
+
+def controller_uid(obj: Body) -> str | None:
+    """The uid of the object's controlling owner, if it has one."""
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            return str(ref.get("uid"))
+    return None
 
 
 def restored_template(replica_set: Body, track: str) -> Body:
@@ -68,6 +113,7 @@ def deployment(release: Body, track: str, replicas: int, template: Body, digest:
                surge: int | str = "25%", unavailable: int | str = 0) -> Body:
     name = release["metadata"]["name"]
     version = template["metadata"]["labels"][VERSION]
+    full = (template["metadata"].get("annotations") or {}).get(FULL_VERSION, version)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -75,7 +121,7 @@ def deployment(release: Body, track: str, replicas: int, template: Body, digest:
             "name": deployment_name(name, track),
             "namespace": release["metadata"]["namespace"],
             "labels": {NAME: name, VERSION: version, TRACK: track, RELEASE: name, MANAGED_BY: "sluice"},
-            "annotations": {TEMPLATE_HASH: digest},
+            "annotations": {TEMPLATE_HASH: digest, FULL_VERSION: full},
             "ownerReferences": [owner(release)],
         },
         "spec": {

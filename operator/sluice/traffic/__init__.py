@@ -11,8 +11,9 @@ class Router(Protocol):
     async def check(self) -> str | None:
         """A problem that stops the rollout (the route does not exist), or None."""
 
-    async def route(self, plan: Plan) -> None:
-        """The plan's Services, and its canary weight where the router has one (None: leave it)."""
+    async def route(self, plan: Plan, services: dict[str, dict[str, Any] | None]) -> None:
+        """The plan's Services (`services`: as observed, by name), and its canary weight where the
+        router has one (None: leave it)."""
 
 
 def changed(observed: dict[str, Any] | None, desired: dict[str, Any], fields: tuple[str, ...]) -> bool:

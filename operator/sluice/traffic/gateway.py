@@ -32,9 +32,9 @@ class GatewayRoute:
         _, problem = objects.route_weights(route, self.release["metadata"]["name"], 0)
         return problem
 
-    async def route(self, plan: Plan) -> None:
+    async def route(self, plan: Plan, services: dict[str, dict[str, Any] | None]) -> None:
         # Under a route, <name> always selects a single track; the route splits the traffic.
-        await apply_services(self.kube, self.release, self.spec, plan, selects_canary=False)
+        await apply_services(self.kube, self.release, self.spec, plan, False, services)
         weight = plan.weight
         if weight is None:
             return

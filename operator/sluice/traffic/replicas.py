@@ -22,14 +22,12 @@ class ReplicaRatio:
     async def check(self) -> str | None:
         return None
 
-    async def route(self, plan: Plan) -> None:
-        await apply_services(self.kube, self.release, self.spec, plan, plan.stable_service_selects_canary)
+    async def route(self, plan: Plan, services: dict[str, dict[str, Any] | None]) -> None:
+        await apply_services(self.kube, self.release, self.spec, plan, plan.stable_service_selects_canary, services)
 
 
 async def apply_services(kube: Kube, release: dict[str, Any], spec: ReleaseSpec, plan: Plan,
-                         selects_canary: bool) -> None:
-    namespace = release["metadata"]["namespace"]
+                         selects_canary: bool, observed: dict[str, dict[str, Any] | None]) -> None:
     for body in objects.services(release, spec, selects_canary, plan.active, plan.preview, plan.preview_track):
-        observed = await kube.get("v1", "Service", body["metadata"]["name"], namespace)
-        if changed(observed, body, SERVICE_FIELDS):
+        if changed(observed.get(body["metadata"]["name"]), body, SERVICE_FIELDS):
             await kube.apply(body)
