@@ -9,6 +9,7 @@ from typing import Any
 
 from sluice.api.models import Phase, ReleaseSpec, ReleaseStatus, RolloutPolicySpec
 from sluice.plan import analysis as plan_analysis
+from sluice.plan.lifecycle import record_events
 from sluice.plan.release import plan
 from sluice.plan.types import DeploymentIntent, Observed, Plan, Result, Workload
 
@@ -61,6 +62,7 @@ class World:
     unmet: str | None = None
     problem: str | None = None
     events: list[str] = dataclasses.field(default_factory=list)
+    plans: list[Plan] = dataclasses.field(default_factory=list)
 
     @property
     def digest(self) -> str:
@@ -71,7 +73,8 @@ class World:
             generation=self.generation, spec=self.spec, desired_hash=self.digest, status=self.status,
             stable=self.stable, canary=self.canary, policy=self.policy, problem=self.problem,
             problem_reason="PolicyNotFound" if self.problem else "", unmet_requirement=self.unmet,
-            gateway=self.gateway,
+            gateway=self.gateway, policy_generation=self.generation,
+            policy_hash=None if self.policy is None else str(hash(self.policy.model_dump_json())),
             preview_settled=self.preview_track == "stable" and self.stable.complete(self.digest, self.spec.replicas),
         )
 
@@ -99,7 +102,9 @@ class World:
             first_events = result.events
             result = plan(dataclasses.replace(self.observed(), status=result.status), self.now)
             result.events[:0] = first_events
+        record_events(result)
         self.status = ReleaseStatus.model_validate(result.status.model_dump(by_alias=True, mode="json"))
+        self.plans.append(result)
         self.stable = self._apply(self.stable, result.stable, stable=True)
         self.canary = self._apply(self.canary, result.canary, stable=False)
         if result.weight is not None:
