@@ -1,0 +1,192 @@
+"""The order of a reconcile pass (issue 7, item 7): decide, persist, act. Driven through the real
+sluice.reconcile against a small in-memory object store standing in for the API server (unit
+tests only; e2e tests use a real one), with faults injected at the status write and the act."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from sluice.kube.client import Conflict
+from sluice.reconcile import Context, reconcile
+
+Body = dict[str, Any]
+T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+uids = itertools.count(1)
+
+
+class Store:
+    """Objects by (kind, namespace, name); Deployments become Ready at once."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str, str], Body] = {}
+        self.writes: list[tuple[str, str]] = []  # (verb, kind/name) of every write, in order
+        self.events: dict[str, Body] = {}
+        self.fail_status_write = False
+        self.fail_writes_after_status = False
+
+    def put(self, body: Body) -> Body:
+        body = copy.deepcopy(body)
+        meta = body["metadata"]
+        key = (body["kind"], meta.get("namespace", ""), meta["name"])
+        old = self.objects.get(key)
+        meta.setdefault("uid", old["metadata"]["uid"] if old else f"uid-{next(uids)}")
+        meta["resourceVersion"] = str(next(uids))
+        meta["generation"] = (old or {}).get("metadata", {}).get("generation", 0) + 1
+        if body["kind"] == "Deployment":
+            n = body["spec"]["replicas"]
+            body["status"] = {"replicas": n, "readyReplicas": n, "updatedReplicas": n, "availableReplicas": n,
+                              "observedGeneration": meta["generation"]}
+        self.objects[key] = body
+        return body
+
+    # The Kube interface, as sluice.reconcile uses it.
+    async def get(self, api_version: str, kind: str, name: str, namespace: str) -> Body | None:
+        found = self.objects.get((kind, namespace, name))
+        return copy.deepcopy(found) if found else None
+
+    async def list(self, api_version: str, kind: str, namespace: str | None = None,
+                   label_selector: str | None = None) -> list[Body]:
+        return []
+
+    def _write(self, verb: str, kind: str, name: str) -> None:
+        if self.fail_writes_after_status:
+            raise RuntimeError("the operator died here")
+        self.writes.append((verb, f"{kind}/{name}"))
+
+    async def apply(self, body: Body) -> Body:
+        self._write("apply", body["kind"], body["metadata"]["name"])
+        current = self.objects.get((body["kind"], body["metadata"]["namespace"], body["metadata"]["name"]))
+        merged = {**(current or {}), **copy.deepcopy(body)}
+        return self.put(merged)
+
+    async def merge_patch(self, api_version: str, kind: str, name: str, namespace: str, patch: Body) -> Body:
+        self._write("patch", kind, name)
+        body = copy.deepcopy(self.objects[(kind, namespace, name)])
+        body["spec"].update(patch.get("spec", {}))
+        return self.put(body)
+
+    async def json_patch(self, api_version: str, kind: str, name: str, namespace: str, ops: Any) -> Body:
+        raise AssertionError("no drift in these stories")
+
+    async def replace(self, body: Body, status: bool = False) -> Body:
+        key = (body["kind"], body["metadata"]["namespace"], body["metadata"]["name"])
+        current = self.objects[key]
+        if self.fail_status_write or current["metadata"]["resourceVersion"] != body["metadata"]["resourceVersion"]:
+            raise Conflict(body["metadata"]["name"])
+        self.writes.append(("status", body["metadata"]["name"]))
+        updated = copy.deepcopy(current)
+        updated["status"] = body["status"]
+        updated["metadata"]["resourceVersion"] = str(next(uids))
+        self.objects[key] = updated
+        return updated
+
+    async def dry_run_create(self, body: Body) -> Body:
+        return copy.deepcopy(body)
+
+    async def event(self, regarding: Body, type_: str, reason: str, message: str, name: str | None = None) -> bool:
+        assert name, "outbox events are posted under their own name"
+        self.events.setdefault(name, {"reason": reason, "message": message})
+        return True
+
+
+class Providers:
+    async def get(self, policy: Any, namespace: str) -> Any:
+        raise AssertionError("no analysis in these stories")
+
+
+@pytest.fixture
+def cluster() -> tuple[Store, Context, list[datetime]]:
+    store = Store()
+    clock = [T0]
+    context = Context(kube=store, providers=Providers(), now=lambda: clock[0])  # type: ignore[arg-type]
+    store.put({"apiVersion": "sluice.dev/v1alpha1", "kind": "RolloutPolicy",
+               "metadata": {"name": "manual", "namespace": "shop"},
+               "spec": {"strategy": {"canary": {"steps": [{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]}}}})
+    return store, context, clock
+
+
+def release(store: Store, version: str) -> None:
+    current = store.objects.get(("Release", "shop", "checkout"))
+    body = {"apiVersion": "sluice.dev/v1alpha1", "kind": "Release",
+            "metadata": {"name": "checkout", "namespace": "shop", **({"uid": current["metadata"]["uid"]}
+                                                                     if current else {})},
+            "spec": {"version": version, "replicas": 4, "policyRef": {"name": "manual"},
+                     "template": {"spec": {"containers": [{"name": "app", "image": f"app:{version}"}]}}},
+            "status": (current or {}).get("status")}
+    store.put(body)
+
+
+async def passes(context: Context, clock: list[datetime], count: int) -> None:
+    for _ in range(count):
+        clock[0] += timedelta(seconds=1)
+        await reconcile(context, "shop", "checkout")
+
+
+def status(store: Store) -> Body:
+    return store.objects[("Release", "shop", "checkout")]["status"]
+
+
+def selector(store: Store) -> Body:
+    return store.objects[("Service", "shop", "checkout")]["spec"]["selector"]
+
+
+def request(store: Store, action: str) -> None:
+    store.objects[("Release", "shop", "checkout")]["status"]["request"] = {"action": action, "at": "2026-11-28T12:00:00Z"}
+
+
+async def test_a_pass_whose_status_write_fails_acts_on_nothing(cluster: Any) -> None:
+    store, context, clock = cluster
+    release(store, "1.0.0")
+    await passes(context, clock, 3)
+    release(store, "1.1.0")
+    await passes(context, clock, 4)
+    assert status(store)["phase"] == "Paused" and "sluice.dev/track" not in selector(store)
+    request(store, "abort")
+    store.fail_status_write, store.writes = True, []
+    with pytest.raises(Conflict):
+        await passes(context, clock, 1)
+    assert store.writes == [], "the rollback was not persisted, so nothing moved"
+    store.fail_status_write = False
+    await passes(context, clock, 1)
+    assert store.writes[0] == ("status", "checkout"), "the decision is written before anything moves"
+    assert status(store)["phase"] == "RolledBack" and selector(store)["sluice.dev/track"] == "stable"
+
+
+async def test_a_pass_that_dies_after_persisting_a_rollback_is_finished_by_the_next(cluster: Any) -> None:
+    store, context, clock = cluster
+    release(store, "1.0.0")
+    await passes(context, clock, 3)
+    release(store, "1.1.0")
+    await passes(context, clock, 4)
+    request(store, "abort")
+    store.fail_writes_after_status = True
+    with pytest.raises(RuntimeError):
+        await passes(context, clock, 1)
+    assert status(store)["phase"] == "RolledBack"
+    assert "sluice.dev/track" not in selector(store), "the act was lost: the canary still serves"
+    assert not any(e["reason"] == "RolledBack" for e in store.events.values())
+    store.fail_writes_after_status = False
+    context.posted.clear()  # a new operator process
+    await passes(context, clock, 2)
+    assert selector(store)["sluice.dev/track"] == "stable"
+    assert store.objects[("Deployment", "shop", "checkout-canary")]["spec"]["replicas"] == 0
+    rolled_back = [e for e in store.events.values() if e["reason"] == "RolledBack"]
+    assert len(rolled_back) == 1, "the persisted event is posted once, after the restart"
+
+
+async def test_an_owned_name_taken_by_another_object_is_never_written(cluster: Any) -> None:
+    store, context, clock = cluster
+    store.put({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "checkout-canary", "namespace": "shop",
+               "ownerReferences": [{"kind": "Release", "name": "checkout-canary", "uid": "someone-else",
+                                    "controller": True}]}, "spec": {"selector": {"app": "other"}}})
+    release(store, "1.0.0")
+    await passes(context, clock, 2)
+    assert [w for w in store.writes if w[0] != "status"] == []
+    stalled = next(c for c in status(store)["conditions"] if c["type"] == "Stalled")
+    assert stalled["status"] == "True" and stalled["reason"] == "NameConflict"
+    assert "Service checkout-canary already exists and belongs to Release checkout-canary" in stalled["message"]
