@@ -40,14 +40,13 @@ def _resolve(node: Any, defs: dict[str, Schema]) -> Any:
 def _structural(node: Schema) -> Schema:
     """One schema node made structural; recurses into properties, items and maps."""
     node = dict(node)
-    if "anyOf" in node:
+    while "anyOf" in node:  # an optional IntOrString is an anyOf (null) around an anyOf (int, string)
         variants = [v for v in node.pop("anyOf") if v.get("type") != "null"]
         types = {v.get("type") for v in variants}
         if types == {"integer", "string"}:
             node.setdefault("x-kubernetes-int-or-string", True)
         elif len(variants) == 1:
-            merged = {**variants[0], **node}
-            node = merged
+            node = {**variants[0], **node}
         else:
             raise ValueError(f"cannot express anyOf {variants} structurally")
     if node.get("default", "") is None:

@@ -7,14 +7,17 @@ parse objects with them. Validation the API server can do lives here as JSON sch
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 
-from sluice.api.durations import DURATION_PATTERN
+from sluice.api.durations import DURATION_PATTERN, parse_duration
 
 # Semantic Versioning 2.0.0, with an optional leading "v" as many teams tag that way.
 SEMVER_PATTERN = (
@@ -24,8 +27,13 @@ SEMVER_PATTERN = (
 )
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 PERCENT_PATTERN = r"^[0-9]+(\.[0-9]+)?%$"
-
-Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32)]
+# A base URL: scheme, host (and port), an optional path; no whitespace, query or fragment.
+URL_PATTERN = r"^https?://[^\s/?#]+(/[^\s?#]*)?$"
+# An IANA service name, as a container port's name: 1-15 of [a-z0-9-], a letter, no '-' at
+# either end or twice in a row (what the API server checks on Services and pods).
+PORT_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+MAX_QUERY = 8192
+MAX_CONDITION = 1024
 
 
 def _cel(rule: str, message: str, field_path: str | None = None) -> JsonDict:
@@ -33,6 +41,109 @@ def _cel(rule: str, message: str, field_path: str | None = None) -> JsonDict:
     if field_path:
         validation["fieldPath"] = field_path
     return validation
+
+
+def _rules(*rules: JsonDict) -> JsonDict:
+    return {"x-kubernetes-validations": list(rules)}
+
+
+def _bound_message(maximum: str, minimum: str | None) -> str:
+    return f"must be a duration of at most {maximum}" + (f" and at least {minimum}" if minimum else "")
+
+
+def _duration_field(maximum: str, minimum: str | None = None) -> Any:
+    """The API server's side of a bounded duration: the pattern, and CEL duration() bounds, so
+    "9999999999999999h" or "1h1h1h..." is refused at apply."""
+    rule = f"duration(self) <= duration('{maximum}')"
+    if minimum:
+        rule += f" && duration(self) >= duration('{minimum}')"
+    return Field(pattern=DURATION_PATTERN, max_length=32,
+                 json_schema_extra=_rules(_cel(rule, _bound_message(maximum, minimum))))
+
+
+def _duration_check(maximum: str, minimum: str | None = None) -> AfterValidator:
+    """Python's side of the same bounds, so `sluice lint` and the operator agree with the API server."""
+
+    def bounded(text: str) -> str:
+        seconds = parse_duration(text)
+        if seconds > parse_duration(maximum) or (minimum is not None and seconds < parse_duration(minimum)):
+            raise ValueError(_bound_message(maximum, minimum))
+        return text
+
+    return AfterValidator(bounded)
+
+
+# Every duration has an upper bound: no wait outlives what a person would choose on purpose.
+PauseDuration = Annotated[str, _duration_field("168h"), _duration_check("168h")]  # a person's explicit choice
+DayDuration = Annotated[str, _duration_field("24h"), _duration_check("24h")]
+Interval = Annotated[str, _duration_field("1h", "1s"), _duration_check("1h", "1s")]
+Timeout = Annotated[str, _duration_field("1m"), _duration_check("1m")]
+
+
+def _int_or_string(rule: str, message: str) -> Any:
+    """The API server's side of an IntOrString field: `rule` is CEL over self, an int or a string."""
+    return Field(json_schema_extra={"x-kubernetes-int-or-string": True, **_rules(_cel(rule, message))})
+
+
+def _check(valid: Callable[[Any], bool], message: str) -> AfterValidator:
+    """Python's side of the same rule: `valid(value)` is what the CEL rule says."""
+
+    def check(value: Any) -> Any:
+        if not valid(value):
+            raise ValueError(message)
+        return value
+
+    return AfterValidator(check)
+
+
+def _port_name(value: str) -> bool:
+    return (len(value) <= 15 and re.fullmatch(PORT_NAME_PATTERN, value) is not None
+            and re.search("[a-z]", value) is not None and "--" not in value)
+
+
+TARGET_PORT_RULE = (
+    "type(self) == int ? self >= 1 && self <= 65535 : self.size() <= 15 && "
+    f"self.matches('{PORT_NAME_PATTERN}') && self.matches('[a-z]') && !self.contains('--')"
+)
+TARGET_PORT = "must be a port number 1-65535 or a port name (at most 15 of a-z, 0-9 and '-', with a letter)"
+SURGE_PATTERN = r"^[0-9]+%$"
+SURGE = "must be a number of pods (0 or more) or a percentage such as 25%"
+UNAVAILABLE_PATTERN = r"^([0-9]|[1-9][0-9]|100)%$"
+UNAVAILABLE = "must be a number of pods (0 or more) or a percentage from 0% to 100%"
+
+
+def _pods_or_percent(pattern: str) -> Callable[[Any], bool]:
+    return lambda v: v >= 0 if isinstance(v, int) else re.fullmatch(pattern, v) is not None
+
+
+TargetPort = Annotated[
+    int | str, _int_or_string(TARGET_PORT_RULE, TARGET_PORT),
+    _check(lambda v: 1 <= v <= 65535 if isinstance(v, int) else _port_name(v), TARGET_PORT),
+]
+MaxSurge = Annotated[
+    int | str, _int_or_string(f"type(self) == int ? self >= 0 : self.matches('{SURGE_PATTERN}')", SURGE),
+    _check(_pods_or_percent(SURGE_PATTERN), SURGE),
+]
+MaxUnavailable = Annotated[
+    int | str, _int_or_string(f"type(self) == int ? self >= 0 : self.matches('{UNAVAILABLE_PATTERN}')", UNAVAILABLE),
+    _check(_pods_or_percent(UNAVAILABLE_PATTERN), UNAVAILABLE),
+]
+
+
+URL_MESSAGE = "must be a URL with a valid host (IPv6 in brackets) and a port from 1 to 65535"
+
+
+def _url(address: str) -> str:
+    """Python's side of the API server's isURL()/url() rule on a Prometheus address (the pattern
+    is checked before this runs)."""
+    try:
+        parts = urlsplit(address)
+        port = parts.port
+    except ValueError:
+        raise ValueError(URL_MESSAGE) from None
+    if not parts.hostname or port == 0:
+        raise ValueError(URL_MESSAGE)
+    return address
 
 
 class Model(BaseModel):
@@ -50,11 +161,19 @@ class Open(BaseModel):
 # --- Release -----------------------------------------------------------------------------------
 
 
-class Container(Open):
-    """A container of the pod template; only name and image are checked here."""
+class ContainerPort(Open):
+    """A port of a container; only the number is checked here."""
 
-    name: str = Field(min_length=1, description="Container name.")
+    container_port: int = Field(strict=True, ge=1, le=65535, description="Port number on the pod's IP.")
+
+
+class Container(Open):
+    """A container of the pod template; name, image and port numbers are checked here, the rest
+    by the API server when Sluice writes its Deployments (a server-side dry-run)."""
+
+    name: str = Field(pattern=DNS_LABEL_PATTERN, max_length=63, description="Container name (a DNS label).")
     image: str = Field(min_length=1, description="Container image.")
+    ports: list[ContainerPort] | None = Field(default=None, description="Ports the container exposes.")
 
 
 class PodSpec(Open):
@@ -79,10 +198,8 @@ class ServicePort(Model):
     """The Services Sluice owns: <name> (stable), <name>-canary."""
 
     port: int = Field(default=80, ge=1, le=65535, description="Port the Services listen on.")
-    target_port: int | str | None = Field(
-        default=None,
-        description="Port (number or name) on the pods; defaults to port.",
-        json_schema_extra={"x-kubernetes-int-or-string": True},
+    target_port: TargetPort | None = Field(
+        default=None, description="Port (number or name) on the pods; defaults to port."
     )
 
 
@@ -131,14 +248,19 @@ class ReleaseSpec(Model):
 
 
 class PauseStep(Model):
-    duration: Duration | None = Field(
-        default=None, description="How long to pause. Absent: until `sluice promote`."
+    duration: PauseDuration | None = Field(
+        default=None, description="How long to pause (at most 7 days). Absent: until `sluice promote`."
     )
 
 
+MetricName = Annotated[str, Field(pattern=DNS_LABEL_PATTERN, max_length=63)]
+MAX_METRICS = 20
+
+
 class AnalysisStep(Model):
-    metrics: list[str] | None = Field(
-        default=None, description="Names of the policy's metrics to run. Absent: all of them."
+    metrics: list[MetricName] | None = Field(
+        default=None, min_length=1, max_length=MAX_METRICS,
+        description="Names of the policy's metrics to run (from spec.analysis.metrics). Absent: all of them.",
     )
 
 
@@ -176,16 +298,14 @@ class CanaryStrategy(Model):
     )
 
 
-IntOrPercent = Annotated[int | str, Field(json_schema_extra={"x-kubernetes-int-or-string": True})]
-
 
 class BlueGreenStrategy(Model):
     """The candidate runs at full size behind <name>-preview; the active Service <name> switches
     to it in one write."""
 
     auto_promotion: bool = Field(default=True, description="Switch without waiting for `sluice promote`.")
-    auto_promotion_delay: Duration | None = Field(
-        default=None, description="Wait this long with the preview Ready before switching automatically."
+    auto_promotion_delay: DayDuration | None = Field(
+        default=None, description="Wait this long (at most 24h) with the preview Ready before switching automatically."
     )
     pre_promotion_analysis: bool = Field(
         default=False, description="Run the policy's metrics against the preview before switching."
@@ -193,19 +313,32 @@ class BlueGreenStrategy(Model):
     post_promotion_analysis: bool = Field(
         default=False, description="Run the policy's metrics after switching; failure switches back."
     )
-    scale_down_delay: Duration = Field(
-        default="30s", description="Keep the old version warm this long; a rollback meanwhile is instant."
+    scale_down_delay: DayDuration = Field(
+        default="30s", description="Keep the old version warm this long (at most 24h); a rollback meanwhile is instant."
     )
+
+
+BOTH_ZERO = "maxSurge and maxUnavailable cannot both be 0: the update could never start"
 
 
 class RollingStrategy(Model):
     """One Deployment updated in place, then judged."""
 
-    max_surge: IntOrPercent = Field(default="25%", description="Pods above replicas during the update.")
-    max_unavailable: IntOrPercent = Field(default=0, description="Pods below replicas during the update.")
+    model_config = ConfigDict(json_schema_extra=_rules(_cel(
+        "!(string(self.maxSurge) in ['0', '0%'] && string(self.maxUnavailable) in ['0', '0%'])", BOTH_ZERO,
+    )))
+
+    max_surge: MaxSurge = Field(default="25%", description="Pods above replicas during the update.")
+    max_unavailable: MaxUnavailable = Field(default=0, description="Pods below replicas during the update.")
     post_analysis: bool = Field(
         default=False, description="Run the policy's metrics once the update completes; failure rolls back."
     )
+
+    @model_validator(mode="after")
+    def _can_start(self) -> RollingStrategy:
+        if str(self.max_surge) in ("0", "0%") and str(self.max_unavailable) in ("0", "0%"):
+            raise ValueError(BOTH_ZERO)
+        return self
 
 
 class Strategy(Model):
@@ -242,11 +375,18 @@ class TLSConfig(Model):
 
 
 class PrometheusConfig(Model):
-    address: str = Field(
-        default="http://prometheus.monitoring:9090", pattern=r"^https?://.+",
-        description="Base URL of Prometheus.",
+    address: Annotated[str, AfterValidator(_url)] = Field(
+        default="http://prometheus.monitoring:9090", pattern=URL_PATTERN, max_length=2048,
+        description="Base URL of Prometheus (http or https, an optional port and path).",
+        json_schema_extra=_rules(_cel(
+            "isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != '' && "
+            "(url(self).getPort() == '' || (int(url(self).getPort()) >= 1 && int(url(self).getPort()) <= 65535))",
+            URL_MESSAGE,
+        )),
     )
-    timeout: Duration = Field(default="5s", description="Per-query timeout.")
+    timeout: Timeout = Field(
+        default="5s", description="Per-query timeout (at most 1m)."
+    )
     bearer_token_secret_ref: SecretKeyRef | None = Field(default=None, description="Bearer token, from a Secret.")
     tls: TLSConfig | None = Field(default=None, description="TLS settings.")
 
@@ -258,14 +398,18 @@ class NoData(StrEnum):
 
 
 class MinSamples(Model):
-    query: str = Field(min_length=1, description="Query for the number of requests the version has served.")
+    query: str = Field(
+        min_length=1, max_length=MAX_QUERY, description="Query for the number of requests the version has served."
+    )
     at_least: float = Field(ge=0, description="Below this, the step waits instead of judging.")
 
 
 class Compare(Model):
     """Candidate against stable: the query is run with {{track}} = canary and = stable."""
 
-    query: str = Field(min_length=1, description="Query template; {{track}} selects the track.")
+    query: str = Field(
+        min_length=1, max_length=MAX_QUERY, description="Query template; {{track}} selects the track."
+    )
     test: Literal["mann-whitney"] = Field(default="mann-whitney", description="The statistical test.")
     max_increase: str = Field(
         default="10%", pattern=PERCENT_PATTERN, description="Largest tolerated increase of the canary's median."
@@ -288,15 +432,17 @@ class Metric(Model):
 
     name: str = Field(pattern=DNS_LABEL_PATTERN, max_length=63, description="Name of the metric.")
     query: str | None = Field(
-        default=None, min_length=1,
+        default=None, min_length=1, max_length=MAX_QUERY,
         description="PromQL template. Variables: {{release}}, {{namespace}}, {{version}}, {{track}} and "
         "the Release's analysisArgs; values are escaped for PromQL string literals.",
     )
     success_condition: str | None = Field(
-        default=None, min_length=1, description="CEL over `result` (a number); true is a success."
+        default=None, min_length=1, max_length=MAX_CONDITION,
+        description="CEL over `result` (a number); true is a success."
     )
     failure_condition: str | None = Field(
-        default=None, min_length=1, description="CEL over `result` (a number); true is a failure."
+        default=None, min_length=1, max_length=MAX_CONDITION,
+        description="CEL over `result` (a number); true is a failure."
     )
     failure_limit: int = Field(default=0, ge=0, description="Failed measurements tolerated before the run fails.")
     consecutive_error_limit: int = Field(
@@ -312,10 +458,12 @@ class Metric(Model):
 
 
 class Analysis(Model):
-    interval: Duration = Field(default="30s", description="Time between measurements.")
+    interval: Interval = Field(
+        default="30s", description="Time between measurements (1s to 1h, and at most progressDeadline)."
+    )
     count: int = Field(default=3, ge=1, le=100, description="Measurements an analysis step takes.")
     prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig, description="Where metrics come from.")
-    metrics: list[Metric] = Field(default_factory=list, max_length=20, description="What to measure.")
+    metrics: list[Metric] = Field(default_factory=list, max_length=MAX_METRICS, description="What to measure.")
 
 
 class OnFailure(StrEnum):
@@ -325,8 +473,13 @@ class OnFailure(StrEnum):
 
 class Requirement(Model):
     namespace: str = Field(
-        pattern=DNS_LABEL_PATTERN, description="The same-named Release there must have Succeeded this version."
+        pattern=DNS_LABEL_PATTERN, max_length=63,
+        description="The same-named Release there must have Succeeded this version.",
     )
+
+
+UNKNOWN_METRIC = "an analysis step names a metric that spec.analysis.metrics does not define"
+LONG_INTERVAL = "analysis.interval must not exceed progressDeadline, so that no wait for data outlives the deadline"
 
 
 class RolloutPolicySpec(Model):
@@ -357,13 +510,26 @@ class RolloutPolicySpec(Model):
                     "metric names must be unique",
                     ".analysis",
                 ),
+                _cel(
+                    "!has(self.strategy.canary) || self.strategy.canary.steps.all(s, !has(s.analysis) || "
+                    "!has(s.analysis.metrics) || s.analysis.metrics.all(n, has(self.analysis) && "
+                    "has(self.analysis.metrics) && self.analysis.metrics.exists(m, m.name == n)))",
+                    UNKNOWN_METRIC,
+                    ".strategy.canary.steps",
+                ),
+                _cel(
+                    "!has(self.analysis) || !has(self.analysis.interval) || "
+                    "duration(self.analysis.interval) <= duration(self.progressDeadline)",
+                    LONG_INTERVAL,
+                    ".analysis.interval",
+                ),
             ]
         }
     )
 
     strategy: Strategy = Field(description="How traffic moves to the new version.")
     analysis: Analysis = Field(default_factory=Analysis, description="How each version is judged.")
-    progress_deadline: Duration = Field(
+    progress_deadline: DayDuration = Field(
         default="10m",
         description="Longest wait for the candidate to become Ready or for analysis data; then the rollout fails.",
     )
@@ -372,8 +538,25 @@ class RolloutPolicySpec(Model):
         description="rollback (traffic back to stable) or pause (freeze, e.g. after a one-way migration).",
     )
     requires: list[Requirement] = Field(
-        default_factory=list, description="Environments where this version must have Succeeded first."
+        default_factory=list, max_length=20, description="Environments where this version must have Succeeded first."
     )
+
+    @model_validator(mode="after")
+    def _steps_name_known_metrics(self) -> RolloutPolicySpec:
+        known = {metric.name for metric in self.analysis.metrics}
+        steps = self.strategy.canary.steps if self.strategy.canary else []
+        unknown = [(i, name) for i, step in enumerate(steps) if step.analysis
+                   for name in step.analysis.metrics or [] if name not in known]
+        if unknown:
+            named = ", ".join(f"{name!r} (step {i})" for i, name in unknown)
+            raise ValueError(f"{UNKNOWN_METRIC}: {named}")
+        return self
+
+    @model_validator(mode="after")
+    def _interval_within_deadline(self) -> RolloutPolicySpec:
+        if parse_duration(self.analysis.interval) > parse_duration(self.progress_deadline):
+            raise ValueError(LONG_INTERVAL)
+        return self
 
 
 # --- Status ------------------------------------------------------------------------------------
@@ -432,6 +615,7 @@ class MetricRun(StatusModel):
     last_measured_at: str | None = None
     data_seen: bool = False  # a measurement of this run had data: noData applies from now on
     waiting_since: str | None = None  # first Waiting measurement since the last judged one
+    waiting_for_traffic: bool = False  # ...and it waits for minSamples, not for data
 
 
 class AnalysisRun(StatusModel):
@@ -456,6 +640,7 @@ class PolicySnapshot(StatusModel):
     generation: int | None = None
     hash: str
     spec: dict[str, Any] = Field(json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
+    ignored_hash: str | None = None  # a later edit of the live policy, announced once as not applying
 
 
 class StableSpec(StatusModel):
