@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from sluice.cli import report, view
+from sluice.cli.lint import ratio_weight
 from sluice.cli.main import app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,6 +74,102 @@ def test_lint_checks_what_the_api_server_cannot(tmp_path: Path) -> None:
     assert "spec.analysis: metric error-rate: successCondition is not valid CEL" in result.output
     assert f"{manifest}:22: error: Release checkout: spec.policyRef.name: RolloutPolicy 'other' is not among " \
            "the given files" in result.output
+
+
+SMALL = """apiVersion: sluice.dev/v1alpha1
+kind: RolloutPolicy
+metadata: {name: p}
+spec:
+  strategy:
+    canary:
+      steps:
+        - setWeight: 10
+        - analysis: {metrics: [error-rate]}
+        - setWeight: 50
+  analysis:
+    metrics:
+      - name: error-rate
+        query: 'up{app="{{release}}"}'
+        successCondition: "result > 0"
+---
+apiVersion: sluice.dev/v1alpha1
+kind: Release
+metadata: {name: checkout}
+spec:
+  version: 1.0.0-rc.1+build.5
+  replicas: 1
+  policyRef: {name: p}
+  template:
+    spec:
+      containers: [{name: a, image: b}]
+"""
+
+
+def test_lint_warns_when_replicas_are_too_few_for_the_weights(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(SMALL)
+    result = CliRunner().invoke(app, ["lint", str(manifest)])
+    assert result.exit_code == 0, result.output
+    assert f"{manifest}:22: warning: Release checkout: spec.replicas: setWeight 10 becomes 50% with replicas 1 " \
+           "by replica ratio; use trafficRouting or more replicas" in result.output.splitlines()
+    assert "setWeight 50 becomes" not in result.output  # 1 canary pod beside 1 stable pod is 50%
+    assert result.output.strip().endswith("1 file(s), 2 Sluice document(s), 0 error(s)")
+
+
+def test_lint_does_not_warn_with_enough_replicas_or_traffic_routing(tmp_path: Path) -> None:
+    for name, text in [("many", SMALL.replace("replicas: 1", "replicas: 10")),
+                       ("routed", SMALL.replace("replicas: 1", "trafficRouting: {gatewayAPI: {httpRoute: r}}"))]:
+        manifest = tmp_path / f"{name}.yaml"
+        manifest.write_text(text)
+        result = CliRunner().invoke(app, ["lint", str(manifest)])
+        assert result.exit_code == 0 and "warning" not in result.output, (name, result.output)
+
+
+def test_lint_warnings_do_not_hide_errors(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(SMALL.replace("metrics: [error-rate]", "metrics: [error-rat]"))
+    result = CliRunner().invoke(app, ["lint", str(manifest)])
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    # the models' rule and the CRD's CEL rule say the same thing: one line, the fuller one
+    assert [line for line in lines if "names a metric" in line] == [
+        f"{manifest}:5: error: RolloutPolicy p: spec: an analysis step names a metric that spec.analysis.metrics "
+        "does not define: 'error-rat' (step 1)"]
+    assert lines[-1] == "1 file(s), 2 Sluice document(s), 1 error(s)"
+
+
+def test_lint_refuses_unbounded_durations_and_bad_addresses_once_each(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(SMALL.replace("  analysis:\n    metrics:", "  analysis:\n    interval: 1h1h\n"
+                                      "    prometheus: {address: 'http://[::1'}\n    metrics:")
+                        .replace("- setWeight: 50", "- pause: {duration: 9999999999999999999999999999999h}"))
+    result = CliRunner().invoke(app, ["lint", str(manifest)])
+    assert result.exit_code == 1
+    lines = [line.split(": error: ", 1)[1] for line in result.output.splitlines() if ": error: " in line]
+    assert lines == [
+        "RolloutPolicy p: spec.strategy.canary.steps[2].pause.duration: must be a duration of at most 168h",
+        "RolloutPolicy p: spec.analysis.interval: must be a duration of at most 1h and at least 1s",
+        "RolloutPolicy p: spec.analysis.prometheus.address: must be a URL with a valid host (IPv6 in brackets) "
+        "and a port from 1 to 65535",
+    ]
+
+
+def test_lint_prints_the_judges_warnings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sluice.analysis import judge
+
+    monkeypatch.setattr(judge, "warnings", lambda policy: ["metric error-rate: the numerator can be empty"],
+                        raising=False)
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(SMALL.replace("replicas: 1", "replicas: 10"))
+    result = CliRunner().invoke(app, ["lint", str(manifest)])
+    assert result.exit_code == 0
+    assert f"{manifest}:12: warning: RolloutPolicy p: spec.analysis: metric error-rate: the numerator can be empty" \
+        in result.output.splitlines()
+
+
+def test_ratio_weight_worked_examples() -> None:
+    assert [ratio_weight(1, 10), ratio_weight(4, 10), ratio_weight(10, 10), ratio_weight(4, 50)] == [50, 25, 10, 50]
+    assert [ratio_weight(4, 0), ratio_weight(1, 100), ratio_weight(4, 90)] == [0, 100, 80]
 
 
 def test_lint_of_a_missing_file_is_one_line() -> None:

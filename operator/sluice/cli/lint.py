@@ -1,20 +1,22 @@
 """`sluice lint`: Release and RolloutPolicy manifests checked offline, as the API server would
-check them (the schema, and the CRDs' own CEL rules, evaluated with cel-python) and beyond
+check them (the schema, and the CRDs' own CEL rules, evaluated with cel-expr-python) and beyond
 (query templates render, conditions compile, referenced policies exist in the same files).
-Each problem is reported as file:line."""
+Each problem is reported as file:line; warnings (valid, but probably not what was meant) too,
+without failing the run."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import celpy
+import typer
 import yaml
-from celpy.adapter import json_to_cel
 from pydantic import ValidationError
 
 from sluice import API_VERSION
+from sluice.analysis import cel, judge
 from sluice.analysis.judge import problems
 from sluice.api.crdgen import policy_crd, release_crd
 from sluice.api.durations import DURATION_PATTERN
@@ -22,9 +24,11 @@ from sluice.api.models import (
     DNS_LABEL_PATTERN,
     PERCENT_PATTERN,
     SEMVER_PATTERN,
+    URL_PATTERN,
     ReleaseSpec,
     RolloutPolicySpec,
 )
+from sluice.plan.types import canary_replicas, effective_weight
 
 Path_ = tuple[str | int, ...]
 
@@ -34,9 +38,10 @@ class Finding:
     file: str
     line: int
     message: str
+    severity: str = "error"  # or "warning": printed, but the run still passes
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: error: {self.message}"
+        return f"{self.file}:{self.line}: {self.severity}: {self.message}"
 
 
 def _load(node: yaml.Node, lines: dict[Path_, int], path: Path_ = ()) -> Any:
@@ -66,12 +71,8 @@ def _dotted(path: Path_) -> str:
 def _cel(schema: dict[str, Any], value: Any, path: Path_, found: list[tuple[Path_, str]]) -> None:
     """Evaluate the schema's x-kubernetes-validations rules on `value`, recursively."""
     for rule in schema.get("x-kubernetes-validations", []):
-        env = celpy.Environment()
-        try:
-            outcome = env.program(env.compile(rule["rule"])).evaluate({"self": json_to_cel(value)})
-        except Exception:  # a rule that cannot be evaluated offline is left to the API server
-            continue
-        if outcome is not None and not bool(outcome) and not isinstance(outcome, Exception):
+        # None: a rule that cannot be evaluated offline (isURL...) is left to the API server
+        if cel.rule_holds(rule["rule"], value) is False:
             found.append((path, rule["message"]))
     if isinstance(value, dict):
         for key, sub in (schema.get("properties") or {}).items():
@@ -87,6 +88,7 @@ PATTERNS = {
     DURATION_PATTERN: "must be a duration such as 30s, 2m or 1h30m",
     DNS_LABEL_PATTERN: "must be a DNS label: lowercase letters, digits and '-'",
     PERCENT_PATTERN: "must be a percentage such as 10%",
+    URL_PATTERN: "must be an http(s) URL such as http://prometheus.monitoring:9090: no spaces, query or fragment",
 }
 
 
@@ -95,14 +97,53 @@ def _pydantic(error: ValidationError, aliases: type[Any]) -> list[tuple[Path_, s
     for item in error.errors():
         loc = tuple(p for p in item["loc"] if not (isinstance(p, str) and "[" in p))
         message = PATTERNS.get((item.get("ctx") or {}).get("pattern", ""), item["msg"])
+        message = message.removeprefix("Value error, ")  # the models' own rules, worded as the CRD's
         if item["type"] == "string_pattern_mismatch" and message != item["msg"]:
             message = f"{item['input']!r} {message}"
         out.append((("spec", *loc), message))
     return out
 
 
-def lint(files: list[str]) -> tuple[list[Finding], int]:
-    """Findings over every file, and how many Sluice documents were checked."""
+# A setWeight that replica ratio misses by more than this many points of traffic is worth a warning.
+RATIO_SLACK = 5
+
+
+def ratio_weight(replicas: int, weight: int) -> int:
+    """The traffic a setWeight really gets by replica ratio, where a canary below 100% runs beside
+    at least one stable pod: ratio_weight(1, 10) == 50 (1 canary pod, 1 stable pod),
+    ratio_weight(4, 10) == 25, ratio_weight(10, 10) == 10, ratio_weight(4, 100) == 100."""
+    canary = canary_replicas(replicas, weight)
+    stable = 0 if weight >= 100 else max(replicas - canary, 1)
+    return effective_weight(canary, stable)
+
+
+def _ratio_warnings(release: ReleaseSpec, policy: RolloutPolicySpec) -> list[str]:
+    """setWeight steps that replica ratio cannot honour with this many replicas."""
+    if release.traffic_routing is not None or policy.strategy.canary is None or release.replicas == 0:
+        return []
+    out: list[str] = []
+    for weight in dict.fromkeys(s.set_weight for s in policy.strategy.canary.steps if s.set_weight is not None):
+        real = ratio_weight(release.replicas, weight)
+        if abs(real - weight) > RATIO_SLACK:
+            out.append(f"setWeight {weight} becomes {real}% with replicas {release.replicas} by replica ratio; "
+                       "use trafficRouting or more replicas")
+    return out
+
+
+def _policy_warnings(policy: RolloutPolicySpec) -> list[str]:
+    """The judge's own warnings (e.g. a ratio whose numerator can be empty), where it has them."""
+    if not hasattr(judge, "warnings"):
+        return []
+    return [str(w) for w in judge.warnings(policy)]
+
+
+def _echo(finding: Finding) -> None:
+    typer.echo(str(finding), err=True)
+
+
+def lint(files: list[str], warn: Callable[[Finding], None] = _echo) -> tuple[list[Finding], int]:
+    """Errors over every file, and how many Sluice documents were checked. Warnings go to `warn`
+    (stderr by default) and are not among the errors: they do not fail the run."""
     findings: list[Finding] = []
     documents: list[tuple[str, dict[str, Any], dict[Path_, int]]] = []
     for name in files:
@@ -123,11 +164,19 @@ def lint(files: list[str]) -> tuple[list[Finding], int]:
             body = _load(node, lines)
             if isinstance(body, dict) and body.get("apiVersion") == API_VERSION:
                 documents.append((name, body, lines))
-    policies = {d[1].get("metadata", {}).get("name") for d in documents if d[1].get("kind") == "RolloutPolicy"}
+    policies: dict[str, RolloutPolicySpec | None] = {}
+    for _, body, _ in documents:
+        if body.get("kind") == "RolloutPolicy":
+            key = body.get("metadata", {}).get("name")
+            try:
+                policies[key] = RolloutPolicySpec.model_validate(body.get("spec") or {})
+            except ValidationError:
+                policies[key] = None  # its errors are reported with the policy itself
     crds = {"Release": release_crd(), "RolloutPolicy": policy_crd()}
     for name, body, lines in documents:
         kind = body.get("kind")
         found: list[tuple[Path_, str]] = []
+        warnings: list[tuple[Path_, str]] = []
         if kind not in crds:
             findings.append(Finding(name, _line(lines, ("kind",)), f"unknown kind {kind!r} in {API_VERSION}"))
             continue
@@ -138,14 +187,24 @@ def lint(files: list[str]) -> tuple[list[Finding], int]:
             found += _pydantic(error, model)
             parsed = None
         schema = crds[kind]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-        _cel(schema, body, (), found)
+        rules: list[tuple[Path_, str]] = []
+        _cel(schema, body, (), rules)
+        # A rule the models enforce too is one problem, reported once (the models' wording is fuller).
+        found += [(path, message) for path, message in rules
+                  if not any(other.startswith(message) for _, other in found)]
         if isinstance(parsed, RolloutPolicySpec):
             found += [(("spec", "analysis"), problem) for problem in problems(parsed)]
-        if isinstance(parsed, ReleaseSpec) and parsed.policy_ref and parsed.policy_ref.name not in policies:
-            found.append((("spec", "policyRef", "name"),
-                          f"RolloutPolicy {parsed.policy_ref.name!r} is not among the given files"))
+            warnings += [(("spec", "analysis"), warning) for warning in _policy_warnings(parsed)]
+        if isinstance(parsed, ReleaseSpec) and parsed.policy_ref:
+            if parsed.policy_ref.name not in policies:
+                found.append((("spec", "policyRef", "name"),
+                              f"RolloutPolicy {parsed.policy_ref.name!r} is not among the given files"))
+            elif (policy := policies[parsed.policy_ref.name]) is not None:
+                warnings += [(("spec", "replicas"), warning) for warning in _ratio_warnings(parsed, policy)]
+        who = f"{kind} {body.get('metadata', {}).get('name', '?')}"
         for path, message in found:
             where = _dotted(path)
-            findings.append(Finding(name, _line(lines, path), f"{kind} {body.get('metadata', {}).get('name', '?')}: "
-                                                             f"{where}: {message}" if where else message))
+            findings.append(Finding(name, _line(lines, path), f"{who}: {where}: {message}" if where else message))
+        for path, message in warnings:
+            warn(Finding(name, _line(lines, path), f"{who}: {_dotted(path)}: {message}", "warning"))
     return findings, len(documents)
