@@ -2,14 +2,35 @@
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import logging
 import math
+from collections.abc import Callable
 from datetime import timedelta
 
+import httpx
 import pytest
 
 from sluice.analysis import template
-from sluice.analysis.judge import compare, judge, problems
-from sluice.api.models import AnalysisRun, Compare, Metric, MetricRun, ReleaseStatus, Verdict
+from sluice.analysis.judge import compare, judge, problems, warnings
+from sluice.analysis.prometheus import Connection, Prometheus
+from sluice.analysis.providers import Providers
+from sluice.analysis.runner import Rejected, Subject, measure
+from sluice.api.models import (
+    AnalysisRun,
+    AnalysisStep,
+    CanaryStep,
+    Compare,
+    Metric,
+    MetricRun,
+    PrometheusConfig,
+    ReleaseStatus,
+    RolloutPolicySpec,
+    SecretKeyRef,
+    TLSConfig,
+    Verdict,
+)
 from sluice.plan import analysis
 from sluice.plan.types import Result, iso
 from tests.unit.world import T0, policy_spec
@@ -91,14 +112,14 @@ def test_run_measures_every_interval_and_passes_after_count() -> None:
     policy = policy_spec([{"analysis": {}}])
     run = analysis.start(0, T0)
     metrics = list(policy.analysis.metrics)
-    state = analysis.evaluate(run, metrics, policy.analysis, T0 + timedelta(seconds=10))
+    state = analysis.evaluate(run, metrics, policy.analysis, T0 + timedelta(seconds=10), 300)
     assert state.due == () and state.next_in == pytest.approx(20)
     status = ReleaseStatus()
     for i in (1, 2):
         now = T0 + timedelta(seconds=30 * i)
-        assert analysis.evaluate(run, metrics, policy.analysis, now).due == ("error-rate",)
+        assert analysis.evaluate(run, metrics, policy.analysis, now, 300).due == ("error-rate",)
         run = analysis.record(status, run, [Result("error-rate", Verdict.SUCCESSFUL, 0.0, "")], now, "1.1.0", 0)
-    assert analysis.evaluate(run, metrics, policy.analysis, T0).outcome == analysis.Outcome.PASSED
+    assert analysis.evaluate(run, metrics, policy.analysis, T0, 300).outcome == analysis.Outcome.PASSED
     assert len(status.analysis) == 2
 
 
@@ -109,3 +130,224 @@ def test_status_measurements_are_bounded() -> None:
         run = analysis.record(status, run, [Result("error-rate", Verdict.SUCCESSFUL, 0.0, "")], T0, "1", 0)
     assert len(status.analysis) == analysis.MAX_MEASUREMENTS
     assert run.metrics["error-rate"].successful == 50
+
+
+# --- issue 7: ±Inf is data, no data is marked missing, remote answers stay out of status -------
+
+INF = math.inf
+
+
+def prometheus(handler: Callable[[httpx.Request], httpx.Response]) -> Prometheus:
+    return Prometheus(Connection(address="http://prometheus.test:9090", timeout=1.0),
+                      transport=httpx.MockTransport(handler))
+
+
+def vector(*values: str) -> Callable[[httpx.Request], httpx.Response]:
+    result = [{"metric": {"i": str(i)}, "value": [1700000000, v]} for i, v in enumerate(values)]
+    return lambda request: httpx.Response(200, json={"status": "success",
+                                                     "data": {"resultType": "vector", "result": result}})
+
+
+def answer(status: int, error_type: str, error: str) -> Callable[[httpx.Request], httpx.Response]:
+    return lambda request: httpx.Response(status, json={"status": "error", "errorType": error_type, "error": error})
+
+
+SUBJECT = Subject(release="checkout", namespace="shop", version="1.1.0", stable_version="1.0.0", args={})
+
+
+async def measure_one(handler: Callable[[httpx.Request], httpx.Response], subject: Subject = SUBJECT,
+                      **fields: object) -> Result:
+    policy = policy_spec([{"analysis": {}}], analysis={"metrics": [
+        {"name": "p99", "query": "histogram_quantile(0.99, x)", "successCondition": "result < 0.5", **fields}]})
+    client = prometheus(handler)
+    try:
+        [result] = await measure(client, policy, ("p99",), subject)
+    finally:
+        await client.close()
+    return result
+
+
+@pytest.mark.parametrize(("text", "verdict", "message"), [
+    pytest.param("+Inf", Verdict.FAILED, "+Inf: result < 0.5 does not hold", id="+Inf: latency past the last bucket"),
+    pytest.param("-Inf", Verdict.SUCCESSFUL, "-Inf: result < 0.5", id="-Inf is data too"),
+    pytest.param("0.2", Verdict.SUCCESSFUL, "0.2: result < 0.5", id="a number"),
+])
+async def test_infinity_is_data_and_reaches_the_condition(text: str, verdict: Verdict, message: str) -> None:
+    result = await measure_one(vector(text))
+    assert (result.verdict, result.message, result.missing) == (verdict, message, False)
+    assert result.value == float(text)
+
+
+@pytest.mark.parametrize(("handler", "no_data", "verdict", "says"), [
+    pytest.param(vector(), "inconclusive", Verdict.INCONCLUSIVE,
+                 "no data: the query returned no series; if an empty result means zero, end it with `or vector(0)` "
+                 "(noData: inconclusive)", id="empty vector"),
+    pytest.param(vector("NaN"), "hold", Verdict.WAITING, "no data: the query returned NaN (noData: hold)", id="NaN"),
+    pytest.param(vector(), "fail", Verdict.FAILED, "(noData: fail)", id="empty, noData fail"),
+])
+async def test_no_data_is_missing_and_follows_no_data(handler: Callable[[httpx.Request], httpx.Response],
+                                                      no_data: str, verdict: Verdict, says: str) -> None:
+    result = await measure_one(handler, noData=no_data)
+    assert result.missing and result.verdict == verdict and result.value is None
+    assert says in result.message
+
+
+def test_judge_marks_only_missing_data_as_missing() -> None:
+    m = metric(successCondition="result < 0.05")
+    assert judge(m, None).missing and judge(m, math.nan).missing
+    assert not judge(m, INF).missing and judge(m, INF).verdict == Verdict.FAILED
+    assert judge(metric(failureCondition="result > 1.0"), -INF).message == "-Inf: result > 1.0 does not hold"
+
+
+def test_compare_keeps_infinite_samples() -> None:
+    spec = Compare(query="q", maxIncrease="10%", confidence=0.95)
+    stable = [0.1 + i % 5 / 100 for i in range(30)]
+    m = metric(query=None, compare={"query": "q"})
+    past_the_last_bucket = compare(m, spec, [INF] * 30 + [math.nan], stable)
+    assert past_the_last_bucket.verdict == Verdict.FAILED and "canary median +Inf" in past_the_last_bucket.message
+    assert compare(m, spec, [0.1] * 30, [INF] * 30).verdict == Verdict.SUCCESSFUL  # no NaN from Inf - Inf
+
+
+async def test_range_queries_keep_infinity_and_drop_nan() -> None:
+    series = [{"metric": {}, "values": [[1, "0.1"], [2, "+Inf"], [3, "NaN"], [4, "-Inf"]]}]
+    client = prometheus(lambda request: httpx.Response(
+        200, json={"status": "success", "data": {"resultType": "matrix", "result": series}}))
+    assert await client.query_range("q", 60, 2) == [0.1, INF, -INF]
+    await client.close()
+
+
+SECRET = "<remote text: parse error at char 5: unexpected identifier>"
+
+
+async def test_bad_promql_is_rejected_without_echoing_prometheus(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    with pytest.raises(Rejected) as refused:
+        await measure_one(answer(400, "bad_data", SECRET))
+    assert str(refused.value) == ("metric p99: Prometheus at http://prometheus.test:9090 refused the query as "
+                                  "invalid (HTTP 400, errorType bad_data); check its PromQL (Prometheus' own words "
+                                  "are in the operator log)")
+    assert SECRET in caplog.text, "the operator log keeps what Prometheus said"
+
+
+@pytest.mark.parametrize(("handler", "says"), [
+    pytest.param(answer(422, "execution", SECRET), "could not execute the query (HTTP 422, errorType execution)",
+                 id="422 is data-dependent"),
+    pytest.param(vector("0.1", "0.2"), "the query gave 2 series, not one", id="several series"),
+    pytest.param(answer(503, "unavailable", SECRET), "answered HTTP 503, errorType unavailable", id="503"),
+    pytest.param(lambda request: httpx.Response(500, text=SECRET), "answered HTTP 500 without a result",
+                 id="not JSON"),
+    pytest.param(answer(422, SECRET, SECRET), "(HTTP 422)", id="an errorType we do not know is not repeated"),
+    pytest.param(lambda request: httpx.Response(200, json={"status": "success", "data": {
+        "resultType": "vector", "result": [{"value": [1, {"x": SECRET}]}]}}), "gave an answer that is not a number",
+        id="not a number"),
+])
+async def test_data_dependent_failures_are_measurement_errors(
+        handler: Callable[[httpx.Request], httpx.Response], says: str) -> None:
+    result = await measure_one(handler)
+    assert result.verdict == Verdict.ERROR and says in result.message
+    assert "remote text" not in result.message and SECRET not in result.message
+
+
+async def test_a_huge_query_is_refused_before_it_is_sent() -> None:
+    sent: list[httpx.Request] = []
+    huge = dataclasses.replace(SUBJECT, args={"selector": "x" * 100_000})  # 100 KB once rendered
+    with pytest.raises(Rejected, match="is 100010 characters long once rendered; the limit is 16384"):
+        await measure_one(lambda request: sent.append(request) or httpx.Response(500), huge,
+                          query='up{app="{{selector}}"}')
+    assert sent == []
+
+
+def test_problems_find_analyses_that_would_measure_nothing() -> None:
+    policy = policy_spec([{"setWeight": 10}, {"analysis": {"metrics": ["error-rate"]}}])
+    canary = policy.strategy.canary
+    assert canary is not None
+    steps = [*canary.steps, CanaryStep.model_construct(analysis=AnalysisStep.model_construct(metrics=["error-rat"])),
+             CanaryStep.model_construct(analysis=AnalysisStep.model_construct(metrics=[]))]
+    typo = policy.model_copy(update={"strategy": policy.strategy.model_copy(
+        update={"canary": canary.model_copy(update={"steps": steps})})})
+    assert problems(typo) == ["analysis step 3 names unknown metric error-rat; known: error-rate",
+                              "analysis step 4 names no metric: it would run none"]
+    empty = policy_spec([{"analysis": {}}], analysis={"metrics": []})
+    assert problems(empty) == ["analysis step 1 would run no metric: spec.analysis.metrics is empty"]
+    assert problems(policy) == []
+
+
+@pytest.mark.parametrize(("query", "warned"), [
+    pytest.param('sum(rate(r{app="a",code=~"5.."}[1m])) / sum(rate(r{app="a"}[1m]))', True, id="bare numerator"),
+    pytest.param('(sum(rate(r{app="a",code=~"5.."}[1m])) or vector(0)) / sum(rate(r{app="a"}[1m]))', False,
+                 id="or vector(0)"),
+    pytest.param('(sum(rate(r{code=~"5.."}[1m])) or on() vector(0))\n  / sum(rate(r[1m]))', False, id="or on()"),
+    pytest.param('(sum(rate(r{code=~"5.."}[1m]))) / sum(rate(r[1m]))', True, id="parentheses alone"),
+    pytest.param('1 - sum(rate(r{code=~"5.."}[1m])) / sum(rate(r[1m]))', True, id="inside a difference"),
+    pytest.param('sum(rate(d_sum{app="a"}[1m])) / sum(rate(d_count{app="a"}[1m]))', False, id="a mean"),
+    pytest.param('histogram_quantile(0.99, sum by (le) (rate(b{app="a"}[1m])))', False, id="no ratio"),
+    pytest.param('sum(rate(r{path="/a/b"}[1m]))', False, id="a slash in a string"),
+])
+def test_warnings_on_a_ratio_whose_numerator_can_be_empty(query: str, warned: bool) -> None:
+    policy = policy_spec([{"analysis": {}}], analysis={"metrics": [
+        {"name": "error-rate", "query": query, "successCondition": "result < 0.05"}]})
+    found = warnings(policy)
+    assert bool(found) == warned
+    assert all("(numerator or vector(0)) / denominator" in w for w in found)
+
+
+# --- issue 7 item 19: a provider's inputs raise Rejected with a plain message, nothing else ------
+
+
+class Secrets:
+    """The one Kubernetes read Providers makes, from a dict of Secret data (raw bytes)."""
+
+    def __init__(self, **data: bytes) -> None:
+        self.data = {key: base64.b64encode(value).decode() for key, value in data.items()}
+
+    async def get(self, api_version: str, kind: str, name: str, namespace: str) -> dict[str, object] | None:
+        return {"data": self.data} if kind == "Secret" and name == "prometheus" else None
+
+
+def with_prometheus(**config: object) -> RolloutPolicySpec:
+    policy = policy_spec([{"analysis": {}}])
+    prom = PrometheusConfig.model_construct(**{**PrometheusConfig().model_dump(), **config})
+    return policy.model_copy(update={"analysis": policy.analysis.model_copy(update={"prometheus": prom})})
+
+
+TOKEN = SecretKeyRef(name="prometheus", key="token")
+CA = TLSConfig(caSecretRef=SecretKeyRef(name="prometheus", key="ca.crt"))
+
+
+@pytest.mark.parametrize(("config", "secrets", "says"), [
+    pytest.param({"address": "http://[::1"}, {}, "'http://[::1' is not a usable Prometheus address: it is not a "
+                 "valid URL", id="unclosed IPv6 bracket"),
+    pytest.param({"address": "http://prometheus:99999"}, {}, "the port must be between 1 and 65535", id="port 99999"),
+    pytest.param({"address": "http://prometheus:9090\n"}, {}, "it is not a valid URL", id="trailing newline"),
+    pytest.param({"address": "http://prometheus:9090/?x=1"}, {}, "must not have a query", id="a query string"),
+    pytest.param({"address": "http://"}, {}, "it has no valid host name", id="no host"),
+    pytest.param({"bearer_token_secret_ref": TOKEN}, {"token": b"\xff\xfe token"}, "Secret prometheus, key token, "
+                 "in namespace shop is not UTF-8 text", id="non-UTF-8 token"),
+    pytest.param({"bearer_token_secret_ref": TOKEN}, {"token": "tökén".encode()}, "has characters an HTTP header "
+                 "cannot carry", id="non-ASCII token"),
+    pytest.param({"bearer_token_secret_ref": TOKEN}, {"token": b"a\r\nX-Injected: 1"}, "has characters an HTTP "
+                 "header cannot carry", id="a line break in the token"),
+    pytest.param({"bearer_token_secret_ref": TOKEN}, {}, "Secret prometheus with key token not found",
+                 id="missing key"),
+    pytest.param({"tls": CA}, {"ca.crt": b"garbage"}, "the CA bundle in Secret prometheus, key ca.crt, is not a PEM "
+                 "certificate bundle", id="garbage CA"),
+    pytest.param({"tls": CA}, {"ca.crt": b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"},
+                 "is not a PEM certificate bundle", id="a broken certificate"),
+])
+async def test_bad_provider_inputs_are_rejected_plainly(config: dict[str, object], secrets: dict[str, bytes],
+                                                        says: str) -> None:
+    providers = Providers(Secrets(**secrets))
+    with pytest.raises(Rejected) as refused:
+        await providers.get(with_prometheus(**config), "shop")
+    assert says in str(refused.value)
+    assert providers.clients == {}
+
+
+async def test_providers_reuse_one_client_per_connection() -> None:
+    providers = Providers(Secrets(token=b"s3cret\n"))
+    policy = with_prometheus(address="https://prometheus:9090/", bearer_token_secret_ref=TOKEN)
+    first = await providers.get(policy, "shop")
+    assert await providers.get(policy, "shop") is first and len(providers.clients) == 1
+    assert isinstance(first, Prometheus) and first.client.headers["Authorization"] == "Bearer s3cret"
+    assert first.address == "https://prometheus:9090"
+    await providers.close()

@@ -1,25 +1,40 @@
 """Prometheus as a metric provider, over async httpx so the operator's event loop never blocks.
 
 Like Flagger's providers it answers two questions: the value of a query now, and whether the
-server is reachable. An empty vector or NaN is None (no data), never zero.
+server is reachable. An empty vector is None (no data), never zero; NaN is returned as NaN and
+±Inf as ±Inf, for the judge to tell apart (±Inf is data, NaN is not).
+
+What Prometheus says is never echoed into a Release's status: errors carry fixed sentences
+(naming at most the HTTP status, Prometheus' errorType and the address from the policy), and
+Prometheus' own text goes to the operator log.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import ssl
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
 
+log = logging.getLogger(__name__)
+
+MAX_QUERY = 16 * 1024  # characters of PromQL, once rendered; longer is refused before it is sent
+_ERROR_TYPES = {"bad_data", "execution", "timeout", "canceled", "internal", "unavailable", "not_found"}
+
 
 class ProviderError(Exception):
-    """The provider could not give a value: unreachable, timed out, or a server error."""
+    """The provider could not give a value: unreachable, timed out, a server error, or an answer
+    that depends on the data (HTTP 422, several series). A measurement Error, counted toward
+    consecutiveErrorLimit."""
 
 
 class QueryRejected(ProviderError):
-    """The provider refused the query itself (bad PromQL): input to fix, not a passing fault."""
+    """The provider refused the query itself (HTTP 400: PromQL that does not parse, or a query too
+    long to send): input to fix, not a passing fault."""
 
 
 class MetricProvider(Protocol):
@@ -43,56 +58,83 @@ class Prometheus:
         verify: ssl.SSLContext | bool = not connection.insecure
         if connection.ca_pem and not connection.insecure:
             verify = ssl.create_default_context(cadata=connection.ca_pem)
+        self.address = connection.address.rstrip("/")
+        url = httpx.URL(self.address)
+        self.shown = str(url.copy_with(username=None, password=None)) if url.userinfo else self.address  # no secrets
         self.client = httpx.AsyncClient(
-            base_url=connection.address.rstrip("/"), timeout=connection.timeout, headers=headers,
-            verify=verify, transport=transport,
+            base_url=self.address, timeout=connection.timeout, headers=headers, verify=verify, transport=transport,
         )
 
     async def close(self) -> None:
         await self.client.aclose()
 
     async def _get(self, path: str, params: dict[str, Any]) -> Any:
+        query = str(params.get("query", ""))
+        if len(query) > MAX_QUERY:
+            raise QueryRejected(f"the query is {len(query)} characters long once rendered; the limit is {MAX_QUERY}")
+        where = f"Prometheus at {self.shown}"
         try:
             response = await self.client.get(path, params=params)
         except httpx.TimeoutException as error:
-            raise ProviderError(f"Prometheus at {self.client.base_url} timed out") from error
+            raise ProviderError(f"{where} timed out") from error
         except httpx.HTTPError as error:
-            raise ProviderError(f"Prometheus at {self.client.base_url} is unreachable: {error}") from error
+            log.info("%s is unreachable: %s", where, error)
+            raise ProviderError(f"{where} is unreachable (see the operator log)") from error
+        except httpx.InvalidURL as error:  # a request httpx cannot build from the query: bad input
+            raise QueryRejected(f"the query cannot be sent to {where}: it is not a valid request") from error
         try:
             body = response.json()
         except ValueError:
+            body = None
+        if not isinstance(body, dict):
             body = {}
-        if response.status_code in (400, 422):
-            raise QueryRejected(f"Prometheus rejected the query: {body.get('error', response.text[:200])}")
+        error_type = body.get("errorType")
+        named = f", errorType {error_type}" if error_type in _ERROR_TYPES else ""
         if response.status_code != 200 or body.get("status") != "success":
-            raise ProviderError(f"Prometheus answered {response.status_code}: {body.get('error', response.text[:200])}")
+            log.info("%s answered %s to %r: %s", where, response.status_code, query[:500],
+                     body.get("error") or response.text[:500])
+        if response.status_code == 400:
+            raise QueryRejected(f"{where} refused the query as invalid (HTTP 400{named}); "
+                                f"check its PromQL (Prometheus' own words are in the operator log)")
+        if response.status_code == 422:
+            raise ProviderError(f"{where} could not execute the query (HTTP 422{named}); "
+                                f"Prometheus' own words are in the operator log")
+        if response.status_code != 200 or body.get("status") != "success" or not isinstance(body.get("data"), dict):
+            raise ProviderError(f"{where} answered HTTP {response.status_code}{named} without a result")
         return body["data"]
 
     async def query(self, promql: str) -> float | None:
         data = await self._get("/api/v1/query", {"query": promql})
         kind, result = data.get("resultType"), data.get("result")
-        if kind == "scalar":
-            return _number(result[1])
-        if kind != "vector":
-            raise QueryRejected(f"the query gives a {kind}, not an instant vector or scalar")
-        if not result:
-            return None
-        if len(result) > 1:
-            raise QueryRejected(f"the query gives {len(result)} series; aggregate it to one (sum, avg, max)")
-        return _number(result[0]["value"][1])
+        try:
+            if kind == "scalar":
+                return _number(result[1])
+            if kind != "vector":
+                raise QueryRejected(f"the query gives a {kind if kind in ('matrix', 'string') else 'result'}, "
+                                    f"not an instant vector or scalar")
+            if not result:
+                return None
+            if len(result) > 1:
+                raise ProviderError(f"the query gave {len(result)} series, not one; aggregate it (sum, avg, max)")
+            return _number(result[0]["value"][1])
+        except (TypeError, KeyError, IndexError, ValueError) as error:
+            log.info("Prometheus at %s gave an unreadable answer to %r: %r", self.shown, promql[:500], data)
+            raise ProviderError(f"Prometheus at {self.shown} gave an answer that is not a number") from error
 
     async def query_range(self, promql: str, seconds: float, step: float) -> list[float]:
-        import time
-
         end = time.time()
         data = await self._get("/api/v1/query_range",
                                {"query": promql, "start": end - seconds, "end": end, "step": step})
         values: list[float] = []
-        for series in data.get("result", []):
-            for _, text in series.get("values", []):
-                number = _number(text)
-                if number is not None:
-                    values.append(number)
+        try:
+            for series in data.get("result") or []:
+                for _, text in series.get("values") or []:
+                    number = _number(text)
+                    if not math.isnan(number):
+                        values.append(number)
+        except (TypeError, AttributeError, ValueError) as error:
+            log.info("Prometheus at %s gave an unreadable range answer to %r", self.shown, promql[:500])
+            raise ProviderError(f"Prometheus at {self.shown} gave an answer that is not a number") from error
         return values
 
     async def is_online(self) -> bool:
@@ -103,6 +145,6 @@ class Prometheus:
         return response.status_code == 200
 
 
-def _number(text: str) -> float | None:
-    value = float(text)
-    return None if math.isnan(value) or math.isinf(value) else value
+def _number(text: str) -> float:
+    """A sample value as Prometheus writes it: _number("+Inf") == inf, _number("NaN") is NaN."""
+    return float(text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import dataclass
 
 from sluice.analysis import judge, template
@@ -37,10 +38,11 @@ async def _one(provider: MetricProvider, metric: Metric, subject: Subject, windo
     try:
         if metric.min_samples is not None:
             seen = await provider.query(template.render(metric.min_samples.query, subject.values(track)))
-            if seen is None or seen < metric.min_samples.at_least:
-                count = 0 if seen is None else seen
+            if seen is None or math.isnan(seen) or seen < metric.min_samples.at_least:
+                count = 0 if seen is None or math.isnan(seen) else seen
                 return Result(metric.name, Verdict.WAITING, None,
-                              f"waiting for traffic: {count:g} of {metric.min_samples.at_least:g} samples (minSamples)")
+                              f"waiting for traffic: {judge.show(count)} of {metric.min_samples.at_least:g} samples "
+                              f"(minSamples)")
         if metric.compare is not None:
             step = max(2.0, window / 15)
             canary = await provider.query_range(
@@ -53,7 +55,7 @@ async def _one(provider: MetricProvider, metric: Metric, subject: Subject, windo
     except (QueryRejected, template.TemplateError) as error:
         raise Rejected(f"metric {metric.name}: {error}") from error
     except ProviderError as error:
-        return Result(metric.name, Verdict.ERROR, None, str(error))
+        return Result(metric.name, Verdict.ERROR, None, f"{error}")
     return judge.judge(metric, value)
 
 
