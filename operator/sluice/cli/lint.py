@@ -1,5 +1,5 @@
 """`sluice lint`: Release and RolloutPolicy manifests checked offline, as the API server would
-check them (the schema, and the CRDs' own CEL rules, evaluated with cel-python) and beyond
+check them (the schema, and the CRDs' own CEL rules, evaluated with cel-expr-python) and beyond
 (query templates render, conditions compile, referenced policies exist in the same files).
 Each problem is reported as file:line; warnings (valid, but probably not what was meant) too,
 without failing the run."""
@@ -11,14 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import celpy
 import typer
 import yaml
-from celpy.adapter import json_to_cel
 from pydantic import ValidationError
 
 from sluice import API_VERSION
-from sluice.analysis import judge
+from sluice.analysis import cel, judge
 from sluice.analysis.judge import problems
 from sluice.api.crdgen import policy_crd, release_crd
 from sluice.api.durations import DURATION_PATTERN
@@ -73,12 +71,8 @@ def _dotted(path: Path_) -> str:
 def _cel(schema: dict[str, Any], value: Any, path: Path_, found: list[tuple[Path_, str]]) -> None:
     """Evaluate the schema's x-kubernetes-validations rules on `value`, recursively."""
     for rule in schema.get("x-kubernetes-validations", []):
-        env = celpy.Environment()
-        try:
-            outcome = env.program(env.compile(rule["rule"])).evaluate({"self": json_to_cel(value)})
-        except Exception:  # a rule that cannot be evaluated offline is left to the API server
-            continue
-        if outcome is not None and not bool(outcome) and not isinstance(outcome, Exception):
+        # None: a rule that cannot be evaluated offline (isURL...) is left to the API server
+        if cel.rule_holds(rule["rule"], value) is False:
             found.append((path, rule["message"]))
     if isinstance(value, dict):
         for key, sub in (schema.get("properties") or {}).items():
