@@ -136,7 +136,8 @@ def selector(store: Store) -> Body:
 
 
 def request(store: Store, action: str) -> None:
-    store.objects[("Release", "shop", "checkout")]["status"]["request"] = {"action": action, "at": "2026-11-28T12:00:00Z"}
+    at = "2026-11-28T12:00:00Z"
+    store.objects[("Release", "shop", "checkout")]["status"]["request"] = {"action": action, "at": at}
 
 
 async def test_a_pass_whose_status_write_fails_acts_on_nothing(cluster: Any) -> None:
