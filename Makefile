@@ -7,7 +7,7 @@ export KUBECONFIG ?= $(LOCAL)/kubeconfig
 # Binaries built by hack/cluster/build.sh (kubectl, helm, kwokctl...) come first on PATH.
 WITH_BIN = PATH="$$(hack/cluster/build.sh | tail -n 1):$$PATH"
 
-.PHONY: venv binaries cluster-up cluster-down crds crds-install run demo demo-down test test-unit test-e2e lint bench clean
+.PHONY: venv binaries cluster-up cluster-down crds crds-install run demo demo-down test test-unit test-e2e lint bench fuzz clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -50,6 +50,14 @@ lint: venv
 	$(VENV)/bin/lint-imports
 
 test: lint test-unit test-e2e  ## everything CI runs; leaves the cluster up (make cluster-down)
+
+# The model-based test of the decision loop (tests/unit/test_model.py) as a long soak: random
+# seeds, FUZZ_EXAMPLES examples (default 100000). It prints the seed and the examples run;
+# SEED=<n> make fuzz replays a run.
+fuzz: venv
+	@seed=$${SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}; echo "make fuzz: seed $$seed (SEED=$$seed make fuzz replays it)"; \
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100000} $(VENV)/bin/pytest -q -s tests/unit/test_model.py \
+		-k decision_loop --hypothesis-seed=$$seed
 
 bench: venv
 	$(VENV)/bin/python hack/bench/planner.py

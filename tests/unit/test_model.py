@@ -1,0 +1,549 @@
+"""What Sluice promises, checked on random histories of one Release (issue 7, "The test that finds
+the next one").
+
+Hypothesis drives tests/unit/model.py, a cluster, a clock and a Prometheus played by the test
+around the real planner and the real judge, through random histories: pods becoming Ready and
+un-Ready, measurements that are good, bad, empty, NaN, ±Inf, errors or slow, the clock jumping,
+policy edits mid-rollout, new versions and the stable one re-applied, promote / abort / retry /
+pause / resume, and passes that crash between their status write and their act. After every
+pass the promises I1..I6 below are checked; I5 is checked whenever nothing new happens for long
+enough. A violation prints the shortest history Hypothesis found.
+
+    make test-unit                     # a fixed set of examples (derandomized), as CI runs it
+    make fuzz                          # a long soak: FUZZ_EXAMPLES=100000, prints the count
+    pytest tests/unit/test_model.py --hypothesis-seed=N   # explores with seed N (reproducible)
+    MODEL_CHECK=I2,I3 pytest ...       # only these promises, to look for the others' next failure
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule, run_state_machine_as_test
+
+from sluice.api.durations import parse_duration
+from sluice.api.models import Metric, Phase, ReleaseSpec, ReleaseStatus, RolloutPolicySpec, Verdict
+from sluice.plan.bluegreen import POST, PRE, SWITCH, WARM, step_names
+from tests.unit.model import ANSWERS, Cluster, Measured, Model, Pass, missing
+
+# --- running it ----------------------------------------------------------------------------------
+
+FUZZ = "FUZZ_EXAMPLES" in os.environ
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))
+SEEDED = any(arg.startswith("--hypothesis-seed") for arg in sys.argv)
+SETTINGS = settings(
+    max_examples=EXAMPLES,
+    stateful_step_count=int(os.environ.get("MODEL_STEPS", "30")),
+    deadline=None,
+    derandomize=not (FUZZ or SEEDED),  # CI runs the same examples every time
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    print_blob=True,
+)
+CHECKED = {name.strip() for name in os.environ.get("MODEL_CHECK", "I1,I2,I3,I4,I5,I6").split(",")}
+TICK = 5.0  # seconds between passes while nothing new happens (the operator's POLL)
+RUNS = {"examples": 0, "passes": 0}
+
+
+class Broken(AssertionError):
+    """A promise Sluice did not keep."""
+
+
+def promise(name: str, kept: bool, why: str, world: SluiceLoop) -> None:
+    if name in CHECKED and not kept:
+        raise Broken(f"{name}: {why}\n  status: {world.model.status.phase} step {world.model.status.current_step}: "
+                     f"{world.model.status.message}\n  cluster: {world.model.cluster.describe()}")
+
+
+# --- the Releases and policies it tries ------------------------------------------------------------
+
+METRIC_NAMES = ("error-rate", "latency")
+DURATIONS = ("20s", "45s")
+
+
+@st.composite
+def metrics(draw: Any) -> list[dict[str, Any]]:
+    chosen = draw(st.sampled_from([METRIC_NAMES[:1], METRIC_NAMES]))
+    out = []
+    for name in chosen:
+        metric: dict[str, Any] = {
+            "name": name, "query": f"{name}{{version=\"{{{{version}}}}\"}}", "successCondition": "result < 0.05",
+            "failureLimit": draw(st.integers(0, 1)), "consecutiveErrorLimit": draw(st.integers(1, 3)),
+            "noData": draw(st.sampled_from(["inconclusive", "hold", "fail"])),
+        }
+        if name == "latency":
+            metric["failureCondition"] = "result >= 0.2"  # between the two: Inconclusive
+        out.append(metric)
+    return out
+
+
+@st.composite
+def canary_steps(draw: Any, names: list[str]) -> list[dict[str, Any]]:
+    step = st.one_of(
+        st.builds(lambda w: {"setWeight": w}, st.sampled_from([0, 10, 25, 50, 80, 100])),
+        st.builds(lambda d: {"pause": {"duration": d} if d else {}}, st.sampled_from([None, *DURATIONS])),
+        st.builds(lambda m: {"analysis": {"metrics": m} if m else {}},
+                  st.sampled_from([None, *[[n] for n in names]])),
+    )
+    return draw(st.lists(step, min_size=1, max_size=6))
+
+
+@st.composite
+def policies(draw: Any) -> dict[str, Any]:
+    measured = draw(metrics())
+    names = [m["name"] for m in measured]
+    kind = draw(st.sampled_from(["canary", "canary", "canary", "blueGreen", "rolling"]))
+    if kind == "canary":
+        strategy: dict[str, Any] = {"canary": {"steps": draw(canary_steps(names))}}
+        if draw(st.booleans()):
+            strategy["canary"]["backgroundAnalysis"] = {"startingStep": draw(st.integers(0, 2))}
+    elif kind == "blueGreen":
+        strategy = {"blueGreen": {
+            "autoPromotion": draw(st.booleans()), "prePromotionAnalysis": draw(st.booleans()),
+            "postPromotionAnalysis": draw(st.booleans()), "scaleDownDelay": draw(st.sampled_from(DURATIONS)),
+        }}
+    else:
+        strategy = {"rolling": {"postAnalysis": draw(st.booleans())}}
+    return {
+        "strategy": strategy,
+        "analysis": {"interval": draw(st.sampled_from(["10s", "20s"])), "count": draw(st.integers(1, 3)),
+                     "metrics": measured},
+        "progressDeadline": draw(st.sampled_from(["60s", "120s"])),
+        "onFailure": draw(st.sampled_from(["rollback", "rollback", "pause"])),
+    }
+
+
+def release(version: str, replicas: int, gateway: bool) -> ReleaseSpec:
+    return ReleaseSpec.model_validate({
+        "version": version, "replicas": replicas, "policyRef": {"name": "policy"},
+        "template": {"spec": {"containers": [{"name": "app", "image": f"example.com/app:{version}"}]}},
+        **({"trafficRouting": {"gatewayAPI": {"httpRoute": "route"}}} if gateway else {}),
+    })
+
+
+# --- what the test remembers about each rollout, to judge the promises -----------------------------
+
+
+@dataclasses.dataclass
+class Ledger:
+    """The measurements fed into one analysis run (a run restarts with its step)."""
+
+    run_started_at: str
+    results: dict[str, list[Measured]] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class Rollout:
+    candidate: str
+    policy: RolloutPolicySpec  # the live policy when the rollout started
+    runs: dict[int, Ledger] = dataclasses.field(default_factory=dict)  # by step index
+    background: Ledger | None = None
+    promoted_by_user: set[int] = dataclasses.field(default_factory=set)  # steps a person promoted past
+    background_waived: bool = False
+
+
+def key(status: ReleaseStatus) -> tuple[str | None, str | None]:
+    return status.candidate_hash, status.rollout_started_at
+
+
+def analysis_steps(policy: RolloutPolicySpec) -> dict[int, list[str] | None]:
+    """Index -> metric names (None: all) of every analysis step the policy walks."""
+    strategy = policy.strategy
+    if strategy.canary:
+        return {i: s.analysis.metrics for i, s in enumerate(strategy.canary.steps) if s.analysis is not None}
+    if strategy.blue_green:
+        return {i: None for i, n in enumerate(step_names(strategy.blue_green)) if n in (PRE, POST)}
+    assert strategy.rolling is not None
+    return {1: None} if strategy.rolling.post_analysis else {}
+
+
+def step_time(policy: RolloutPolicySpec, index: int) -> float:
+    """How long step `index` takes by itself when all goes well: a pause's duration, an analysis's
+    count x interval, blue-green's switch delay or scaleDownDelay; 0 for the rest."""
+    spec = policy.analysis
+    measuring = spec.count * parse_duration(spec.interval)
+    strategy = policy.strategy
+    if strategy.canary:
+        steps = strategy.canary.steps
+        if index >= len(steps):
+            return 0.0
+        step = steps[index]
+        if step.pause is not None:
+            return parse_duration(step.pause.duration) if step.pause.duration else 0.0
+        return measuring if step.analysis is not None else 0.0
+    if strategy.blue_green:
+        bg = strategy.blue_green
+        names = step_names(bg)
+        name = names[index] if index < len(names) else ""
+        return {PRE: measuring, POST: measuring, WARM: parse_duration(bg.scale_down_delay),
+                SWITCH: parse_duration(bg.auto_promotion_delay) if bg.auto_promotion_delay else 0.0}.get(name, 0.0)
+    return measuring if index == 1 else 0.0
+
+
+def ended(model: Model) -> bool:
+    """Where a rollout may rest: Succeeded (the desired version is the stable one), RolledBack,
+    Failed, or Paused for a person (promote, resume, retry, abort)."""
+    status = model.status
+    if status.phase == Phase.SUCCEEDED:
+        return status.stable_hash == model.desired
+    return status.phase in (Phase.ROLLED_BACK, Phase.FAILED, Phase.PAUSED)
+
+
+# --- the machine ---------------------------------------------------------------------------------
+
+
+class SluiceLoop(RuleBasedStateMachine):
+    model: Model
+
+    # ----- the start: a Release whose first version is stable -----
+
+    @initialize(policy=policies(), replicas=st.integers(1, 4), gateway=st.booleans())
+    def first_version_is_stable(self, policy: dict[str, Any], replicas: int, gateway: bool) -> None:
+        RUNS["examples"] += 1
+        self.model = Model(spec=release("1.0.0", replicas, gateway),
+                           policy=RolloutPolicySpec.model_validate(policy), gateway=gateway)
+        self.rollouts: dict[tuple[str | None, str | None], Rollout] = {}
+        self.rolled_back: str | None = None  # I4: the candidate a decided rollback took traffic from
+        self.next_minor = 1
+        for _ in range(20):
+            self.kubelet_all(ready=True)
+            self.reconcile()
+            if self.model.status.phase == Phase.SUCCEEDED and self.model.status.stable_hash:
+                break
+            self.model.later(TICK)
+        promise("I5", self.model.status.phase == Phase.SUCCEEDED,
+                "the first version never became stable with every pod Ready", self)
+
+    # ----- passes of the operator -----
+
+    @rule()
+    def reconcile_now(self) -> None:
+        self.reconcile()
+
+    @rule(seconds=st.sampled_from([1, 5, 10, 30, 60, 200]))
+    def time_passes(self, seconds: int) -> None:
+        self.model.later(seconds)
+        self.reconcile()
+
+    @rule(seconds=st.sampled_from([3, 10, 40]))
+    def slow_measurement(self, seconds: int) -> None:
+        """The pass's queries take `seconds`: the pass decides at its start time, acts later."""
+        self.model.metrics.slow = seconds
+        self.reconcile()
+
+    @rule()
+    def crash_after_the_status_write(self) -> None:
+        """The operator dies after writing status and before acting on it; it restarts at once."""
+        self.reconcile("act lost after the status write")
+        self.reconcile()
+
+    @rule()
+    def status_write_lost(self) -> None:
+        """The pass's status write is refused (a Conflict) or the operator dies around it; the next
+        pass starts from the status as it was."""
+        self.reconcile("status write lost")
+        self.reconcile()
+
+    # ----- the cluster -----
+
+    @rule(track=st.sampled_from(["stable", "canary"]), count=st.sampled_from([None, 1]))
+    def pods_become_ready(self, track: str, count: int | None) -> None:
+        self.model.kubelet(track, count, ready=True)
+
+    @rule(track=st.sampled_from(["stable", "canary"]), count=st.sampled_from([None, 1]))
+    def pods_stop_being_ready(self, track: str, count: int | None) -> None:
+        self.model.kubelet(track, count, ready=False)
+
+    # ----- Prometheus -----
+
+    @rule(metric=st.sampled_from(METRIC_NAMES), answer=st.sampled_from(ANSWERS))
+    def prometheus_answers(self, metric: str, answer: str) -> None:
+        self.model.metrics.answers[metric] = answer
+
+    # ----- people -----
+
+    @rule()
+    def new_version(self) -> None:
+        self.next_minor += 1
+        self.model.deploy(f"1.{self.next_minor}.0")
+        self.rolled_back = None  # a spec change: a new rollout may send traffic again
+
+    @precondition(lambda self: self.model.status.stable_version not in (None, self.model.spec.version))
+    @rule()
+    def stable_version_reapplied(self) -> None:
+        assert self.model.status.stable_version
+        self.model.deploy(self.model.status.stable_version)
+        self.rolled_back = None
+
+    @rule(action=st.sampled_from(["promote", "promote-full", "abort", "retry", "pause", "resume"]))
+    def user_request(self, action: str) -> None:
+        if action == "retry":
+            self.rolled_back = None
+        self.model.request(action)
+
+    # ----- policy edits mid-rollout -----
+
+    def edit(self, change: Any) -> None:
+        body = self.model.policy.model_dump(by_alias=True, exclude_none=True, mode="json")
+        change(body)
+        self.model.edit_policy(RolloutPolicySpec.model_validate(body))
+
+    def canary_policy(self) -> bool:
+        return self.model.policy.strategy.canary is not None
+
+    @precondition(lambda self: self.canary_policy() and len(self.model.policy.strategy.canary.steps) > 1)
+    @rule(keep=st.integers(1, 5))
+    def policy_steps_trimmed(self, keep: int) -> None:
+        self.edit(lambda p: p["strategy"]["canary"].update(steps=p["strategy"]["canary"]["steps"][:keep]))
+
+    @precondition(lambda self: self.canary_policy() and len(self.model.policy.strategy.canary.steps) < 10)
+    @rule(steps=canary_steps(list(METRIC_NAMES[:1])))
+    def policy_steps_extended(self, steps: list[dict[str, Any]]) -> None:
+        self.edit(lambda p: p["strategy"]["canary"]["steps"].extend(steps))
+
+    @precondition(lambda self: self.canary_policy() and any(
+        s.analysis is not None for s in self.model.policy.strategy.canary.steps)
+        and len(self.model.policy.strategy.canary.steps) > 1)
+    @rule()
+    def policy_analysis_step_removed(self) -> None:
+        def drop(p: dict[str, Any]) -> None:
+            steps = p["strategy"]["canary"]["steps"]
+            steps.remove(next(s for s in steps if "analysis" in s))
+        self.edit(drop)
+
+    @precondition(lambda self: self.model.policy.strategy.blue_green is not None)
+    @rule()
+    def policy_pre_promotion_analysis_toggled(self) -> None:
+        self.edit(lambda p: p["strategy"]["blueGreen"].update(
+            prePromotionAnalysis=not p["strategy"]["blueGreen"].get("prePromotionAnalysis", False)))
+
+    # ----- I5: nothing new happens for long enough -----
+
+    @rule(pods_come_up=st.booleans(), answer=st.sampled_from(ANSWERS))
+    def nothing_new_happens(self, pods_come_up: bool, answer: str) -> None:
+        """No spec change, no request, no policy edit: every pod either comes up (a healthy cluster)
+        or stays as it is, Prometheus keeps one answer, and the operator passes every TICK seconds.
+        I5: each step ends (the rollout moves to another step, or ends) within the step's own
+        duration + progressDeadline + one interval; a rollout ends Succeeded, RolledBack, Failed,
+        or Paused for a person."""
+        model = self.model
+        for name in METRIC_NAMES:
+            model.metrics.answers[name] = answer
+        where, since = None, model.now
+        for _ in range(2000):
+            if pods_come_up:
+                self.kubelet_all(ready=True)
+            self.reconcile()
+            status = model.status
+            if ended(model):
+                return
+            here = (status.candidate_hash, status.current_step, status.phase)
+            if here != where:
+                where, since = here, model.now
+            index = status.current_step or 0
+            running = model.running_policy(status)
+            bound = (max(step_time(running, index), step_time(model.policy, index))
+                     + parse_duration(running.progress_deadline) + parse_duration(running.analysis.interval)
+                     + 2 * TICK)
+            waited = (model.now - since).total_seconds()
+            promise("I5", waited <= bound,
+                    f"step {index} is still {status.phase} after {waited:g}s with nothing new "
+                    f"(bound {bound:g}s = the step's own time + progressDeadline + interval + 2 passes)", self)
+            if "I5" not in CHECKED and waited > bound:
+                return
+            model.later(TICK)
+        promise("I5", False, "2000 passes with nothing new and the rollout never ended", self)
+
+    # ----- one pass, and the promises checked after it -----
+
+    def kubelet_all(self, ready: bool) -> None:
+        for track in ("stable", "canary"):
+            self.model.kubelet(track, None, ready)
+
+    def reconcile(self, fault: Any = "none") -> None:
+        RUNS["passes"] += 1
+        armed = self.rolled_back
+        done = self.model.reconcile(fault)
+        self.remember(done)
+        self.check(done, armed)
+
+    def rollout_of(self, status: ReleaseStatus) -> Rollout | None:
+        if status.candidate_hash is None:
+            return None
+        found = self.rollouts.get(key(status))
+        if found is None:  # a rollout starts (or restarts, on retry) under the policy as it is now
+            found = self.rollouts[key(status)] = Rollout(status.candidate_hash, self.model.policy)
+        return found
+
+    def remember(self, done: Pass) -> None:
+        """Count the measurements into the runs that asked for them (the test's own ledger)."""
+        first = done.first.status
+        rollout = self.rollout_of(first)
+        self.rollout_of(done.decided.status)
+        request = done.observed.request.action if done.observed.request else None
+        if rollout is not None and request in ("promote", "promote-full"):
+            # a person promoted this rollout past the step it stood at when the pass took the request
+            at = (done.observed.current_step or 0) if key(done.observed) == key(first) else 0
+            rollout.promoted_by_user |= {at} if request == "promote" else set(range(at, 1000))
+            rollout.background_waived = True
+        if rollout is None or not done.measured:
+            return
+        step_run, background_run = first.analysis_run, first.background_run
+        for measured in done.measured:
+            if measured.metric in done.first.measure_step and step_run is not None:
+                ledger = rollout.runs.get(step_run.step)
+                if ledger is None or ledger.run_started_at != step_run.started_at:
+                    ledger = rollout.runs[step_run.step] = Ledger(step_run.started_at)
+                ledger.results.setdefault(measured.metric, []).append(measured)
+            if measured.metric in done.first.measure_background and background_run is not None:
+                if rollout.background is None or rollout.background.run_started_at != background_run.started_at:
+                    rollout.background = Ledger(background_run.started_at)
+                rollout.background.results.setdefault(measured.metric, []).append(measured)
+
+    def check(self, done: Pass, armed: str | None) -> None:
+        before, after = done.observed, done.decided.status
+        request = before.request.action if before.request else None
+        promoted = before.stable_hash is not None and after.stable_hash not in (None, before.stable_hash)
+        if promoted:
+            self.i1_promoted_only_after_every_analysis(done, after.stable_hash or "")
+        self.i6_no_data_never_promotes(done, promoted, request)
+        if done.acted:
+            self.i2_traffic_only_to_ready_candidate(done.after)
+            self.i3_service_never_on_nothing(done.before, done.after)
+            if armed is not None:
+                self.i4_rollback_sticks(done, armed)
+        # I4 arms once a pass decided a rollback and it took effect (written, or acted on)
+        if done.persisted or done.acted:
+            abandoned = (before.candidate_hash is not None and before.phase in (Phase.PROGRESSING, Phase.PAUSED,
+                                                                               Phase.PENDING)
+                         and self.model.desired == before.stable_hash)
+            if after.phase == Phase.ROLLED_BACK or abandoned:
+                self.rolled_back = before.candidate_hash or after.candidate_hash or self.rolled_back
+
+    # I1 ------------------------------------------------------------------------------------------
+    def i1_promoted_only_after_every_analysis(self, done: Pass, promoted: str) -> None:
+        """I1. Never Succeeded unless every analysis step of the policy the rollout started with ran
+        its measurements (count judged ones of every metric it names) and none crossed its limits
+        (failureLimit, consecutiveErrorLimit, none Inconclusive). Steps a person promoted past are
+        exempt. Background analysis (SEMANTICS 8): every metric has >= 1 Successful measurement and
+        none crossed its limits, unless a person promoted."""
+        rollout = self.rollout_of(done.observed) or self.rollout_of(done.first.status)
+        promise("I1", rollout is not None and rollout.candidate == promoted,
+                f"{promoted} became stable without a rollout of it", self)
+        assert rollout is not None
+        policy = rollout.policy
+        by_name = {m.name: m for m in policy.analysis.metrics}
+        for index, names in analysis_steps(policy).items():
+            if index in rollout.promoted_by_user:
+                continue
+            wanted = names or list(by_name)
+            promise("I1", bool(wanted) and all(n in by_name for n in wanted),
+                    f"analysis step {index} names metrics {wanted} the policy does not define", self)
+            ledger = rollout.runs.get(index)
+            for name in wanted:
+                results = ledger.results.get(name, []) if ledger else []
+                self.within_limits(f"analysis step {index}", by_name[name], results, policy.analysis.count)
+        canary = policy.strategy.canary
+        if canary and canary.background_analysis is not None and not rollout.background_waived:
+            for metric in policy.analysis.metrics:
+                results = rollout.background.results.get(metric.name, []) if rollout.background else []
+                self.within_limits("background analysis", metric, results, 1, successes=1)
+
+    def within_limits(self, where: str, metric: Metric, results: list[Measured], count: int,
+                      successes: int = 0) -> None:
+        verdicts = [m.result.verdict for m in results]
+        judged = sum(v in (Verdict.SUCCESSFUL, Verdict.FAILED, Verdict.INCONCLUSIVE) for v in verdicts)
+        failed = verdicts.count(Verdict.FAILED)
+        streak = longest = 0
+        for verdict in verdicts:
+            streak = streak + 1 if verdict == Verdict.ERROR else 0
+            longest = max(longest, streak)
+        answers = ",".join(m.answer for m in results) or "none"
+        promise("I1", judged >= count and verdicts.count(Verdict.SUCCESSFUL) >= successes,
+                f"promoted with {where}: {metric.name} judged {judged} of count {count} (answers: {answers})", self)
+        promise("I1", failed <= metric.failure_limit,
+                f"promoted with {where}: {metric.name} failed {failed} > failureLimit {metric.failure_limit}", self)
+        promise("I1", longest < metric.consecutive_error_limit,
+                f"promoted with {where}: {metric.name} had {longest} errors in a row "
+                f"(consecutiveErrorLimit {metric.consecutive_error_limit})", self)
+        promise("I1", Verdict.INCONCLUSIVE not in verdicts,
+                f"promoted with {where}: {metric.name} was Inconclusive (answers: {answers})", self)
+
+    # I2 ------------------------------------------------------------------------------------------
+    def i2_traffic_only_to_ready_candidate(self, cluster: Cluster) -> None:
+        """I2. The route weight or the Service selection sends traffic to the canary track only while
+        it has Ready pods."""
+        ready = cluster.ready("canary")
+        promise("I2", not (self.model.gateway and cluster.route_weight > 0 and ready == 0),
+                f"the route sends {cluster.route_weight}% to the canary, which has no Ready pod", self)
+        promise("I2", not (cluster.selects == frozenset({"canary"}) and ready == 0),
+                "Service <name> selects only the canary, which has no Ready pod", self)
+
+    # I3 ------------------------------------------------------------------------------------------
+    def i3_service_never_on_nothing(self, before: Cluster, after: Cluster) -> None:
+        """I3. The Service <name> always has a Ready pod behind it while any version has one: a pass
+        never takes its last Ready pod away (by its selector or by scaling), and never leaves it
+        without Ready pods while the stable track has some it could select."""
+        if after.serving() > 0:
+            return
+        if after.any_ready() == 0 and before.any_ready() == 0:
+            return  # nothing of the Release was Ready, before or after: not Sluice's doing
+        promise("I3", before.serving() == 0,
+                f"this pass took the last Ready pod away from Service <name> (it had {before.serving()}); "
+                f"before the pass: {before.describe()}", self)
+        promise("I3", not (after.ready("stable") > 0 and "stable" not in after.selects),
+                "Service <name> has no Ready pod though the stable track has Ready pods", self)
+
+    # I4 ------------------------------------------------------------------------------------------
+    def i4_rollback_sticks(self, done: Pass, candidate: str) -> None:
+        """I4. After a rollback is decided (written to status, or acted on), no later pass sends more
+        traffic to that candidate or scales it up, until a retry or a spec change."""
+        gateway = self.model.gateway
+        was, now = done.before.share(candidate, gateway), done.after.share(candidate, gateway)
+        promise("I4", now <= was + 1e-9,
+                f"traffic on rolled-back {candidate} rose from {was:.0f}% to {now:.0f}%", self)
+        for track in ("stable", "canary"):
+            old, new = done.before.track(track), done.after.track(track)
+            pods_before = old.replicas if old.exists and old.template == candidate else 0
+            pods_after = new.replicas if new.exists and new.template == candidate else 0
+            promise("I4", pods_after <= pods_before,
+                    f"rolled-back {candidate} scaled up on the {track} track: {pods_before} -> {pods_after}", self)
+
+    # I6 ------------------------------------------------------------------------------------------
+    def i6_no_data_never_promotes(self, done: Pass, promoted: bool, request: str | None) -> None:
+        """I6. Missing data (an empty result or NaN) never completes an analysis step or promotes."""
+        if request in ("promote", "promote-full") or not done.measured:
+            return
+        gaps = [m for m in done.measured if missing(m.answer)]
+        if not gaps:
+            return
+        promise("I6", not promoted, f"promoted in a pass where {gaps[0].metric} had no data ({gaps[0].answer})", self)
+        run = done.first.status.analysis_run
+        step_gaps = [m for m in gaps if m.metric in done.first.measure_step]
+        after = done.decided.status
+        if run is not None and step_gaps and after.candidate_hash == done.first.status.candidate_hash:
+            promise("I6", (after.current_step or 0) <= run.step,
+                    f"analysis step {run.step} completed in a pass where {step_gaps[0].metric} had no data "
+                    f"({step_gaps[0].answer})", self)
+
+
+def test_the_decision_loop_keeps_its_promises() -> None:
+    try:
+        run_state_machine_as_test(SluiceLoop, settings=SETTINGS)
+    finally:
+        print(f"\nmodel: {RUNS['examples']} examples run ({RUNS['passes']} passes), checking {sorted(CHECKED)}")
+
+
+def test_the_model_sees_what_a_person_would() -> None:
+    """The model itself: a Deployment keeps an old Ready pod until a new one replaces it."""
+    from tests.unit.model import Deployment, Pod
+    d = Deployment(exists=True, template="h-2", replicas=2, pods=[Pod("h-1", True), Pod("h-1", True)])
+    d.sync()
+    assert d.ready() == 2 and d.workload().updated == 2 and d.workload().foreign == 2
+    d.pods[0].ready = True
+    d.sync()
+    assert [p.template for p in d.pods] == ["h-2", "h-2", "h-1"] and d.ready() == 2
