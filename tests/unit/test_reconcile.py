@@ -127,6 +127,14 @@ async def passes(context: Context, clock: list[datetime], count: int) -> None:
         await reconcile(context, "shop", "checkout")
 
 
+async def canary_waiting_for_promote(store: Store, context: Context, clock: list[datetime]) -> None:
+    """1.0.0 stable, 1.1.0 at 50% by replica ratio, paused until promoted."""
+    release(store, "1.0.0")
+    await passes(context, clock, 3)
+    release(store, "1.1.0")
+    await passes(context, clock, 4)
+
+
 def status(store: Store) -> Body:
     return store.objects[("Release", "shop", "checkout")]["status"]
 
@@ -142,10 +150,7 @@ def request(store: Store, action: str) -> None:
 
 async def test_a_pass_whose_status_write_fails_acts_on_nothing(cluster: Any) -> None:
     store, context, clock = cluster
-    release(store, "1.0.0")
-    await passes(context, clock, 3)
-    release(store, "1.1.0")
-    await passes(context, clock, 4)
+    await canary_waiting_for_promote(store, context, clock)
     assert status(store)["phase"] == "Paused" and "sluice.dev/track" not in selector(store)
     request(store, "abort")
     store.fail_status_write, store.writes = True, []
@@ -160,10 +165,7 @@ async def test_a_pass_whose_status_write_fails_acts_on_nothing(cluster: Any) -> 
 
 async def test_a_pass_that_dies_after_persisting_a_rollback_is_finished_by_the_next(cluster: Any) -> None:
     store, context, clock = cluster
-    release(store, "1.0.0")
-    await passes(context, clock, 3)
-    release(store, "1.1.0")
-    await passes(context, clock, 4)
+    await canary_waiting_for_promote(store, context, clock)
     request(store, "abort")
     store.fail_writes_after_status = True
     with pytest.raises(RuntimeError):

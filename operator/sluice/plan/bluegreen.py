@@ -111,13 +111,7 @@ class BlueGreen:
         finalizing = Plan(status=status, stable=DeploymentIntent("candidate", total), preview=True, active="canary",
                           canary=DeploymentIntent("candidate", total))
         if not obs.stable.complete(obs.desired_hash, total):
-            waiting, _ = steps.waiting_for_pods(
-                obs, status, now, finalizing,
-                f"stable Deployment not rolled out to {obs.spec.version} within {{deadline}} "
-                f"({obs.stable.updated}/{total} updated, {obs.stable.ready}/{total} ready)",
-                f"finalizing {obs.spec.version}: stable Deployment {obs.stable.updated}/{total} "
-                f"updated, {obs.stable.ready}/{total} ready, while the candidate serves")
-            return waiting
+            return steps.waiting_for_stable(obs, status, now, finalizing, "finalizing")
         if not obs.preview_settled:
             # The switch back to the stable track must not meet a stale endpoint of the old version:
             # the preview selects it first, and its endpoints show when the controller caught up.

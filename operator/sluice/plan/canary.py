@@ -198,11 +198,5 @@ def _promote(obs: Observed, status: ReleaseStatus, now: datetime) -> Plan:
         promoting.stable = DeploymentIntent("candidate", total)
         # Also bounded: a stable Deployment that cannot take the new template fails the rollout, and
         # the rollback restores the previous template from status.
-        waiting, _ = steps_.waiting_for_pods(
-            obs, status, now, promoting,
-            f"stable Deployment not rolled out to {obs.spec.version} within {{deadline}} "
-            f"({obs.stable.updated}/{total} updated, {obs.stable.ready}/{total} ready)",
-            f"promoting {obs.spec.version}: stable Deployment "
-            f"{obs.stable.updated}/{total} updated, {obs.stable.ready}/{total} ready")
-        return waiting
+        return steps_.waiting_for_stable(obs, status, now, promoting, "promoting")
     return succeed(obs, status, now, f"canary passed {len(_steps(obs))} steps")

@@ -58,6 +58,18 @@ def waiting_for_pods(obs: Observed, status: ReleaseStatus, now: datetime, result
     return result, False
 
 
+def waiting_for_stable(obs: Observed, status: ReleaseStatus, now: datetime, result: Plan, doing: str) -> Plan:
+    """The stable Deployment is taking the candidate's template (a promotion finishing), within
+    progressDeadline. `doing` opens the status message: "promoting", "finalizing"."""
+    total = obs.spec.replicas
+    counts = f"{obs.stable.updated}/{total} updated, {obs.stable.ready}/{total} ready"
+    waiting, _ = waiting_for_pods(
+        obs, status, now, result,
+        f"stable Deployment not rolled out to {obs.spec.version} within {{deadline}} ({counts})",
+        f"{doing} {obs.spec.version}: stable Deployment {counts}")
+    return waiting
+
+
 def in_place(status: ReleaseStatus) -> None:
     """The pods are where the step needs them: a later shortfall gets a fresh deadline."""
     status.unready_since = None
