@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.e2e.conftest import Kubectl
 from tests.e2e.manifests import policy, release
@@ -28,6 +29,12 @@ def _without(body: dict[str, Any], field: str) -> dict[str, Any]:
 def _policy(steps: list[dict[str, Any]] | None = None, **analysis: Any) -> dict[str, Any]:
     body = policy("p", steps if steps is not None else [{"setWeight": 10}, {"analysis": {}}], "http://prom:9090")
     body["spec"]["analysis"].update(analysis)
+    return body
+
+
+def _strategy(strategy: dict[str, Any]) -> dict[str, Any]:
+    body = _policy()
+    body["spec"]["strategy"] = strategy
     return body
 
 
@@ -61,6 +68,60 @@ CASES = [
      "unknown field \"spec.strategy.linear\""),
     ("onFailure that is not an option", {**_policy(), "spec": {**_policy()["spec"], "onFailure": "explode"}},
      "spec.onFailure: Unsupported value: \"explode\""),
+    # issue 7, item 2: an analysis step runs the metrics it names, so each must exist
+    ("analysis step naming an unknown metric", _policy([{"setWeight": 10}, {"analysis": {"metrics": ["error-rat"]}}]),
+     "spec.strategy.canary.steps: Invalid value: an analysis step names a metric that "
+     "spec.analysis.metrics does not define"),
+    ("analysis step naming no metric", _policy([{"analysis": {"metrics": []}}]),
+     "spec.strategy.canary.steps[0].analysis.metrics: Invalid value: 0"),
+    # item 20: every duration is bounded, and no wait for data outlives progressDeadline
+    ("pause longer than 7 days", _policy([{"pause": {"duration": "169h"}}]),
+     "spec.strategy.canary.steps[0].pause.duration: Invalid value: \"169h\": must be a duration of at most 168h"),
+    ("pause too long for a duration", _policy([{"pause": {"duration": "9" * 31 + "h"}}]),
+     "spec.strategy.canary.steps[0].pause.duration: Invalid value: \"string\": type conversion error from "
+     "'string' to 'google.protobuf.Duration' evaluating rule: must be a duration of at most 168h"),
+    ("interval of 1h1h1h1h", _policy(interval="1h1h1h1h"),
+     "spec.analysis.interval: Invalid value: \"1h1h1h1h\": must be a duration of at most 1h and at least 1s"),
+    ("interval of 0s", _policy(interval="0s"),
+     "spec.analysis.interval: Invalid value: \"0s\": must be a duration of at most 1h and at least 1s"),
+    ("interval beyond progressDeadline", _policy(interval="2m"),
+     "spec.analysis.interval: Invalid value: analysis.interval must not exceed progressDeadline"),
+    ("progressDeadline beyond a day", {**_policy(), "spec": {**_policy()["spec"], "progressDeadline": "25h"}},
+     "spec.progressDeadline: Invalid value: \"25h\": must be a duration of at most 24h"),
+    ("query timeout beyond a minute", _policy(prometheus={"address": "http://prom:9090", "timeout": "2m"}),
+     "spec.analysis.prometheus.timeout: Invalid value: \"2m\": must be a duration of at most 1m"),
+    ("scaleDownDelay beyond a day", _strategy({"blueGreen": {"scaleDownDelay": "48h"}}),
+     "spec.strategy.blueGreen.scaleDownDelay: Invalid value: \"48h\": must be a duration of at most 24h"),
+    ("autoPromotionDelay beyond a day", _strategy({"blueGreen": {"autoPromotionDelay": "25h"}}),
+     "spec.strategy.blueGreen.autoPromotionDelay: Invalid value: \"25h\": must be a duration of at most 24h"),
+    # item 18: what the API server would refuse on Sluice's own Deployments and Services
+    ("container name Bad_Name", _release(template={"spec": {"containers": [{"name": "Bad_Name", "image": "i"}]}}),
+     "spec.template.spec.containers[0].name: Invalid value: \"Bad_Name\""),
+    ("container port 70000", _release(template={"spec": {"containers": [
+        {"name": "app", "image": "i", "ports": [{"containerPort": 70000}]}]}}),
+     "spec.template.spec.containers[0].ports[0].containerPort: Invalid value: 70000"),
+    ("targetPort 70000", _release(service={"port": 80, "targetPort": 70000}),
+     "spec.service.targetPort: Invalid value: 70000: must be a port number 1-65535"),
+    ("targetPort that is no port name", _release(service={"port": 80, "targetPort": "Bad_Name"}),
+     "spec.service.targetPort: Invalid value: \"Bad_Name\": must be a port number 1-65535 or a port name"),
+    ("targetPort name too long", _release(service={"port": 80, "targetPort": "a" * 16}),
+     "spec.service.targetPort: Invalid value: \"" + "a" * 16 + "\": must be a port number 1-65535 or a port name"),
+    ("maxSurge of \"25\"", _strategy({"rolling": {"maxSurge": "25"}}),
+     "spec.strategy.rolling.maxSurge: Invalid value: \"25\": must be a number of pods (0 or more) or a percentage"),
+    ("maxUnavailable over 100%", _strategy({"rolling": {"maxUnavailable": "150%"}}),
+     "spec.strategy.rolling.maxUnavailable: Invalid value: \"150%\": must be a number of pods"),
+    ("rolling that can never start", _strategy({"rolling": {"maxSurge": 0, "maxUnavailable": "0%"}}),
+     "spec.strategy.rolling: Invalid value: maxSurge and maxUnavailable cannot both be 0"),
+    ("version longer than 128", _release(version="1.0.0-" + "a" * 123), "spec.version: Too long"),
+    # item 19: a Prometheus address is a URL, a query is of reasonable size
+    ("Prometheus address with an unclosed IPv6 bracket", _policy(prometheus={"address": "http://[::1"}),
+     "spec.analysis.prometheus.address: Invalid value: \"http://[::1\": must be a URL with a valid host"),
+    ("Prometheus port 99999", _policy(prometheus={"address": "http://prom:99999"}),
+     "spec.analysis.prometheus.address: Invalid value: \"http://prom:99999\": must be a URL with a valid host"),
+    ("Prometheus address with a trailing newline", _policy(prometheus={"address": "http://prom:9090\n"}),
+     "spec.analysis.prometheus.address: Invalid value: \"http://prom:9090\\n\""),
+    ("a 100 KB query", _policy(metrics=_metric(query="up" + " " * 100_000)),
+     "spec.analysis.metrics[0].query: Too long"),
 ]
 
 
@@ -72,3 +133,25 @@ def test_invalid_manifests_are_rejected_naming_the_field(kubectl: Kubectl, manif
     assert message in refused.stderr, refused.stderr
     kind = "releases.sluice.dev" if manifest["kind"] == "Release" else "rolloutpolicies.sluice.dev"
     assert kubectl.run("get", kind, "-o", "name").stdout == "", "nothing was created"
+
+
+VALID = [
+    ("semver with build metadata", _release(version="1.0.0-rc.1+build.5")),
+    ("semver of 128 characters", _release(version="1.0.0-" + "a" * 122)),
+    ("named targetPort and container ports", _release(
+        service={"port": 80, "targetPort": "http"},
+        template={"spec": {"containers": [{"name": "app", "image": "i",
+                                           "ports": [{"name": "http", "containerPort": 8080}]}]}})),
+    ("analysis step naming its metric, a week's pause",
+     _policy([{"setWeight": 10}, {"analysis": {"metrics": ["error-rate"]}}, {"pause": {"duration": "168h"}}])),
+    ("a repeated duration within bounds", _policy([{"pause": {"duration": "1h1h30m"}}])),
+    ("Prometheus over IPv6 with a path", _policy(prometheus={"address": "https://[::1]:9090/prom/", "timeout": "1m"})),
+    ("rolling by percent", _strategy({"rolling": {"maxSurge": "0%", "maxUnavailable": "100%"}})),
+    ("blue-green delays of a day", _strategy({"blueGreen": {"scaleDownDelay": "24h", "autoPromotionDelay": "24h"}})),
+]
+
+
+@pytest.mark.parametrize("manifest", [pytest.param(m, id=name) for name, m in VALID])
+def test_valid_manifests_at_the_bounds_are_accepted(kubectl: Kubectl, manifest: dict[str, Any]) -> None:
+    accepted = kubectl.run("apply", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump(manifest), check=False)
+    assert accepted.returncode == 0, accepted.stderr
