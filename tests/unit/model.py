@@ -178,7 +178,8 @@ def _reconcile_acts_before_writing() -> bool:
         source = inspect.getsource(reconcile.reconcile)
     except Exception:  # the module is being rewritten: assume rule 2
         return False
-    act, write = source.find("await act("), source.find("await write_status(")
+    decided = max(source.find("make_plan("), 0)  # after the pass has decided: which comes first
+    act, write = source.find("await act(", decided), source.find("await write_status(", decided)
     return act != -1 and write != -1 and act < write
 
 

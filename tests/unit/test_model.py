@@ -38,15 +38,20 @@ EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))
 SEEDED = any(arg.startswith("--hypothesis-seed") for arg in sys.argv)
 SETTINGS = settings(
     max_examples=EXAMPLES,
-    stateful_step_count=int(os.environ.get("MODEL_STEPS", "30")),
+    stateful_step_count=int(os.environ.get("MODEL_STEPS", "50")),
     deadline=None,
     derandomize=not (FUZZ or SEEDED),  # CI runs the same examples every time
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
     print_blob=True,
 )
-CHECKED = {name.strip() for name in os.environ.get("MODEL_CHECK", "I1,I2,I3,I4,I5,I6").split(",")}
+CHECKED = {name.strip() for name in os.environ.get("MODEL_CHECK", "I1,I1b,I2,I3,I4,I5,I6").split(",")}
 TICK = 5.0  # seconds between passes while nothing new happens (the operator's POLL)
-RUNS = {"examples": 0, "passes": 0}
+RUNS = {"examples": 0, "passes": 0}  # and how often the interesting things happened (coverage)
+SEEN: dict[str, int] = {}
+
+
+def seen(what: str) -> None:
+    SEEN[what] = SEEN.get(what, 0) + 1
 
 
 class Broken(AssertionError):
@@ -209,54 +214,57 @@ class SluiceLoop(RuleBasedStateMachine):
         self.rollouts: dict[tuple[str | None, str | None], Rollout] = {}
         self.rolled_back: str | None = None  # I4: the candidate a decided rollback took traffic from
         self.next_minor = 1
+        self.healthy = {"stable": True, "canary": True}  # a healthy track's new pods come up as time passes
         for _ in range(20):
-            self.kubelet_all(ready=True)
+            self.kubelet()
             self.reconcile()
             if self.model.status.phase == Phase.SUCCEEDED and self.model.status.stable_hash:
                 break
             self.model.later(TICK)
         promise("I5", self.model.status.phase == Phase.SUCCEEDED,
                 "the first version never became stable with every pod Ready", self)
+        self.new_version()  # most histories worth trying have a rollout in them
 
     # ----- passes of the operator -----
 
-    @rule()
-    def reconcile_now(self) -> None:
-        self.reconcile()
+    # A pass may crash: "act lost after the status write" (the operator dies between the two; it
+    # restarts and passes again), or "status write lost" (a Conflict, or a death around the write:
+    # the next pass starts from the status as it was). See model.Model.reconcile.
+    FAULTS = st.sampled_from(["none", "none", "act lost after the status write", "status write lost"])
 
-    @rule(seconds=st.sampled_from([1, 5, 10, 30, 60, 200]))
-    def time_passes(self, seconds: int) -> None:
+    @rule(fault=FAULTS)
+    def reconcile_now(self, fault: str) -> None:
+        self.reconcile(fault)
+
+    @rule(seconds=st.sampled_from([1, 5, 10, 30, 60, 200]), fault=FAULTS)
+    def time_passes(self, seconds: int, fault: str) -> None:
+        """Time passes (the pods of healthy tracks start meanwhile), then a pass."""
         self.model.later(seconds)
-        self.reconcile()
+        self.kubelet()
+        self.reconcile(fault)
 
-    @rule(seconds=st.sampled_from([3, 10, 40]))
-    def slow_measurement(self, seconds: int) -> None:
+    @rule(seconds=st.sampled_from([3, 10, 40]), fault=FAULTS)
+    def slow_measurement(self, seconds: int, fault: str) -> None:
         """The pass's queries take `seconds`: the pass decides at its start time, acts later."""
         self.model.metrics.slow = seconds
-        self.reconcile()
-
-    @rule()
-    def crash_after_the_status_write(self) -> None:
-        """The operator dies after writing status and before acting on it; it restarts at once."""
-        self.reconcile("act lost after the status write")
-        self.reconcile()
-
-    @rule()
-    def status_write_lost(self) -> None:
-        """The pass's status write is refused (a Conflict) or the operator dies around it; the next
-        pass starts from the status as it was."""
-        self.reconcile("status write lost")
-        self.reconcile()
+        self.reconcile(fault)
 
     # ----- the cluster -----
 
     @rule(track=st.sampled_from(["stable", "canary"]), count=st.sampled_from([None, 1]))
-    def pods_become_ready(self, track: str, count: int | None) -> None:
-        self.model.kubelet(track, count, ready=True)
+    def pods_stop_being_ready(self, track: str, count: int | None) -> None:
+        """One pod flaps (it comes back when time passes), or every pod of the track goes down and
+        stays down until the track recovers."""
+        self.model.kubelet(track, count, ready=False)
+        if count is None:
+            self.healthy[track] = False
 
     @rule(track=st.sampled_from(["stable", "canary"]), count=st.sampled_from([None, 1]))
-    def pods_stop_being_ready(self, track: str, count: int | None) -> None:
-        self.model.kubelet(track, count, ready=False)
+    def pods_become_ready(self, track: str, count: int | None) -> None:
+        """One pod of a track comes up, or the whole track recovers."""
+        self.model.kubelet(track, count, ready=True)
+        if count is None:
+            self.healthy[track] = True
 
     # ----- Prometheus -----
 
@@ -325,8 +333,8 @@ class SluiceLoop(RuleBasedStateMachine):
 
     @rule(pods_come_up=st.booleans(), answer=st.sampled_from(ANSWERS))
     def nothing_new_happens(self, pods_come_up: bool, answer: str) -> None:
-        """No spec change, no request, no policy edit: every pod either comes up (a healthy cluster)
-        or stays as it is, Prometheus keeps one answer, and the operator passes every TICK seconds.
+        """No spec change, no request, no policy edit: the cluster heals (every track healthy) or
+        stays as it is, Prometheus keeps one answer, and the operator passes every TICK seconds.
         I5: each step ends (the rollout moves to another step, or ends) within the step's own
         duration + progressDeadline + one interval; a rollout ends Succeeded, RolledBack, Failed,
         or Paused for a person."""
@@ -336,7 +344,8 @@ class SluiceLoop(RuleBasedStateMachine):
         where, since = None, model.now
         for _ in range(2000):
             if pods_come_up:
-                self.kubelet_all(ready=True)
+                self.healthy = {"stable": True, "canary": True}
+            self.kubelet()
             self.reconcile()
             status = model.status
             if ended(model):
@@ -360,9 +369,11 @@ class SluiceLoop(RuleBasedStateMachine):
 
     # ----- one pass, and the promises checked after it -----
 
-    def kubelet_all(self, ready: bool) -> None:
-        for track in ("stable", "canary"):
-            self.model.kubelet(track, None, ready)
+    def kubelet(self) -> None:
+        """Every pod of a healthy track is Ready by now."""
+        for track, healthy in self.healthy.items():
+            if healthy:
+                self.model.kubelet(track, None, ready=True)
 
     def reconcile(self, fault: Any = "none") -> None:
         RUNS["passes"] += 1
@@ -409,13 +420,18 @@ class SluiceLoop(RuleBasedStateMachine):
         request = before.request.action if before.request else None
         promoted = before.stable_hash is not None and after.stable_hash not in (None, before.stable_hash)
         if promoted:
+            seen("promotions")
             self.i1_promoted_only_after_every_analysis(done, after.stable_hash or "")
+        if after.phase == Phase.ROLLED_BACK and before.phase != Phase.ROLLED_BACK:
+            seen("rollbacks" if done.fault == "none" else f"rollbacks decided in a pass whose {done.fault}")
+        if done.measured:
+            seen("passes that measured")
         self.i6_no_data_never_promotes(done, promoted, request)
         if done.acted:
-            self.i2_traffic_only_to_ready_candidate(done.after)
-            self.i3_service_never_on_nothing(done.before, done.after)
             if armed is not None:
                 self.i4_rollback_sticks(done, armed)
+            self.i2_traffic_only_to_ready_candidate(done.after)
+            self.i3_service_never_on_nothing(done.before, done.after)
         # I4 arms once a pass decided a rollback and it took effect (written, or acted on)
         if done.persisted or done.acted:
             abandoned = (before.candidate_hash is not None and before.phase in (Phase.PROGRESSING, Phase.PAUSED,
@@ -429,8 +445,8 @@ class SluiceLoop(RuleBasedStateMachine):
         """I1. Never Succeeded unless every analysis step of the policy the rollout started with ran
         its measurements (count judged ones of every metric it names) and none crossed its limits
         (failureLimit, consecutiveErrorLimit, none Inconclusive). Steps a person promoted past are
-        exempt. Background analysis (SEMANTICS 8): every metric has >= 1 Successful measurement and
-        none crossed its limits, unless a person promoted."""
+        exempt. I1b, its clause for background analysis (SEMANTICS 8): every metric has >= 1
+        Successful measurement and none crossed its limits, unless a person promoted."""
         rollout = self.rollout_of(done.observed) or self.rollout_of(done.first.status)
         promise("I1", rollout is not None and rollout.candidate == promoted,
                 f"{promoted} became stable without a rollout of it", self)
@@ -451,10 +467,10 @@ class SluiceLoop(RuleBasedStateMachine):
         if canary and canary.background_analysis is not None and not rollout.background_waived:
             for metric in policy.analysis.metrics:
                 results = rollout.background.results.get(metric.name, []) if rollout.background else []
-                self.within_limits("background analysis", metric, results, 1, successes=1)
+                self.within_limits("background analysis", metric, results, 1, successes=1, name="I1b")
 
     def within_limits(self, where: str, metric: Metric, results: list[Measured], count: int,
-                      successes: int = 0) -> None:
+                      successes: int = 0, name: str = "I1") -> None:
         verdicts = [m.result.verdict for m in results]
         judged = sum(v in (Verdict.SUCCESSFUL, Verdict.FAILED, Verdict.INCONCLUSIVE) for v in verdicts)
         failed = verdicts.count(Verdict.FAILED)
@@ -463,14 +479,14 @@ class SluiceLoop(RuleBasedStateMachine):
             streak = streak + 1 if verdict == Verdict.ERROR else 0
             longest = max(longest, streak)
         answers = ",".join(m.answer for m in results) or "none"
-        promise("I1", judged >= count and verdicts.count(Verdict.SUCCESSFUL) >= successes,
+        promise(name, judged >= count and verdicts.count(Verdict.SUCCESSFUL) >= successes,
                 f"promoted with {where}: {metric.name} judged {judged} of count {count} (answers: {answers})", self)
-        promise("I1", failed <= metric.failure_limit,
+        promise(name, failed <= metric.failure_limit,
                 f"promoted with {where}: {metric.name} failed {failed} > failureLimit {metric.failure_limit}", self)
-        promise("I1", longest < metric.consecutive_error_limit,
+        promise(name, longest < metric.consecutive_error_limit,
                 f"promoted with {where}: {metric.name} had {longest} errors in a row "
                 f"(consecutiveErrorLimit {metric.consecutive_error_limit})", self)
-        promise("I1", Verdict.INCONCLUSIVE not in verdicts,
+        promise(name, Verdict.INCONCLUSIVE not in verdicts,
                 f"promoted with {where}: {metric.name} was Inconclusive (answers: {answers})", self)
 
     # I2 ------------------------------------------------------------------------------------------
@@ -535,7 +551,8 @@ def test_the_decision_loop_keeps_its_promises() -> None:
     try:
         run_state_machine_as_test(SluiceLoop, settings=SETTINGS)
     finally:
-        print(f"\nmodel: {RUNS['examples']} examples run ({RUNS['passes']} passes), checking {sorted(CHECKED)}")
+        print(f"\nmodel: {RUNS['examples']} examples run ({RUNS['passes']} passes), checking {sorted(CHECKED)}; "
+              + ", ".join(f"{what}: {count}" for what, count in sorted(SEEN.items())))
 
 
 def test_the_model_sees_what_a_person_would() -> None:
