@@ -230,7 +230,7 @@ def test_a_missing_policy_stalls_with_a_plain_message_and_moves_nothing(kubectl:
     stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
     assert stalled["status"] == "True" and stalled["reason"] == "PolicyNotFound"
     assert stalled["message"] == f"RolloutPolicy nowhere not found in namespace {kubectl.namespace}; " \
-                                 "nothing moves until it exists"
+                                 "no new rollout starts until it exists"
     assert kubectl.get("deployment", "lost") is None
 
 
@@ -247,5 +247,6 @@ def test_a_query_prometheus_refuses_stalls_the_release(
         conditions = kubectl.status("typo").get("conditions", [])
         return next((c for c in conditions if c["type"] == "Stalled" and c["status"] == "True"), None)
     condition = wait_for("Stalled on the query", stalled, 60)
-    assert "metric error-rate: Prometheus rejected the query" in condition["message"]
+    assert "metric error-rate: Prometheus at" in condition["message"]
+    assert "refused the query as invalid (HTTP 400, errorType bad_data)" in condition["message"]
     assert kubectl.status("typo")["stableVersion"] == "1.0.0"

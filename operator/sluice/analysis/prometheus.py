@@ -79,6 +79,9 @@ class Prometheus:
             raise ProviderError(f"{where} timed out") from error
         except httpx.HTTPError as error:
             log.info("%s is unreachable: %s", where, error)
+            if "CERTIFICATE_VERIFY_FAILED" in str(error):  # our own TLS check, not the server's words
+                raise ProviderError(f"{where} is not trusted: its certificate could not be verified "
+                                    "(CERTIFICATE_VERIFY_FAILED); give the policy its CA in tls.caSecretRef") from error
             raise ProviderError(f"{where} is unreachable (see the operator log)") from error
         except httpx.InvalidURL as error:  # a request httpx cannot build from the query: bad input
             raise QueryRejected(f"the query cannot be sent to {where}: it is not a valid request") from error

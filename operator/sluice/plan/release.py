@@ -39,9 +39,11 @@ def plan(obs: Observed, now: datetime) -> Plan:
     if obs.conflict:
         return finalize(obs, hands_off(status, obs.conflict), now, stalled=reasons.NAME_CONFLICT)
     _adopt_stable(obs, status)
-    if status.stable_hash is None:
-        if obs.problem:
-            return finalize(obs, stalled(obs, status, obs.problem), now, stalled=obs.problem_reason)
+    if status.stable_hash is None:  # a first version needs no policy, but a policyRef naming none is a mistake
+        problem = obs.problem or obs.policy_problem
+        if problem:
+            why = obs.problem_reason if obs.problem else obs.policy_problem_reason
+            return finalize(obs, stalled(obs, status, problem), now, stalled=why or reasons.INVALID_SPEC)
         return finalize(obs, direct_rollout(obs, status, now, first=True), now)
     if obs.desired_hash == status.stable_hash:
         result = steady(obs, status, now)
