@@ -249,9 +249,8 @@ async def _measure(ctx: Context, release: Body, obs: Observed, first: Plan, now:
     observation one with a problem: the Release is Stalled, and its candidate loses its traffic."""
     meta = release["metadata"]
     status = first.status
-    assert status.policy is not None or obs.policy is not None
-    policy = RolloutPolicySpec.model_validate(status.policy.spec) if status.policy else obs.policy
-    assert policy is not None
+    policy = first.policy
+    assert policy is not None, "only a plan made under a policy measures"
     subject = Subject(meta["name"], meta["namespace"],
                       objects.label_version(status.candidate_version or obs.spec.version),
                       objects.label_version(status.stable_version or ""), obs.spec.analysis_args)

@@ -71,6 +71,7 @@ def plan(obs: Observed, now: datetime) -> Plan:
                                bluegreen.BlueGreen() if strategy.blue_green else rolling.Rolling())
     result = driver.plan(obs, status, now, chosen)
     result.events[:0] = events
+    result.policy = obs.policy
     return finalize(obs, result, now)
 
 

@@ -119,6 +119,7 @@ class Plan:
     events: list[Event] = field(default_factory=list)
     requeue_after: float | None = None
     hands_off: bool = False  # write nothing to the cluster (an owned name belongs to someone else)
+    policy: RolloutPolicySpec | None = None  # the policy this plan was made under (what to measure with)
 
 
 @dataclass(frozen=True)
