@@ -462,6 +462,8 @@ def cases(prometheus: str) -> list[Case]:
     for title, condition in MISTYPED_CEL:
         stalled_by_policy("CEL that mistypes", title, [("spec.analysis.metrics.0.successCondition", condition)],
                           "successCondition")
+        if condition == "result < 1u":  # cel-spec compares numbers across types: valid, and it may ship
+            made[-1].expect = (REFUSED, STALLED, SHIPS)
     for title, condition in DEEP_CEL:  # valid or not, never a crash: it may also be accepted and ship
         stalled_by_policy("deeply nested CEL", title, [("spec.analysis.metrics.0.successCondition", condition)],
                           "successCondition")
@@ -575,7 +577,6 @@ def cases(prometheus: str) -> list[Case]:
     midway_secret("garbage CA Secret", {"ca.crt": b"this is not a certificate"}, ca=True)
     midway_secret("non-UTF-8 CA Secret", {"ca.crt": b"\xff\xd8\xff\xe0garbage"}, ca=True)
     midway_secret("CA that is a truncated PEM", {"ca.crt": b"-----BEGIN CERTIFICATE-----\nMIIB\n"}, ca=True)
-    midway_secret("CA Secret deleted", {"ca.crt": b"garbage"}, ca=True, delete_it=True)
     midway("HTTPRoute deleted", None, delete=lambda n: [("httproute", n + "-route")], route=True, hint="{n}-route")
     midway("HTTPRoute loses the canary backendRef", None,
            then=lambda n: [http_route(n + "-route", n)], route=True, hint="{n}-route")
