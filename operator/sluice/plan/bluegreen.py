@@ -107,6 +107,16 @@ class BlueGreen:
         switches back to it once the preview's endpoints list exactly its pods. Both waits are
         bounded by progressDeadline; at the deadline the rollout fails like any other."""
         total = obs.spec.replicas
+        if obs.stable.template_hash != obs.desired_hash and not obs.canary.complete(obs.desired_hash, total):
+            # Not switched yet (a `promote --full` skipped the steps): never switch to a candidate
+            # short of Ready pods; the old version keeps serving while it comes up, within the deadline.
+            status.canary_weight = 0
+            waiting = Plan(status=status, stable=DeploymentIntent("stable", total),
+                           canary=DeploymentIntent("candidate", total), preview=True, active="stable")
+            return steps.waiting_for_pods(
+                obs, status, now, waiting,
+                f"candidate {obs.spec.version} not Ready within {{deadline}} ({obs.canary.ready}/{total} pods ready)",
+                f"promoting {obs.spec.version}: {obs.canary.ready}/{total} pods ready behind the preview")[0]
         status.canary_weight = 100
         finalizing = Plan(status=status, stable=DeploymentIntent("candidate", total), preview=True, active="canary",
                           canary=DeploymentIntent("candidate", total))
