@@ -258,8 +258,11 @@ async def _measure(ctx: Context, release: Body, obs: Observed, first: Plan, now:
         provider = await ctx.providers.get(policy, meta["namespace"])
         results = await measure(provider, policy, first.measure, subject, first.measure_track)
     except Rejected as error:
-        refused = dataclasses.replace(obs, problem=str(error), problem_reason=reasons.INVALID_SPEC)
+        refused = dataclasses.replace(obs, measure_problem=str(error))
         return make_plan(refused, now), refused
+    if first.probe:  # the input is usable again: plan afresh; the next pass measures for real
+        fixed = dataclasses.replace(obs, probe_ok=True)
+        return make_plan(fixed, now), fixed
     for result in results:
         metrics.MEASUREMENTS.labels(result.verdict.value).inc()
     plan_analysis.fold(first, results, now)
@@ -397,5 +400,5 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
     await post_events(ctx, release, result.status)
     if result.events:
         log.info("%s/%s: %s", namespace, name, "; ".join(e.message for e in result.events))
-    stuck = obs.problem or obs.conflict
+    stuck = obs.problem or obs.conflict or result.status.input_problem
     return STALLED_RETRY if stuck and result.requeue_after is None else result.requeue_after

@@ -193,3 +193,43 @@ async def test_an_owned_name_taken_by_another_object_is_never_written(cluster: A
     stalled = next(c for c in status(store)["conditions"] if c["type"] == "Stalled")
     assert stalled["status"] == "True" and stalled["reason"] == "NameConflict"
     assert "Service checkout-canary already exists and belongs to Release checkout-canary" in stalled["message"]
+
+
+class Flaky:
+    """Providers whose Secret is missing until `fixed`; then a Prometheus answering `value`."""
+
+    def __init__(self) -> None:
+        self.fixed, self.value = False, 0.01
+
+    async def get(self, policy: Any, namespace: str) -> Any:
+        from sluice.analysis.runner import Rejected
+        if not self.fixed:
+            raise Rejected(f"Secret prom-token with key token not found in namespace {namespace}")
+        return self
+
+    async def query(self, promql: str) -> float | None:
+        return self.value
+
+
+async def test_input_found_unusable_while_measuring_stays_stalled_until_fixed(cluster: Any) -> None:
+    store, context, clock = cluster
+    providers = Flaky()
+    context.providers = providers
+    store.put({"apiVersion": "sluice.dev/v1alpha1", "kind": "RolloutPolicy",
+               "metadata": {"name": "manual", "namespace": "shop"},
+               "spec": {"strategy": {"canary": {"steps": [{"setWeight": 50}, {"analysis": {}}, {"setWeight": 100}]}},
+                        "analysis": {"interval": "1s", "count": 2, "metrics": [
+                            {"name": "error-rate", "query": "q", "successCondition": "result < 0.05"}]}}})
+    release(store, "1.0.0")
+    await passes(context, clock, 3)
+    release(store, "1.1.0")
+    await passes(context, clock, 4)
+    for _ in range(5):  # every pass, measuring or not, keeps it Stalled with the canary out of the Service
+        await passes(context, clock, 1)
+        stalled = next(c for c in status(store)["conditions"] if c["type"] == "Stalled")
+        assert stalled["status"] == "True" and "Secret prom-token" in stalled["message"]
+        assert selector(store)["sluice.dev/track"] == "stable"
+    assert store.objects[("Deployment", "shop", "checkout-canary")]["spec"]["replicas"] == 2, "kept warm"
+    providers.fixed = True
+    await passes(context, clock, 8)
+    assert status(store)["phase"] == "Succeeded" and status(store)["stableVersion"] == "1.1.0"

@@ -690,6 +690,7 @@ class ReleaseStatus(StatusModel):
     policy: PolicySnapshot | None = None  # the policy this rollout runs against
     stable_spec: StableSpec | None = None  # the stable version's template, to rebuild it from status
     unready_since: str | None = None  # when the candidate was first seen short of Ready pods in this step
+    input_problem: str | None = None  # input found unusable while measuring (a Secret gone, a query refused)
     events: list[PendingEvent] = Field(default_factory=list)  # the last decision's events (outbox)
     event_seq: int = 0
     replicas: dict[str, int] = Field(default_factory=dict)  # ready pods per track, for `sluice get`

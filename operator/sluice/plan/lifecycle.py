@@ -68,6 +68,7 @@ def begin(obs: Observed, status: ReleaseStatus, now: datetime, strategy: str) ->
     status.phase = Phase.PROGRESSING
     status.strategy = strategy
     status.policy = snapshot(obs)
+    status.input_problem = None
     restart_step(status, now)
 
 
@@ -89,6 +90,7 @@ def clear_candidate(status: ReleaseStatus) -> None:
     status.canary_weight = 0
     status.policy = None
     status.unready_since = None
+    status.input_problem = None
 
 
 def halted(status: ReleaseStatus) -> bool:

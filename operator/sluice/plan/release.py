@@ -31,6 +31,8 @@ from sluice.plan.lifecycle import (
 )
 from sluice.plan.types import Event, Observed, Plan
 
+PROBE_EVERY = 10.0  # seconds between probes of a Release stalled by input its measurements found unusable
+
 
 def plan(obs: Observed, now: datetime) -> Plan:
     """The next Plan for a Release. Every path ends in finalize(), which sets the conditions."""
@@ -57,12 +59,23 @@ def plan(obs: Observed, now: datetime) -> Plan:
         status.request = None
         result = fail(obs, status, now, reasons.ABORTED, "aborted by " + who, force_rollback=True)
         return finalize(obs, result, now)
+    if obs.measure_problem and in_flight(status):
+        status.input_problem = obs.measure_problem
+    elif obs.probe_ok or not in_flight(status):
+        status.input_problem = None
     problem, why = obs.problem, obs.problem_reason
     if not problem and obs.policy is None and obs.spec.policy_ref is not None:
         problem, why = obs.policy_problem or "the RolloutPolicy cannot be read", obs.policy_problem_reason
+    if not problem and status.input_problem:
+        problem, why = status.input_problem, reasons.INVALID_SPEC
     if problem:
         result = stalled(obs, status, problem)
         result.events[:0] = events
+        if status.input_problem and not obs.measure_problem and obs.policy and obs.policy.analysis.metrics:
+            # Found while measuring, so only measuring shows it fixed: probe, counting nothing.
+            result.measure, result.probe, result.policy = tuple(m.name for m in obs.policy.analysis.metrics), True, \
+                obs.policy
+            result.requeue_after = PROBE_EVERY
         return finalize(obs, result, now, stalled=why or reasons.INVALID_SPEC)
     if obs.policy is None:
         return finalize(obs, direct_rollout(obs, status, now, first=False), now)

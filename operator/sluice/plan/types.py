@@ -76,6 +76,8 @@ class Observed:
     policy_hash: str | None = None
     policy_problem: str | None = None  # why the live policy cannot be used (missing, invalid)
     policy_problem_reason: str = ""
+    measure_problem: str | None = None  # this pass's measurement found the input unusable
+    probe_ok: bool = False  # this pass's probe of a stalled Release's metrics found the input usable again
     unmet_requirement: str | None = None  # promotion gate not yet satisfied
     gateway: bool = False  # traffic by HTTPRoute weights rather than replica ratio
     # Blue-green finalization: <name>-preview selects the stable track and its EndpointSlices list
@@ -120,6 +122,7 @@ class Plan:
     requeue_after: float | None = None
     hands_off: bool = False  # write nothing to the cluster (an owned name belongs to someone else)
     policy: RolloutPolicySpec | None = None  # the policy this plan was made under (what to measure with)
+    probe: bool = False  # measure only to learn whether the input is usable again; count nothing
 
 
 @dataclass(frozen=True)
