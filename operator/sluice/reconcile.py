@@ -292,9 +292,14 @@ async def _deployment(ctx: Context, release: Body, obs: Observed, decided: Relea
     """Carry out one Deployment intent. "stable" means the template the *decided* status names:
     a pass that promotes has just moved stableHash to the candidate's. A template edited behind
     Sluice's back is replaced whole, fields others added included."""
+    current = seen.deployments[track]
+    if intent is None and current is not None and seen.drifted[track]:
+        # A hold leaves pods as they are, but never a template edited behind Sluice's back.
+        digest = objects.template_hash_of(current)
+        replicas = (current.get("spec") or {}).get("replicas", 0)
+        intent = DeploymentIntent("candidate" if digest == obs.desired_hash else "stable", replicas)
     if intent is None:
         return
-    current = seen.deployments[track]
     release_name, namespace = release["metadata"]["name"], release["metadata"]["namespace"]
     name = objects.deployment_name(release_name, track)
     observed = obs.stable if track == "stable" else obs.canary

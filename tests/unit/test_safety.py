@@ -319,3 +319,17 @@ def test_a_pass_replanned_from_a_persisted_rollback_never_routes_to_the_candidat
 def test_stable_ready_pods_of_another_template_do_not_count_for_a_rollback() -> None:
     assert Workload(exists=True, template_hash="a", ready=3, updated=2, total=4).ready_of("a") == 1
     assert Workload(exists=True, template_hash="b", ready=4, updated=4, total=4).ready_of("a") == 0
+
+
+# Item 10 (planner side): a stable Deployment deleted while the rollout waits is rebuilt from status.
+def test_a_stable_deployment_deleted_during_a_pause_is_rebuilt_from_status() -> None:
+    world = first_version(policy_spec([{"setWeight": 25}, {"pause": {}}, {"setWeight": 100}]), gateway=True)
+    world.deploy("1.1.0").step()
+    walk(world, OK, until=1, tick=1)
+    world.later(1).step()
+    assert world.phase == Phase.PAUSED
+    world.stable = Workload()
+    result = world.later(1).step()
+    assert result.stable is not None and result.stable.template == "stable" and result.stable.replicas == 4
+    assert world.status.stable_spec is not None and world.status.stable_spec.version == "1.0.0"
+    assert world.stable.template_hash == "h-1.0.0" and world.stable.ready == 4

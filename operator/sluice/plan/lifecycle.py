@@ -118,8 +118,11 @@ def hold(obs: Observed, status: ReleaseStatus) -> Plan:
     if active == "canary" and not serving and obs.stable.ready > 0:
         active, status.canary_weight = "stable", 0
     weight = (status.canary_weight if canary else 0) if obs.gateway and not blue_green else None
+    # A stable Deployment deleted meanwhile is rebuilt, at full size, from status.stableSpec.
+    rebuild = DeploymentIntent("stable", obs.spec.replicas) if not obs.stable.exists and (canary or blue_green) \
+        else None
     return Plan(status=status, weight=weight, stable_service_selects_canary=not obs.gateway and canary,
-                active=active, preview=blue_green)
+                active=active, preview=blue_green, stable=rebuild)
 
 
 def pause(obs: Observed, status: ReleaseStatus, reason: str, message: str) -> Plan:
