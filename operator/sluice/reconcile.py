@@ -208,9 +208,24 @@ async def observe(ctx: Context, release: Body) -> tuple[Observed, Router, Seen]:
             "v1", "Pod", namespace, f"{objects.NAME}={name},{objects.TRACK}={track}")
     services = {service: await ctx.kube.get("v1", "Service", service, namespace)
                 for service in (name, f"{name}-canary", f"{name}-preview")}
+    # Only the names this Release writes now can conflict; another's object that merely has the name
+    # of one it does not use (the canary Deployment of a Release not rolling out) is left alone, and
+    # is never taken for its own.
+    rolling_out = status.stable_hash is not None and (
+        desired != status.stable_hash or (status.candidate_hash or status.stable_hash) != status.stable_hash)
+    blue_green = status.strategy == "blueGreen" or bool(policy and policy.strategy.blue_green)
+    used = {"stable": True, "canary": rolling_out, name: True, f"{name}-canary": True,
+            f"{name}-preview": blue_green}
     conflict = next((why for why in (
-        *(_not_ours("Deployment", body, release) for body in deployments.values()),
-        *(_not_ours("Service", body, release) for body in services.values())) if why), None)
+        *(_not_ours("Deployment", body, release) for track, body in deployments.items() if used[track]),
+        *(_not_ours("Service", body, release) for service, body in services.items() if used[service]))
+        if why), None)
+    for track, body in deployments.items():
+        if _not_ours("Deployment", body, release):
+            deployments[track], pods[track] = None, []
+    for service, body in services.items():
+        if _not_ours("Service", body, release):
+            services[service] = None
     problem, why = "", ""
     verdict = await _template_verdict(ctx, release, spec.version,
                                       spec.template.model_dump(by_alias=True, exclude_none=True), desired)
@@ -256,7 +271,7 @@ async def _measure(ctx: Context, release: Body, obs: Observed, first: Plan, now:
                       objects.label_version(status.stable_version or ""), obs.spec.analysis_args)
     try:
         provider = await ctx.providers.get(policy, meta["namespace"])
-        results = await measure(provider, policy, first.measure, subject, first.measure_track)
+        results = await measure(provider, policy, first.measure, subject, first.measure_track, first.probe)
     except Rejected as error:
         refused = dataclasses.replace(obs, measure_problem=str(error))
         return make_plan(refused, now), refused
@@ -332,7 +347,7 @@ async def _deployment(ctx: Context, release: Body, obs: Observed, decided: Relea
         await ctx.kube.json_patch("apps/v1", "Deployment", name, namespace,
                                   [{"op": "replace", "path": "/spec/template", "value": template}])
     if changed(current, body, DEPLOYMENT_FIELDS) or observed.template_hash != digest:
-        await ctx.kube.apply(body)
+        await ctx.kube.write(body, exists=current is not None)
 
 
 async def act(ctx: Context, release: Body, obs: Observed, result: Plan, router: Router, seen: Seen) -> None:

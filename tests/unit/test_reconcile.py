@@ -64,6 +64,16 @@ class Store:
         merged = {**(current or {}), **copy.deepcopy(body)}
         return self.put(merged)
 
+    async def create(self, body: Body) -> Body:
+        key = (body["kind"], body["metadata"]["namespace"], body["metadata"]["name"])
+        if key in self.objects:
+            raise Conflict(body["metadata"]["name"])
+        self._write("create", body["kind"], body["metadata"]["name"])
+        return self.put(body)
+
+    async def write(self, body: Body, exists: bool) -> Body:
+        return await (self.apply(body) if exists else self.create(body))
+
     async def merge_patch(self, api_version: str, kind: str, name: str, namespace: str, patch: Body) -> Body:
         self._write("patch", kind, name)
         body = copy.deepcopy(self.objects[(kind, namespace, name)])
@@ -233,3 +243,21 @@ async def test_input_found_unusable_while_measuring_stays_stalled_until_fixed(cl
     providers.fixed = True
     await passes(context, clock, 8)
     assert status(store)["phase"] == "Succeeded" and status(store)["stableVersion"] == "1.1.0"
+
+
+async def test_a_name_this_release_does_not_use_yet_is_left_alone_until_it_would(cluster: Any) -> None:
+    store, context, clock = cluster
+    store.put({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": "checkout-canary", "namespace": "shop",
+                            "ownerReferences": [{"kind": "Release", "name": "checkout-canary", "uid": "other",
+                                                 "controller": True}]},
+               "spec": {"replicas": 3, "template": {"metadata": {}, "spec": {}}}})
+    release(store, "1.0.0")
+    await passes(context, clock, 3)
+    assert status(store)["phase"] == "Succeeded", "no rollout: the other Release's Deployment is not in the way"
+    assert store.objects[("Deployment", "shop", "checkout-canary")]["spec"]["replicas"] == 3, "and never touched"
+    release(store, "1.1.0")
+    await passes(context, clock, 2)
+    stalled = next(c for c in status(store)["conditions"] if c["type"] == "Stalled")
+    assert stalled["reason"] == "NameConflict" and "Deployment checkout-canary" in stalled["message"]
+    assert store.objects[("Deployment", "shop", "checkout-canary")]["spec"]["replicas"] == 3

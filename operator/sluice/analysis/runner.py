@@ -34,11 +34,13 @@ class Rejected(Exception):
     """A query the provider refuses or a template that does not render: bad input, Stalled."""
 
 
-async def _one(provider: MetricProvider, metric: Metric, subject: Subject, window: float, track: str) -> Result:
+async def _one(provider: MetricProvider, metric: Metric, subject: Subject, window: float, track: str,
+               probe: bool) -> Result:
     try:
         if metric.min_samples is not None:
             seen = await provider.query(template.render(metric.min_samples.query, subject.values(track)))
-            if seen is None or math.isnan(seen) or seen < metric.min_samples.at_least:
+            too_few = seen is None or math.isnan(seen) or seen < metric.min_samples.at_least
+            if too_few and not probe:  # a probe asks every query, to learn whether all of them are accepted
                 count = 0 if seen is None or math.isnan(seen) else seen
                 return Result(metric.name, Verdict.WAITING, None,
                               f"waiting for traffic: {judge.show(count)} of {metric.min_samples.at_least:g} samples "
@@ -60,8 +62,9 @@ async def _one(provider: MetricProvider, metric: Metric, subject: Subject, windo
 
 
 async def measure(provider: MetricProvider, policy: RolloutPolicySpec, names: tuple[str, ...],
-                  subject: Subject, track: str = "canary") -> list[Result]:
-    """Results for the named metrics, measured concurrently. Raises Rejected on bad input."""
+                  subject: Subject, track: str = "canary", probe: bool = False) -> list[Result]:
+    """Results for the named metrics, measured concurrently. Raises Rejected on bad input. A
+    `probe` runs every query of each metric (minSamples does not stop it), only to find out."""
     metrics = [m for m in policy.analysis.metrics if m.name in names]
     window = max(30.0, 2 * parse_duration(policy.analysis.interval))
-    return list(await asyncio.gather(*(_one(provider, m, subject, window, track) for m in metrics)))
+    return list(await asyncio.gather(*(_one(provider, m, subject, window, track, probe) for m in metrics)))

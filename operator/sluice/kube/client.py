@@ -86,6 +86,20 @@ class Kube:
             return result
         return await asyncio.to_thread(call)
 
+    async def create(self, body: Body) -> Body:
+        """Create an object that must not exist yet: 409 (AlreadyExists) if another writer got
+        there first, so two Releases racing for one name never both take it."""
+        def call() -> Body:
+            resource = self._resource(body["apiVersion"], body["kind"])
+            result: Body = resource.create(body=body, namespace=body["metadata"].get("namespace"),
+                                           field_manager=FIELD_MANAGER).to_dict()
+            return result
+        return await asyncio.to_thread(call)
+
+    async def write(self, body: Body, exists: bool) -> Body:
+        """Server-side apply of an object Sluice owns, or its creation when it was not there."""
+        return await (self.apply(body) if exists else self.create(body))
+
     async def merge_patch(self, api_version: str, kind: str, name: str, namespace: str, patch: Body) -> Body:
         def call() -> Body:
             result: Body = self._resource(api_version, kind).patch(

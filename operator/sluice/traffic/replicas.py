@@ -29,5 +29,6 @@ class ReplicaRatio:
 async def apply_services(kube: Kube, release: dict[str, Any], spec: ReleaseSpec, plan: Plan,
                          selects_canary: bool, observed: dict[str, dict[str, Any] | None]) -> None:
     for body in objects.services(release, spec, selects_canary, plan.active, plan.preview, plan.preview_track):
-        if changed(observed.get(body["metadata"]["name"]), body, SERVICE_FIELDS):
-            await kube.apply(body)
+        current = observed.get(body["metadata"]["name"])
+        if changed(current, body, SERVICE_FIELDS):
+            await kube.write(body, exists=current is not None)
