@@ -12,6 +12,7 @@ the model only plays the cluster and Prometheus. It decides nothing itself.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import inspect
@@ -114,11 +115,9 @@ class Cluster:
         return 100 * part(self.selects)
 
     def copy(self) -> Cluster:
-        return Cluster(
-            stable=dataclasses.replace(self.stable, pods=[dataclasses.replace(p) for p in self.stable.pods]),
-            canary=dataclasses.replace(self.canary, pods=[dataclasses.replace(p) for p in self.canary.pods]),
-            selects=self.selects, route_weight=self.route_weight, preview_track=self.preview_track,
-        )
+        def one(d: Deployment) -> Deployment:
+            return Deployment(d.exists, d.template, d.replicas, [Pod(p.template, p.ready) for p in d.pods])
+        return Cluster(one(self.stable), one(self.canary), self.selects, self.route_weight, self.preview_track)
 
     def describe(self) -> str:
         def one(name: str) -> str:
@@ -209,10 +208,21 @@ def policy_hash(policy: RolloutPolicySpec) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+_OBSERVED_FIELDS = frozenset(f.name for f in dataclasses.fields(Observed))
+
+
 def _observed(**fields: Any) -> Observed:
     """An Observed with the fields today's planner knows (its fields change while it is rewritten)."""
-    known = {f.name for f in dataclasses.fields(Observed)}
-    return Observed(**{k: v for k, v in fields.items() if k in known})
+    return Observed(**{k: v for k, v in fields.items() if k in _OBSERVED_FIELDS})
+
+
+def store(status: ReleaseStatus, stored: ReleaseStatus) -> ReleaseStatus:
+    """`status` as the API server stores it (a JSON round trip), given `stored`, what it stores now.
+    A status equal to the stored one stores as the stored one: the round trip of equal field values
+    gives equal field values, and `stored` is itself a round trip's result."""
+    if status == stored:
+        return stored
+    return ReleaseStatus.model_validate(status.model_dump(by_alias=True, mode="json"))
 
 
 @dataclasses.dataclass
@@ -227,6 +237,10 @@ class Model:
     generation: int = 1
     policy_generation: int = 1
     posted: list[str] = dataclasses.field(default_factory=list)  # events posted, in order
+    # caches of what is derived from an unchanged input (the policy objects are never mutated)
+    _hashed: tuple[RolloutPolicySpec, str] | None = dataclasses.field(default=None, repr=False, compare=False)
+    _snapshot: tuple[dict[str, Any], RolloutPolicySpec] | None = dataclasses.field(
+        default=None, repr=False, compare=False)
 
     @property
     def desired(self) -> str:
@@ -240,14 +254,24 @@ class Model:
             stable=stable, canary=self.cluster.canary.workload(),
             policy=self.policy,  # the live policy; plan() chooses the one the rollout runs against
             live_policy=self.policy, policy_generation=self.policy_generation,
-            policy_hash=policy_hash(self.policy), gateway=self.gateway, preview_settled=settled,
+            policy_hash=self.policy_hash(), gateway=self.gateway, preview_settled=settled,
         )
 
+    def policy_hash(self) -> str:
+        """policy_hash(self.policy), computed once per policy (an edit replaces the object)."""
+        if self._hashed is None or self._hashed[0] is not self.policy:
+            self._hashed = (self.policy, policy_hash(self.policy))
+        return self._hashed[1]
+
     def running_policy(self, status: ReleaseStatus) -> RolloutPolicySpec:
-        """The policy a status says its rollout runs against (its snapshot), else the live one."""
+        """The policy a status says its rollout runs against (its snapshot), else the live one.
+        A snapshot equal to the last one validated gives the same policy (validation is a function
+        of the dict): it is validated once, not on every pass."""
         snap = getattr(status, "policy", None)
         if snap is not None and snap.spec:
-            return RolloutPolicySpec.model_validate(snap.spec)
+            if self._snapshot is None or self._snapshot[0] != snap.spec:
+                self._snapshot = (copy.deepcopy(snap.spec), RolloutPolicySpec.model_validate(snap.spec))
+            return self._snapshot[1]
         return self.policy
 
     def reconcile(self, fault: Fault = "none") -> Pass:
@@ -267,7 +291,7 @@ class Model:
         persist = fault == "none" or fault == "act lost after the status write"
         act = fault == "none" or (fault == "status write lost" and ACTS_BEFORE_WRITING)
         if persist:
-            self.status = ReleaseStatus.model_validate(decided.status.model_dump(by_alias=True, mode="json"))
+            self.status = store(decided.status, self.status)
         if act:
             self.act(decided)
             self.posted += [f"{e.type} {e.reason}: {e.message}" for e in decided.events]
