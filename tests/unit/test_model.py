@@ -49,6 +49,8 @@ CHECKED = {name.strip() for name in os.environ.get("MODEL_CHECK", "I1,I1b,I2,I3,
 TICK = 5.0  # seconds between passes while nothing new happens (the operator's POLL)
 RUNS = {"examples": 0, "passes": 0}  # and how often the interesting things happened (coverage)
 SEEN: dict[str, int] = {}
+PROGRESS = 1000  # a soak prints its count every PROGRESS examples
+STARTED = [time.monotonic()]
 
 
 def seen(what: str) -> None:
@@ -234,6 +236,10 @@ class SluiceLoop(RuleBasedStateMachine):
     @initialize(policy=policies(), replicas=st.integers(1, 4), gateway=st.booleans())
     def first_version_is_stable(self, policy: dict[str, Any], replicas: int, gateway: bool) -> None:
         RUNS["examples"] += 1
+        if FUZZ and RUNS["examples"] % PROGRESS == 0:  # a long soak says how far it got
+            took = time.monotonic() - STARTED[0]
+            print(f"model: {RUNS['examples']} examples so far ({RUNS['passes']} passes) in {took:.0f}s "
+                  f"({1000 * took / RUNS['examples']:.1f} ms per example)", file=sys.stderr, flush=True)
         self.model = Model(spec=release("1.0.0", replicas, gateway),
                            policy=RolloutPolicySpec.model_validate(policy), gateway=gateway)
         self.rollouts: dict[tuple[str | None, str | None], Rollout] = {}
@@ -596,7 +602,7 @@ class SluiceLoop(RuleBasedStateMachine):
 
 
 def test_the_decision_loop_keeps_its_promises() -> None:
-    started = time.monotonic()
+    started = STARTED[0] = time.monotonic()
     try:
         run_state_machine_as_test(SluiceLoop, settings=SETTINGS)
     finally:
