@@ -351,3 +351,19 @@ async def test_providers_reuse_one_client_per_connection() -> None:
     assert isinstance(first, Prometheus) and first.client.headers["Authorization"] == "Bearer s3cret"
     assert first.address == "https://prometheus:9090"
     await providers.close()
+
+
+async def test_a_refused_query_is_found_while_min_samples_still_waits() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if "increase" in request.url.params["query"]:  # minSamples: too little traffic yet
+            return vector("3")(request)
+        return answer(400, "bad_data", "1:10: parse error: unclosed left parenthesis")(request)
+    with pytest.raises(Rejected, match=r"metric p99: .*HTTP 400"):
+        await measure_one(handler, minSamples={"query": "sum(increase(x[1m]))", "atLeast": 100})
+
+
+async def test_min_samples_waits_whatever_the_main_query_says() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return vector("3" if "increase" in request.url.params["query"] else "0.9")(request)
+    result = await measure_one(handler, minSamples={"query": "sum(increase(x[1m]))", "atLeast": 100})
+    assert result.verdict == Verdict.WAITING and "3 of 100 samples" in result.message

@@ -34,37 +34,37 @@ class Rejected(Exception):
     """A query the provider refuses or a template that does not render: bad input, Stalled."""
 
 
-async def _one(provider: MetricProvider, metric: Metric, subject: Subject, window: float, track: str,
-               probe: bool) -> Result:
+async def _one(provider: MetricProvider, metric: Metric, subject: Subject, window: float, track: str) -> Result:
+    """One measurement. Every query of the metric is asked each time, even when minSamples says to
+    wait, so a query the provider refuses is found at the first measurement, not once traffic comes."""
     try:
+        waiting: Result | None = None
         if metric.min_samples is not None:
             seen = await provider.query(template.render(metric.min_samples.query, subject.values(track)))
-            too_few = seen is None or math.isnan(seen) or seen < metric.min_samples.at_least
-            if too_few and not probe:  # a probe asks every query, to learn whether all of them are accepted
+            if seen is None or math.isnan(seen) or seen < metric.min_samples.at_least:
                 count = 0 if seen is None or math.isnan(seen) else seen
-                return Result(metric.name, Verdict.WAITING, None,
-                              f"waiting for traffic: {judge.show(count)} of {metric.min_samples.at_least:g} samples "
-                              f"(minSamples)")
+                waiting = Result(metric.name, Verdict.WAITING, None,
+                                 f"waiting for traffic: {judge.show(count)} of {metric.min_samples.at_least:g} "
+                                 "samples (minSamples)")
         if metric.compare is not None:
             step = max(2.0, window / 15)
             canary = await provider.query_range(
                 template.render(metric.compare.query, subject.values(track)), window, step)
             stable = await provider.query_range(
                 template.render(metric.compare.query, subject.values("stable", baseline=True)), window, step)
-            return judge.compare(metric, metric.compare, canary, stable)
+            return waiting or judge.compare(metric, metric.compare, canary, stable)
         assert metric.query is not None
         value = await provider.query(template.render(metric.query, subject.values(track)))
     except (QueryRejected, template.TemplateError) as error:
         raise Rejected(f"metric {metric.name}: {error}") from error
     except ProviderError as error:
         return Result(metric.name, Verdict.ERROR, None, f"{error}")
-    return judge.judge(metric, value)
+    return waiting or judge.judge(metric, value)
 
 
 async def measure(provider: MetricProvider, policy: RolloutPolicySpec, names: tuple[str, ...],
-                  subject: Subject, track: str = "canary", probe: bool = False) -> list[Result]:
-    """Results for the named metrics, measured concurrently. Raises Rejected on bad input. A
-    `probe` runs every query of each metric (minSamples does not stop it), only to find out."""
+                  subject: Subject, track: str = "canary") -> list[Result]:
+    """Results for the named metrics, measured concurrently. Raises Rejected on bad input."""
     metrics = [m for m in policy.analysis.metrics if m.name in names]
     window = max(30.0, 2 * parse_duration(policy.analysis.interval))
-    return list(await asyncio.gather(*(_one(provider, m, subject, window, track, probe) for m in metrics)))
+    return list(await asyncio.gather(*(_one(provider, m, subject, window, track) for m in metrics)))
