@@ -333,3 +333,17 @@ def test_a_stable_deployment_deleted_during_a_pause_is_rebuilt_from_status() -> 
     assert result.stable is not None and result.stable.template == "stable" and result.stable.replicas == 4
     assert world.status.stable_spec is not None and world.status.stable_spec.version == "1.0.0"
     assert world.stable.template_hash == "h-1.0.0" and world.stable.ready == 4
+
+
+def test_background_analysis_starting_past_the_last_step_still_judges_before_promotion() -> None:
+    steps = [{"setWeight": 100}]
+    world = first_version(policy_spec([], strategy={"canary": {"steps": steps,
+                                                               "backgroundAnalysis": {"startingStep": 5}}}),
+                          gateway=True)
+    world.deploy("1.1.0").step()
+    world.later(1).step()
+    world.later(1).step()
+    assert world.phase == Phase.PROGRESSING and "background analysis" in world.status.message
+    world.later(31).step(OK)
+    world.later(1).step(OK)
+    assert world.phase == Phase.SUCCEEDED

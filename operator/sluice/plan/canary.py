@@ -143,7 +143,9 @@ def _background_metrics(obs: Observed, status: ReleaseStatus) -> list[str] | Non
     assert obs.policy is not None and obs.policy.strategy.canary is not None
     background = obs.policy.strategy.canary.background_analysis
     index = status.current_step or 0
-    if background is None or index < background.starting_step or not obs.policy.analysis.metrics:
+    # A startingStep past the last step still judges before promotion: never a promotion unmeasured.
+    start = min(background.starting_step, len(obs.policy.strategy.canary.steps)) if background else 0
+    if background is None or index < start or not obs.policy.analysis.metrics:
         return None
     return [m.name for m in obs.policy.analysis.metrics]
 
