@@ -57,6 +57,9 @@ def seen(what: str) -> None:
     SEEN[what] = SEEN.get(what, 0) + 1
 
 
+JUDGED = (Verdict.SUCCESSFUL, Verdict.FAILED, Verdict.INCONCLUSIVE)
+
+
 class Broken(AssertionError):
     """A promise Sluice did not keep."""
 
@@ -525,8 +528,16 @@ class SluiceLoop(RuleBasedStateMachine):
 
     def within_limits(self, where: str, metric: Metric, results: list[Measured], count: int,
                       successes: int = 0, name: str = "I1") -> None:
-        verdicts = [m.result.verdict for m in results]
-        judged = sum(v in (Verdict.SUCCESSFUL, Verdict.FAILED, Verdict.INCONCLUSIVE) for v in verdicts)
+        # SEMANTICS 7: missing data before any data was seen in the run is Waiting, neither judged nor
+        # Inconclusive (noData applies only after data was seen); an error is no data either way
+        verdicts, data_seen = [], False
+        for m in results:
+            verdict = m.result.verdict
+            if m.result.missing and not data_seen and verdict != Verdict.ERROR:
+                verdict = Verdict.WAITING
+            data_seen = data_seen or (verdict in JUDGED and not m.result.missing)
+            verdicts.append(verdict)
+        judged = sum(v in JUDGED for v in verdicts)
         failed = verdicts.count(Verdict.FAILED)
         streak = longest = 0
         for verdict in verdicts:
