@@ -347,3 +347,14 @@ def test_background_analysis_starting_past_the_last_step_still_judges_before_pro
     world.later(31).step(OK)
     world.later(1).step(OK)
     assert world.phase == Phase.SUCCEEDED
+
+
+def test_a_lower_weight_by_replica_ratio_keeps_the_canary_until_stable_pods_are_ready() -> None:
+    world = first_version(policy_spec([{"setWeight": 100}, {"setWeight": 0}, {"pause": {}}]), replicas=1)
+    world.deploy("1.1.0").step()
+    walk(world, OK, until=1, tick=1)
+    assert world.stable.replicas in (0, 1)
+    world.stable = Workload(exists=True, template_hash="h-1.0.0", version="1.0.0", replicas=0)
+    result = plan(world.observed(), world.now)
+    assert result.canary is not None and result.canary.replicas == 1, "the canary keeps serving meanwhile"
+    assert result.stable is not None and result.stable.replicas == 1

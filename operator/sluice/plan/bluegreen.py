@@ -10,6 +10,7 @@ candidate's Deployment scales to zero.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from sluice.api.durations import format_duration, parse_duration
 from sluice.api.models import BlueGreenStrategy, ReleaseStatus
@@ -36,6 +37,12 @@ def step_names(spec: BlueGreenStrategy) -> list[str]:
     return [*names, WARM]
 
 
+def _before_switch(obs: Observed) -> Literal["stable", "canary"]:
+    """What <name> selects before the switch: the stable track, unless it has no Ready pod while
+    the candidate's Deployment has (a superseded candidate still serving): never nothing."""
+    return "canary" if obs.stable.ready == 0 and obs.canary.ready > 0 else "stable"
+
+
 class BlueGreen:
     name = "blueGreen"
 
@@ -49,7 +56,7 @@ class BlueGreen:
         total = obs.spec.replicas
         switched = index > names.index(SWITCH)
         result = Plan(status=status, stable=DeploymentIntent("stable", total),
-                      canary=DeploymentIntent("candidate", total), preview=True, active="stable")
+                      canary=DeploymentIntent("candidate", total), preview=True, active=_before_switch(obs))
         head = f"step {index + 1}/{len(names)} ({kind})"
         if not obs.canary.complete(obs.desired_hash, total):
             # Never switch to, or stay on, a candidate short of Ready pods while the old version is
@@ -72,7 +79,7 @@ class BlueGreen:
                                        f"{obs.spec.version} Ready again: active Service switched to it again"))
         steps.in_place(status)
         status.canary_weight = 100 if switched else 0
-        result.active = "canary" if switched else "stable"
+        result.active = "canary" if switched else _before_switch(obs)
         waited = seconds_since(status.step_started_at, now)
         if kind == PREVIEW:
             return result, True
@@ -112,7 +119,7 @@ class BlueGreen:
             # short of Ready pods; the old version keeps serving while it comes up, within the deadline.
             status.canary_weight = 0
             waiting = Plan(status=status, stable=DeploymentIntent("stable", total),
-                           canary=DeploymentIntent("candidate", total), preview=True, active="stable")
+                           canary=DeploymentIntent("candidate", total), preview=True, active=_before_switch(obs))
             return steps.waiting_for_pods(
                 obs, status, now, waiting,
                 f"candidate {obs.spec.version} not Ready within {{deadline}} ({obs.canary.ready}/{total} pods ready)",

@@ -91,9 +91,12 @@ def _traffic(obs: Observed, status: ReleaseStatus, weight: int) -> tuple[Plan, b
         result.weight = applied
         status.canary_weight = applied
         return result, canary_ok and applied == weight
-    # Replica ratio: stable shrinks only by as many pods as the canary has Ready, and never to none.
+    # Replica ratio: stable shrinks only by as many pods as the canary has Ready, and never to none;
+    # the canary shrinks (a lower weight) only once stable has its pods Ready again.
     stable_target = stable_pods(total, weight)
     result.stable = DeploymentIntent("stable", max(stable_target, total - ready))
+    if obs.stable.ready_of(status.stable_hash or "") < stable_target and obs.canary.replicas > want:
+        result.canary = DeploymentIntent("candidate", min(obs.canary.replicas, total))
     result.stable_service_selects_canary = True
     status.canary_weight = effective_weight(ready, obs.stable.ready)
     stable_ok = obs.stable.replicas == stable_target and obs.stable.total == stable_target \

@@ -304,12 +304,33 @@ def record_events(plan: Plan) -> None:
     status.events = outbox[-MAX_EVENTS:]
 
 
+def _never_nothing(obs: Observed, plan: Plan) -> None:
+    """Whatever a plan decided, serving something beats serving nothing. While the stable track
+    has no Ready pod, the candidate's Ready pods are not scaled away; and the Service <name> never
+    selects a track with no Ready pod while the other has some (a stable track that lost its pods
+    by itself keeps the candidate serving until they are back). With no Ready pod on either
+    track, it selects stable: traffic never goes to a candidate that has none."""
+    if plan.hands_off:
+        return
+    if plan.canary is not None and plan.canary.replicas < obs.canary.replicas and obs.canary.ready > 0 \
+            and obs.stable.ready == 0:
+        plan.canary = DeploymentIntent(plan.canary.template, obs.canary.replicas)
+    if plan.stable_service_selects_canary:
+        return
+    kept = plan.canary is None or plan.canary.replicas > 0
+    ready = {"stable": obs.stable.ready, "canary": obs.canary.ready if kept else 0}
+    other: Literal["stable", "canary"] = "canary" if plan.active == "stable" else "stable"
+    if ready[plan.active] == 0 and (ready[other] > 0 or plan.active == "canary"):
+        plan.active = other
+
+
 def finalize(obs: Observed, plan: Plan, now: datetime, stalled: str = "") -> Plan:
     """observedGeneration and the kstatus conditions, from the phase the plan arrived at:
     progressing or waiting for a person -> Reconciling; Succeeded -> Ready; rolled back,
     failed, paused on a failure or invalid input -> Stalled."""
     status = plan.status
     status.observed_generation = obs.generation
+    _never_nothing(obs, plan)
     stamp = iso(now)
     gen = obs.generation
     phase = status.phase
