@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from sluice.api.models import Phase, Verdict
 from sluice.plan import reasons
 from sluice.plan.canary import stable_pods
@@ -99,9 +101,14 @@ def test_background_analysis_runs_while_waiting_for_promote() -> None:
     assert world.phase == Phase.ROLLED_BACK and world.route_weight == 0
 
 
-def test_promotion_waits_for_background_analysis_to_judge() -> None:
+@pytest.mark.parametrize("starting_step", [
+    pytest.param(0, id="from the first step"),
+    pytest.param(5, id="from past the last step (still judged before promotion)"),
+])
+def test_promotion_waits_for_background_analysis_to_judge(starting_step: int) -> None:
     steps = [{"setWeight": 100}]
-    world = first_version(policy_spec([], strategy={"canary": {"steps": steps, **BACKGROUND}}), gateway=True)
+    background = {"backgroundAnalysis": {"startingStep": starting_step}}
+    world = first_version(policy_spec([], strategy={"canary": {"steps": steps, **background}}), gateway=True)
     world.deploy("1.1.0").step()
     world.later(1).step()
     world.later(1).step()
@@ -333,20 +340,6 @@ def test_a_stable_deployment_deleted_during_a_pause_is_rebuilt_from_status() -> 
     assert result.stable is not None and result.stable.template == "stable" and result.stable.replicas == 4
     assert world.status.stable_spec is not None and world.status.stable_spec.version == "1.0.0"
     assert world.stable.template_hash == "h-1.0.0" and world.stable.ready == 4
-
-
-def test_background_analysis_starting_past_the_last_step_still_judges_before_promotion() -> None:
-    steps = [{"setWeight": 100}]
-    world = first_version(policy_spec([], strategy={"canary": {"steps": steps,
-                                                               "backgroundAnalysis": {"startingStep": 5}}}),
-                          gateway=True)
-    world.deploy("1.1.0").step()
-    world.later(1).step()
-    world.later(1).step()
-    assert world.phase == Phase.PROGRESSING and "background analysis" in world.status.message
-    world.later(31).step(OK)
-    world.later(1).step(OK)
-    assert world.phase == Phase.SUCCEEDED
 
 
 def test_a_lower_weight_by_replica_ratio_keeps_the_canary_until_stable_pods_are_ready() -> None:
