@@ -49,11 +49,12 @@ def backoff(failures: int, jitter: float) -> float:
     return ceiling / 2 + ceiling / 2 * jitter
 
 
-def _refusal(error: Exception) -> str:
-    """The API server's own sentence for a refusal, e.g. "... because it is being terminated"."""
+def refusal(error: Exception) -> str:
+    """The API server's own sentence for a refusal, e.g. "... because it is being terminated";
+    the loop logs it, and a refused dry-run shows it in a Stalled condition."""
     try:
         return str(json.loads(getattr(error, "body", "") or "{}").get("message") or getattr(error, "reason", error))
-    except ValueError:
+    except (TypeError, ValueError):
         return str(getattr(error, "reason", error))
 
 
@@ -120,7 +121,7 @@ class Loops:
                     log.debug("reconcile of %s/%s: conflict %d in a row (retry in %.1fs)", *key, failures, retry)
                 elif status in REFUSED:  # refused by the API server: say so in one line
                     log.warning("reconcile of %s/%s: the API server refused: %s (retry in %.1fs)", *key,
-                                _refusal(error), retry)
+                                refusal(error), retry)
                 else:
                     log.exception("reconcile of %s/%s failed (retry in %.1fs)", *key, retry)
                 metrics.PASS_SECONDS.observe(time.monotonic() - started)

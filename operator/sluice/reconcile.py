@@ -102,11 +102,6 @@ def _not_ours(kind: str, body: Body | None, release: Body) -> str | None:
             f"and <release>-preview, so rename Release {release['metadata']['name']} or that {kind}")
 
 
-async def _template_verdict(ctx: Context, release: Body, version: str, template: Body, digest: str) -> Any:
-    assert ctx.admission is not None
-    return await ctx.admission.check(release, version, template, digest)
-
-
 async def preview_settled(ctx: Context, name: str, namespace: str, stable: Workload, pods: list[Body],
                           preview: Body | None) -> bool:
     """<name>-preview selects the stable track and its endpoints are exactly the stable
@@ -185,7 +180,8 @@ async def _drifted(ctx: Context, release: Body, body: Body | None, spec: Release
         template, version = status.stable_spec.template, status.stable_spec.version
     else:
         return False
-    verdict = await _template_verdict(ctx, release, version, template, digest)
+    assert ctx.admission is not None
+    verdict = await ctx.admission.check(release, version, template, digest)
     if verdict.normalized is None:
         return False
     return bool(objects.normalized_hash(body["spec"]["template"]) != verdict.normalized)
@@ -227,7 +223,8 @@ async def observe(ctx: Context, release: Body) -> tuple[Observed, Router, Seen]:
         if _not_ours("Service", body, release):
             services[service] = None
     problem, why = "", ""
-    verdict = await _template_verdict(ctx, release, spec.version,
+    assert ctx.admission is not None
+    verdict = await ctx.admission.check(release, spec.version,
                                       spec.template.model_dump(by_alias=True, exclude_none=True), desired)
     if verdict.refusal:
         problem, why = (f"the API server refuses the Deployment of {spec.version}: {verdict.refusal}",

@@ -9,7 +9,6 @@ edit made behind Sluice's back (`kubectl set image`) is seen and undone.
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,7 @@ from kubernetes.client import ApiException
 
 from sluice.kube import objects
 from sluice.kube.client import Kube
+from sluice.loop import refusal
 
 Body = dict[str, Any]
 CACHED = 4096  # templates remembered; each is a few dozen bytes
@@ -27,14 +27,6 @@ CACHED = 4096  # templates remembered; each is a few dozen bytes
 class Admitted:
     refusal: str | None = None  # the API server's own sentence when it refuses the template
     normalized: str | None = None  # objects.normalized_hash of the template as the server stores it
-
-
-def refusal(error: ApiException) -> str:
-    """The API server's own sentence for a refusal, e.g. "Deployment.apps \"x\" is invalid: ..."."""
-    try:
-        return str(json.loads(error.body or "{}").get("message") or error.reason)
-    except (TypeError, ValueError):
-        return str(error.reason)
 
 
 class Admission:
