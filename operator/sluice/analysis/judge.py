@@ -12,7 +12,7 @@ import math
 import re
 import statistics
 
-from sluice.analysis import cel, template
+from sluice.analysis import cel, mannwhitney, template
 from sluice.api.models import Compare, Metric, NoData, RolloutPolicySpec, Verdict
 from sluice.plan.types import Result
 
@@ -74,11 +74,10 @@ def percent(text: str) -> float:
 
 
 def compare(metric: Metric, spec: Compare, canary: list[float], stable: list[float]) -> Result:
-    """Candidate against stable with a one-sided Mann-Whitney U test: a regression is a canary
-    median above the stable's by more than maxIncrease, significant at `confidence`.
+    """Candidate against stable with a one-sided Mann-Whitney U test (scipy's p-values, see
+    sluice.analysis.mannwhitney): a regression is a canary median above the stable's by more than
+    maxIncrease, significant at `confidence`.
     +Inf samples are data (a request past the largest bucket); only NaN is dropped."""
-    from scipy.stats import mannwhitneyu  # heavy import, only when a comparison is configured
-
     canary = [v for v in canary if not math.isnan(v)]
     stable = [v for v in stable if not math.isnan(v)]
     if len(canary) < 3 or len(stable) < 3:
@@ -88,7 +87,7 @@ def compare(metric: Metric, spec: Compare, canary: list[float], stable: list[flo
     if not math.isfinite(margin):  # an infinite stable median: no room to shift by
         margin = 0.0
     shifted = [v - margin for v in canary]
-    p_value = float(mannwhitneyu(shifted, stable, alternative="greater").pvalue)
+    p_value = mannwhitney.greater(shifted, stable)
     median = statistics.median(canary)
     detail = (f"canary median {show(median)} vs stable {show(baseline)} "
               f"(limit {show(baseline + margin)}, p={p_value:.3f})")
