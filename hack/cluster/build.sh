@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the local control plane from the Go module proxy into a cache outside the repo:
-# kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (k8s.io/kubernetes),
+# kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet (k8s.io/kubernetes),
 # etcd, kwok, kwokctl and helm. Nothing is downloaded but Go modules. A cache that matches
 # the pinned versions and wrapper modules is reused as it is.
 #
@@ -14,9 +14,15 @@ source "$here/versions.env"
 stamp="$(cat "$here/versions.env" "$here"/*/go.mod "$here"/*/go.sum "$here/build.sh" | sha256sum | cut -c1-12)"
 cache="${SLUICE_CACHE:-$HOME/.cache/sluice}"
 bin="$cache/bin/${KUBE_VERSION}-${stamp}"
-all=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok kwokctl helm)
+all=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet etcd kwok kwokctl helm)
 
 complete() { for b in "${all[@]}"; do [[ -x "$bin/$b" ]] || return 1; done; }
+if complete; then echo "$bin"; exit 0; fi
+
+# One build at a time: callers that arrive meanwhile wait, then find the binaries built.
+mkdir -p "$cache"
+exec 9>"$cache/build.lock"
+flock 9
 if complete; then echo "$bin"; exit 0; fi
 
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=readonly
@@ -49,6 +55,7 @@ build kube kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$kube_ld"
 build kube kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager "$kube_ld"
 build kube kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler "$kube_ld"
 build kube kubectl k8s.io/kubernetes/cmd/kubectl "$kube_ld"
+build kube kubelet k8s.io/kubernetes/cmd/kubelet "$kube_ld"  # the real node (hack/node/)
 build helm helm helm.sh/helm/v3/cmd/helm "$helm_ld"
 # Builds of other pins are of no further use.
 find "$cache/bin" -mindepth 1 -maxdepth 1 -type d ! -path "$bin" -exec rm -rf {} +
