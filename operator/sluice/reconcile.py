@@ -30,11 +30,11 @@ from sluice.kube.admission import Admission
 from sluice.kube.client import Kube
 from sluice.loop import GONE
 from sluice.plan import analysis as plan_analysis
-from sluice.plan import reasons
+from sluice.plan import reasons, requires
 from sluice.plan.conditions import set_condition
 from sluice.plan.lifecycle import record_events
 from sluice.plan.release import plan as make_plan
-from sluice.plan.types import DeploymentIntent, Observed, Plan, Workload, iso
+from sluice.plan.types import DeploymentIntent, Observed, Plan, Upstream, Workload, iso
 from sluice.traffic import Router, changed
 from sluice.traffic.gateway import GatewayRoute
 from sluice.traffic.replicas import ReplicaRatio
@@ -151,16 +151,39 @@ def _first_error(error: ValidationError) -> str:
     return f"{where}: {first['msg']}"
 
 
-async def _requirement(ctx: Context, name: str, namespace: str, version: str,
-                       policy: RolloutPolicySpec | None) -> str | None:
+def _text(body: Body, key: str) -> str | None:
+    value = body.get(key)
+    return value if isinstance(value, str) else None
+
+
+async def _upstream(ctx: Context, name: str, policy: RolloutPolicySpec | None) -> tuple[Upstream, ...]:
+    """What the gate needs from each namespace the policy `requires`, read here and never taken
+    from the other Release's word: its uid, and the stable Deployment it controls (plan.requires
+    decides). The other status is read as text, leniently: it can only keep the gate shut."""
+    found: list[Upstream] = []
     for requirement in policy.requires if policy else []:
-        other = await ctx.kube.get(API_VERSION, "Release", name, requirement.namespace)
-        status = ReleaseStatus.model_validate((other or {}).get("status") or {})
-        passed = status.stable_version == version or any(
-            h.version == version and h.outcome == "Succeeded" for h in status.history)
-        if not passed:
-            return f"{version} has not Succeeded in namespace {requirement.namespace} yet (requires)"
-    return None
+        namespace = requirement.namespace
+        other = await ctx.kube.get(API_VERSION, "Release", name, namespace)
+        if other is None:
+            found.append(Upstream(namespace, name))
+            continue
+        said = other.get("status")
+        said = said if isinstance(said, dict) else {}
+        told = Upstream(namespace, name, release=True, phase=_text(said, "phase"),
+                        stable_version=_text(said, "stableVersion"), candidate_version=_text(said, "candidateVersion"))
+        body = await ctx.kube.get("apps/v1", "Deployment", objects.deployment_name(name, "stable"), namespace)
+        if body is None:
+            found.append(told)
+            continue
+        meta, spec, state = body["metadata"], body.get("spec") or {}, body.get("status") or {}
+        template = spec.get("template") or {}
+        found.append(dataclasses.replace(
+            told, deployment=True, controlled=objects.controller_uid(body) == other["metadata"].get("uid"),
+            version=objects.version_of(template), images=tuple(sorted(requires.images_of(template).items())),
+            replicas=spec.get("replicas", 1), updated=state.get("updatedReplicas") or 0,
+            available=state.get("availableReplicas") or 0, total=state.get("replicas") or 0,
+            settled=(state.get("observedGeneration") or 0) >= meta.get("generation", 0)))
+    return tuple(found)
 
 
 async def _drifted(ctx: Context, release: Body, body: Body | None, spec: ReleaseSpec, desired: str,
@@ -239,7 +262,7 @@ async def observe(ctx: Context, release: Body) -> tuple[Observed, Router, Seen]:
         route_problem = await router.check()
         if route_problem:
             problem, why = route_problem, reasons.INVALID_SPEC
-    unmet = await _requirement(ctx, name, namespace, spec.version, policy)
+    upstream = await _upstream(ctx, name, policy)
     finalizing = (status.strategy == "blueGreen" and status.candidate_hash == desired
                   and stable.complete(desired, spec.replicas))
     settled = finalizing and await preview_settled(ctx, name, namespace, stable, pods["stable"],
@@ -249,7 +272,7 @@ async def observe(ctx: Context, release: Body) -> tuple[Observed, Router, Seen]:
         stable=stable, canary=candidate, policy=policy, problem=problem or None, problem_reason=why,
         conflict=conflict, policy_generation=generation, policy_hash=digest,
         policy_problem=policy_problem or None, policy_problem_reason=policy_why,
-        unmet_requirement=unmet, gateway=gateway is not None, preview_settled=settled,
+        upstream=upstream, gateway=gateway is not None, preview_settled=settled,
     )
     return observed, router, Seen(deployments, services, drifted)
 

@@ -261,3 +261,111 @@ async def test_a_name_this_release_does_not_use_yet_is_left_alone_until_it_would
     stalled = next(c for c in status(store)["conditions"] if c["type"] == "Stalled")
     assert stalled["reason"] == "NameConflict" and "Deployment checkout-canary" in stalled["message"]
     assert store.objects[("Deployment", "shop", "checkout-canary")]["spec"]["replicas"] == 3
+
+
+# --- the `requires` gate: what runs in the other namespace, never what its status says ---------
+
+def gated(store: Store) -> None:
+    """Policy `manual` requires the same version to run in namespace staging first."""
+    body = store.objects[("RolloutPolicy", "shop", "manual")]
+    body["spec"]["requires"] = [{"namespace": "staging"}]
+
+
+def staging(store: Store, version: str, image: str | None = None) -> None:
+    """The same-named Release in namespace staging, under no policy (a plain rolling update)."""
+    current = store.objects.get(("Release", "staging", "checkout"))
+    store.put({"apiVersion": "sluice.dev/v1alpha1", "kind": "Release",
+               "metadata": {"name": "checkout", "namespace": "staging",
+                            **({"uid": current["metadata"]["uid"]} if current else {})},
+               "spec": {"version": version, "replicas": 2,
+                        "template": {"spec": {"containers": [{"name": "app", "image": image or f"app:{version}"}]}}},
+               "status": (current or {}).get("status")})
+
+
+async def staging_runs(store: Store, context: Context, version: str, image: str | None = None) -> None:
+    staging(store, version, image)
+    for _ in range(3):
+        await reconcile(context, "staging", "checkout")
+    assert store.objects[("Release", "staging", "checkout")]["status"]["stableVersion"] == version
+
+
+def forge(store: Store, version: str) -> None:
+    """What anyone who may patch releases/status in staging (`sluice promote` needs it) can write."""
+    body = store.objects[("Release", "staging", "checkout")]
+    body["status"] = {**(body.get("status") or {}), "phase": "Succeeded", "stableVersion": version,
+                      "history": [{"version": version, "outcome": "Succeeded"}]}
+
+
+async def forged_with_no_deployment(store: Store, context: Context) -> None:
+    staging(store, "1.1.0")
+    forge(store, "1.1.0")
+
+
+async def forged_over_an_older_version(store: Store, context: Context) -> None:
+    await staging_runs(store, context, "1.0.0")
+    forge(store, "1.1.0")
+
+
+async def a_look_alike_deployment(store: Store, context: Context) -> None:
+    """A Deployment made by hand with the right name, version annotation and image, and a status
+    that says so: not Sluice's for that Release, so it proves nothing."""
+    staging(store, "1.1.0")
+    forge(store, "1.1.0")
+    template = {"metadata": {"annotations": {"sluice.dev/version": "1.1.0"}},
+                "spec": {"containers": [{"name": "app", "image": "app:1.1.0"}]}}
+    store.put({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "checkout", "namespace": "staging"},
+               "spec": {"replicas": 2, "template": template}})
+
+
+async def another_build_of_the_version(store: Store, context: Context) -> None:
+    await staging_runs(store, context, "1.1.0", image="app:1.1.0-debug")
+
+
+async def still_rolling_out(store: Store, context: Context) -> None:
+    await staging_runs(store, context, "1.1.0")
+    deployment = store.objects[("Deployment", "staging", "checkout")]
+    deployment["status"].update({"availableReplicas": 1, "readyReplicas": 1})
+
+
+GATE_CLOSED = {
+    "forged status, no Deployment": (forged_with_no_deployment, "Deployment checkout in namespace staging does "
+                                                                "not exist"),
+    "forged status, the Deployment runs 1.0.0": (forged_over_an_older_version, "Deployment checkout in namespace "
+                                                                             "staging runs 1.0.0, not 1.1.0"),
+    "a look-alike Deployment": (a_look_alike_deployment, "Deployment checkout in namespace staging is not managed "
+                                                         "by Sluice for Release checkout there"),
+    "another image under the same version": (another_build_of_the_version, "Deployment checkout in namespace "
+                                             "staging runs image app:1.1.0-debug in container app, not app:1.1.0"),
+    "not fully available": (still_rolling_out, "Deployment checkout in namespace staging has not finished rolling "
+                                               "out 1.1.0: 1 of 2 replicas are available"),
+}
+
+
+@pytest.mark.parametrize("given, why", GATE_CLOSED.values(), ids=GATE_CLOSED.keys())
+async def test_requires_is_not_opened_by_what_staging_merely_says(cluster: Any, given: Any, why: str) -> None:
+    store, context, clock = cluster
+    gated(store)
+    release(store, "1.0.0")
+    await passes(context, clock, 3)
+    await given(store, context)
+    release(store, "1.1.0")
+    await passes(context, clock, 3)
+    assert status(store)["phase"] == "Pending"
+    assert status(store)["message"] == f"waiting to roll out 1.1.0: 1.1.0 is not running in namespace staging yet: " \
+                                       f"{why} (requires)"
+    assert ("Deployment", "shop", "checkout-canary") not in store.objects, "no candidate pod was started"
+
+
+async def test_requires_opens_once_staging_really_runs_the_version(cluster: Any) -> None:
+    store, context, clock = cluster
+    gated(store)
+    release(store, "1.0.0")
+    await passes(context, clock, 3)
+    await staging_runs(store, context, "1.0.0")
+    release(store, "1.1.0")
+    await passes(context, clock, 2)
+    assert status(store)["phase"] == "Pending" and "runs 1.0.0, not 1.1.0" in status(store)["message"]
+    await staging_runs(store, context, "1.1.0")
+    await passes(context, clock, 3)
+    assert status(store)["phase"] == "Paused", "the gate opened: the canary runs and waits for its promote"
+    assert store.objects[("Deployment", "shop", "checkout-canary")]["spec"]["replicas"] == 2

@@ -474,7 +474,9 @@ class OnFailure(StrEnum):
 class Requirement(Model):
     namespace: str = Field(
         pattern=DNS_LABEL_PATTERN, max_length=63,
-        description="The same-named Release there must have Succeeded this version.",
+        description=("The same-named Release there must run this version first: checked on the stable "
+                     "Deployment Sluice manages for it (fully rolled out, this version, this Release's images), "
+                     "not on that Release's status."),
     )
 
 
@@ -538,7 +540,8 @@ class RolloutPolicySpec(Model):
         description="rollback (traffic back to stable) or pause (freeze, e.g. after a one-way migration).",
     )
     requires: list[Requirement] = Field(
-        default_factory=list, max_length=20, description="Environments where this version must have Succeeded first."
+        default_factory=list, max_length=20,
+        description="Environments where this version must be running first (checked on their Deployments).",
     )
 
     @model_validator(mode="after")

@@ -18,7 +18,7 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from sluice.api.models import Phase, ReleaseStatus, RolloutPolicySpec
-from sluice.plan import bluegreen, canary, driver, reasons, rolling
+from sluice.plan import bluegreen, canary, driver, reasons, requires, rolling
 from sluice.plan.lifecycle import (
     direct_rollout,
     fail,
@@ -37,7 +37,8 @@ PROBE_EVERY = 10.0  # seconds between probes of a Release stalled by input its m
 def plan(obs: Observed, now: datetime) -> Plan:
     """The next Plan for a Release. Every path ends in finalize(), which sets the conditions."""
     status = obs.status.model_copy(deep=True)
-    obs = dataclasses.replace(obs, live_policy=obs.policy)
+    obs = dataclasses.replace(obs, live_policy=obs.policy,
+                              unmet_requirement=obs.unmet_requirement or requires.unmet(obs.spec, obs.upstream))
     if obs.conflict:
         return finalize(obs, hands_off(status, obs.conflict), now, stalled=reasons.NAME_CONFLICT)
     _adopt_stable(obs, status)

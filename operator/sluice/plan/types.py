@@ -60,6 +60,28 @@ class Workload:
 
 
 @dataclass(frozen=True)
+class Upstream:
+    """What observe read in one namespace that `requires` names: the facts plan.requires decides on.
+    Never the other Release's status alone (see plan.requires)."""
+
+    namespace: str
+    name: str  # the Release's name, which is also its stable Deployment's
+    release: bool = False  # the same-named Release exists there
+    deployment: bool = False  # a Deployment <name> exists there
+    controlled: bool = False  # ...and its controller ownerReference is that Release (by uid)
+    version: str | None = None  # the full version its pod template carries
+    images: tuple[tuple[str, str], ...] = ()  # (container name, image), init containers too
+    replicas: int = 0  # spec.replicas
+    updated: int = 0
+    available: int = 0
+    total: int = 0  # status.replicas: pods of every template
+    settled: bool = False  # status.observedGeneration has caught up with metadata.generation
+    phase: str | None = None  # the other Release's status, read only to keep the gate shut
+    stable_version: str | None = None
+    candidate_version: str | None = None
+
+
+@dataclass(frozen=True)
 class Observed:
     generation: int
     spec: ReleaseSpec
@@ -78,7 +100,8 @@ class Observed:
     policy_problem_reason: str = ""
     measure_problem: str | None = None  # this pass's measurement found the input unusable
     probe_ok: bool = False  # this pass's probe of a stalled Release's metrics found the input usable again
-    unmet_requirement: str | None = None  # promotion gate not yet satisfied
+    upstream: tuple[Upstream, ...] = ()  # one per namespace the live policy `requires`
+    unmet_requirement: str | None = None  # why the promotion gate is closed: plan() sets it from `upstream`
     gateway: bool = False  # traffic by HTTPRoute weights rather than replica ratio
     # Blue-green finalization: <name>-preview selects the stable track and its EndpointSlices list
     # exactly the stable Deployment's Ready pods, so the endpoint controller has caught up.
