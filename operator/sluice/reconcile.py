@@ -34,8 +34,9 @@ from sluice.plan import reasons, requires
 from sluice.plan.conditions import set_condition
 from sluice.plan.lifecycle import record_events
 from sluice.plan.release import plan as make_plan
-from sluice.plan.types import DeploymentIntent, Observed, Plan, Upstream, Workload, iso
+from sluice.plan.types import DeploymentIntent, Event, Observed, Plan, Upstream, Workload, iso
 from sluice.traffic import Router, changed
+from sluice.traffic.gateway import API_VERSION as GATEWAY_API
 from sluice.traffic.gateway import GatewayRoute
 from sluice.traffic.replicas import ReplicaRatio
 
@@ -91,15 +92,69 @@ def workload(body: Body | None, pods: list[Body] | None = None, drifted: bool = 
     )
 
 
-def _not_ours(kind: str, body: Body | None, release: Body) -> str | None:
-    """Why an object with an owned name must not be touched: it belongs to someone else."""
+ADOPT = "sluice.dev/adopt"  # on an existing object: the name of the Release that may take it over
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """Whose an object with a name Sluice writes is: `refusal` says why it must not be touched,
+    `adopt` that this Release may take it over (its first write sets the controller reference)."""
+
+    refusal: str | None = None
+    adopt: bool = False
+
+
+def claim(kind: str, body: Body | None, release: Body, selector: Body | None = None) -> Claim:
+    """Whether Sluice may write an object with one of the names it owns. Its own objects (the
+    controller ownerReference carries this Release's uid) it writes; nothing else, ever, unless
+    the object itself says `sluice.dev/adopt: <this Release's name>` and no controller manages it.
+
+    Why the grant sits on the object and not in the Release: only whoever may already update that
+    object (its author, or the GitOps tool that applies it) can put the annotation there, and
+    they could equally delete or replace it, so adoption gives nobody a power they did not have.
+    A grant in the Release's spec would let anyone who may create a Release in the namespace take
+    over any Service or Deployment there. The grant names one Release (ownerReferences never
+    cross namespaces), so it is not a blanket "Sluice may have this". An object another
+    controller manages (a controller ownerReference that is not this Release) is never adopted,
+    annotation or not: two controllers would overwrite each other, and the annotation's author
+    may not be the one that controller answers to. `selector`, for a Deployment, is the one Sluice
+    gives it: a Deployment's selector cannot change, so one with another selector is not adoptable."""
     if body is None or objects.controller_uid(body) == release["metadata"]["uid"]:
+        return Claim()
+    meta = body["metadata"]
+    name, mine = meta["name"], release["metadata"]["name"]
+    granted = (meta.get("annotations") or {}).get(ADOPT)
+    owner = next((ref for ref in meta.get("ownerReferences") or [] if ref.get("controller")), None)
+    names = (f"Sluice owns {kind}s named <release>, <release>-canary and <release>-preview, so rename "
+             f"Release {mine} or that {kind}")
+    if owner is not None:
+        never = " (an object another controller manages is never adopted)" if granted else ""
+        return Claim(f"{kind} {name} already exists and belongs to {owner.get('kind')} {owner.get('name')}{never}; "
+                     f"{names}")
+    if granted is None:
+        return Claim(f"{kind} {name} already exists and is not managed by Sluice; {names}, or let Sluice adopt it: "
+                     f"kubectl annotate {kind.lower()} {name} {ADOPT}={mine}")
+    if granted != mine:
+        return Claim(f"{kind} {name} already exists and its {ADOPT} annotation grants it to Release {granted}, "
+                     f"not {mine}; {names}")
+    found = (body.get("spec") or {}).get("selector")
+    if selector is not None and found != selector:
+        return Claim(f"{kind} {name} cannot be adopted: its selector {json.dumps(found, sort_keys=True)} is not "
+                     f"Sluice's {json.dumps(selector, sort_keys=True)}, and a {kind}'s selector cannot change; "
+                     f"delete that {kind} or rename Release {mine}")
+    return Claim(adopt=True)
+
+
+def _route_claim(route: Body | None, release: Body) -> str | None:
+    """An HTTPRoute another controller manages would have its weights undone: Sluice edits only
+    routes no controller owns (a route GitOps applies has no owner reference)."""
+    owner = next((ref for ref in ((route or {}).get("metadata") or {}).get("ownerReferences") or []
+                  if ref.get("controller")), None)
+    if owner is None or owner.get("uid") == release["metadata"]["uid"]:
         return None
-    name = body["metadata"]["name"]
-    owner = next((ref for ref in body["metadata"].get("ownerReferences") or [] if ref.get("controller")), None)
-    whose = f"belongs to {owner.get('kind')} {owner.get('name')}" if owner else "is not managed by Sluice"
-    return (f"{kind} {name} already exists and {whose}; Sluice owns {kind}s named <release>, <release>-canary "
-            f"and <release>-preview, so rename Release {release['metadata']['name']} or that {kind}")
+    name = route["metadata"]["name"] if route else ""
+    return (f"HTTPRoute {name} belongs to {owner.get('kind')} {owner.get('name')}, which would undo the weights "
+            "Sluice writes; point trafficRouting at a route no controller manages")
 
 
 async def preview_settled(ctx: Context, name: str, namespace: str, stable: Workload, pods: list[Body],
@@ -233,17 +288,24 @@ async def observe(ctx: Context, release: Body) -> tuple[Observed, Router, Seen]:
     rolling_out = status.stable_hash is not None and (
         desired != status.stable_hash or (status.candidate_hash or status.stable_hash) != status.stable_hash)
     blue_green = status.strategy == "blueGreen" or bool(policy and policy.strategy.blue_green)
-    used = {"stable": True, "canary": rolling_out, name: True, f"{name}-canary": True,
-            f"{name}-preview": blue_green}
-    conflict = next((why for why in (
-        *(_not_ours("Deployment", body, release) for track, body in deployments.items() if used[track]),
-        *(_not_ours("Service", body, release) for service, body in services.items() if used[service]))
-        if why), None)
-    for track, body in deployments.items():
-        if _not_ours("Deployment", body, release):
+    used = {("Deployment", "stable"): True, ("Deployment", "canary"): rolling_out, ("Service", name): True,
+            ("Service", f"{name}-canary"): True, ("Service", f"{name}-preview"): blue_green}
+    claims = {("Deployment", track): claim("Deployment", body, release,
+                                           {"matchLabels": {objects.NAME: name, objects.TRACK: track}})
+              for track, body in deployments.items()}
+    claims.update({("Service", service): claim("Service", body, release) for service, body in services.items()})
+    conflict = next((c.refusal for key, c in claims.items() if used[key] and c.refusal), None)
+    gateway = spec.traffic_routing.gateway_api if spec.traffic_routing else None
+    if gateway and not conflict:
+        conflict = _route_claim(await ctx.kube.get(GATEWAY_API, "HTTPRoute", gateway.http_route, namespace), release)
+    adopting = tuple(f"{kind} {objects.deployment_name(name, key) if kind == 'Deployment' else key}"
+                     for (kind, key), c in claims.items() if c.adopt and used[kind, key])
+    # What is not this Release's is invisible to it; what it may adopt is its own only where it writes now.
+    for track in TRACKS:
+        if claims["Deployment", track].refusal or (claims["Deployment", track].adopt and not used["Deployment", track]):
             deployments[track], pods[track] = None, []
-    for service, body in services.items():
-        if _not_ours("Service", body, release):
+    for service in services:
+        if claims["Service", service].refusal or (claims["Service", service].adopt and not used["Service", service]):
             services[service] = None
     problem, why = "", ""
     assert ctx.admission is not None
@@ -255,7 +317,6 @@ async def observe(ctx: Context, release: Body) -> tuple[Observed, Router, Seen]:
     drifted = {track: await _drifted(ctx, release, deployments[track], spec, desired, status) for track in TRACKS}
     stable = workload(deployments["stable"], pods["stable"], drifted["stable"])
     candidate = workload(deployments["canary"], pods["canary"], drifted["canary"])
-    gateway = spec.traffic_routing.gateway_api if spec.traffic_routing else None
     router: Router = (GatewayRoute(ctx.kube, release, spec, gateway.http_route) if gateway
                       else ReplicaRatio(ctx.kube, release, spec))
     if not problem:
@@ -270,7 +331,7 @@ async def observe(ctx: Context, release: Body) -> tuple[Observed, Router, Seen]:
     observed = Observed(
         generation=meta.get("generation", 0), spec=spec, desired_hash=desired, status=status,
         stable=stable, canary=candidate, policy=policy, problem=problem or None, problem_reason=why,
-        conflict=conflict, policy_generation=generation, policy_hash=digest,
+        conflict=conflict, adopting=adopting, policy_generation=generation, policy_hash=digest,
         policy_problem=policy_problem or None, policy_problem_reason=policy_why,
         upstream=upstream, gateway=gateway is not None, preview_settled=settled,
     )
@@ -434,6 +495,9 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
     result = make_plan(obs, now)
     if result.measure and not obs.problem:
         result, obs = await _measure(ctx, release, obs, result, now)
+    if obs.adopting and not result.hands_off:
+        result.events.append(Event("Normal", reasons.ADOPTED, f"adopting {', '.join(obs.adopting)}: its {ADOPT} "
+                                   f"annotation names this Release, which now controls it"))
     record_events(result)
     await write_status(ctx, release, obs.status, result.status)  # the decision is persisted first
     await act(ctx, release, obs, result, router, seen)

@@ -369,3 +369,109 @@ async def test_requires_opens_once_staging_really_runs_the_version(cluster: Any)
     await passes(context, clock, 3)
     assert status(store)["phase"] == "Paused", "the gate opened: the canary runs and waits for its promote"
     assert store.objects[("Deployment", "shop", "checkout-canary")]["spec"]["replicas"] == 2
+
+
+# --- names Sluice writes that are taken: refused, unless the object itself grants adoption ----------
+
+def foreign(kind: str, name: str, annotations: Body | None = None, owner: Body | None = None,
+            selector: Body | None = None) -> Body:
+    """An object someone else made, with a name Sluice writes."""
+    meta: Body = {"name": name, "namespace": "shop", "annotations": annotations or {}}
+    if owner:
+        meta["ownerReferences"] = [owner]
+    if kind == "Service":
+        return {"apiVersion": "v1", "kind": kind, "metadata": meta,
+                "spec": {"selector": selector or {"app": "legacy"}, "ports": [{"port": 8080}]}}
+    return {"apiVersion": "apps/v1", "kind": kind, "metadata": meta,
+            "spec": {"replicas": 3, "selector": selector or {"matchLabels": {"app": "legacy"}},
+                     "template": {"metadata": {"labels": {"app": "legacy"}}, "spec": {}}}}
+
+
+ROLLOUT = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": "legacy", "uid": "u-legacy",
+           "controller": True}
+GRANT = {"sluice.dev/adopt": "checkout"}
+SLUICE_SELECTOR = {"matchLabels": {"app.kubernetes.io/name": "checkout", "sluice.dev/track": "stable"}}
+
+REFUSED = {
+    "a Service nobody manages": (
+        foreign("Service", "checkout"),
+        "Service checkout already exists and is not managed by Sluice; Sluice owns Services named <release>, "
+        "<release>-canary and <release>-preview, so rename Release checkout or that Service, or let Sluice adopt "
+        "it: kubectl annotate service checkout sluice.dev/adopt=checkout"),
+    "a Deployment nobody manages": (
+        foreign("Deployment", "checkout", selector=SLUICE_SELECTOR),
+        "Deployment checkout already exists and is not managed by Sluice"),
+    "another controller's Service, even with the grant": (
+        foreign("Service", "checkout-canary", GRANT, ROLLOUT),
+        "Service checkout-canary already exists and belongs to Rollout legacy (an object another controller "
+        "manages is never adopted)"),
+    "a grant to another Release": (
+        foreign("Service", "checkout", {"sluice.dev/adopt": "payments"}),
+        "Service checkout already exists and its sluice.dev/adopt annotation grants it to Release payments, "
+        "not checkout"),
+    "a Deployment whose selector cannot become Sluice's": (
+        foreign("Deployment", "checkout", GRANT),
+        'Deployment checkout cannot be adopted: its selector {"matchLabels": {"app": "legacy"}} is not Sluice\'s '
+        '{"matchLabels": {"app.kubernetes.io/name": "checkout", "sluice.dev/track": "stable"}}'),
+}
+
+
+@pytest.mark.parametrize("existing, message", REFUSED.values(), ids=REFUSED.keys())
+async def test_an_object_sluice_may_not_take_is_never_written(cluster: Any, existing: Body, message: str) -> None:
+    store, context, clock = cluster
+    before = store.put(existing)
+    release(store, "1.0.0")
+    await passes(context, clock, 3)
+    stalled = next(c for c in status(store)["conditions"] if c["type"] == "Stalled")
+    assert stalled["status"] == "True" and stalled["reason"] == "NameConflict"
+    assert stalled["message"].startswith(message), stalled["message"]
+    assert [w for w in store.writes if w[0] != "status"] == [], "nothing at all is written"
+    assert store.objects[existing["kind"], "shop", existing["metadata"]["name"]] == before, "and it is untouched"
+
+
+async def test_an_unowned_service_whose_writer_grants_it_is_adopted(cluster: Any) -> None:
+    store, context, clock = cluster
+    store.put(foreign("Service", "checkout", {"sluice.dev/adopt": "checkout", "team": "shop"}))
+    release(store, "1.0.0")
+    await passes(context, clock, 3)
+    assert status(store)["phase"] == "Succeeded"
+    service = store.objects[("Service", "shop", "checkout")]
+    uid = store.objects[("Release", "shop", "checkout")]["metadata"]["uid"]
+    assert [(o["kind"], o["name"], o["uid"], o["controller"]) for o in service["metadata"]["ownerReferences"]] == \
+        [("Release", "checkout", uid, True)]
+    assert service["spec"]["selector"] == {"app.kubernetes.io/name": "checkout", "sluice.dev/track": "stable"}
+    adopted = [e["message"] for e in store.events.values() if e["reason"] == "Adopted"]
+    assert adopted == ["adopting Service checkout: its sluice.dev/adopt annotation names this Release, which now "
+                       "controls it"]
+    release(store, "1.1.0")
+    await passes(context, clock, 4)
+    assert status(store)["phase"] == "Paused", "the rollout goes on as with a Service Sluice made itself"
+    assert len([e for e in store.events.values() if e["reason"] == "Adopted"]) == 1
+
+
+async def test_a_granted_deployment_with_sluices_selector_is_adopted(cluster: Any) -> None:
+    store, context, clock = cluster
+    store.put(foreign("Deployment", "checkout", GRANT, selector=SLUICE_SELECTOR))
+    release(store, "1.0.0")
+    await passes(context, clock, 3)
+    deployment = store.objects[("Deployment", "shop", "checkout")]
+    assert status(store)["phase"] == "Succeeded"
+    assert deployment["metadata"]["ownerReferences"][0]["uid"] == \
+        store.objects[("Release", "shop", "checkout")]["metadata"]["uid"]
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "app:1.0.0"
+
+
+async def test_an_httproute_another_controller_manages_is_not_written(cluster: Any) -> None:
+    store, context, clock = cluster
+    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+             "metadata": {"name": "shop", "namespace": "shop", "ownerReferences": [ROLLOUT]},
+             "spec": {"rules": [{"backendRefs": [{"name": "checkout", "port": 80}]}]}}
+    before = store.put(route)
+    release(store, "1.0.0")
+    store.objects[("Release", "shop", "checkout")]["spec"]["trafficRouting"] = {"gatewayAPI": {"httpRoute": "shop"}}
+    await passes(context, clock, 2)
+    stalled = next(c for c in status(store)["conditions"] if c["type"] == "Stalled")
+    assert stalled["reason"] == "NameConflict"
+    assert stalled["message"].startswith("HTTPRoute shop belongs to Rollout legacy, which would undo the weights")
+    assert [w for w in store.writes if w[0] != "status"] == []
+    assert store.objects[("HTTPRoute", "shop", "shop")] == before

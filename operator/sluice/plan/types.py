@@ -93,6 +93,7 @@ class Observed:
     problem: str | None = None  # bad input the schema cannot catch: the Release is Stalled
     problem_reason: str = ""
     conflict: str | None = None  # an owned name is taken by another object: write nothing at all
+    adopting: tuple[str, ...] = ()  # "Service checkout": objects whose sluice.dev/adopt grants them to this Release
     live_policy: RolloutPolicySpec | None = None  # set by plan(): the observed `policy`, kept beside the snapshot
     policy_generation: int | None = None
     policy_hash: str | None = None
