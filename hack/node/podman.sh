@@ -7,11 +7,12 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 store="${SLUICE_CACHE:-$HOME/.cache/sluice}/containers"
 export CONTAINERS_CONF="$here/containers.conf"
-# `podman run` (cgroupfs, runc) leaves an empty libpod_parent cgroup in every hierarchy; remove
-# the ones this call made, once empty.
+# A run or a build leaves empty traces behind: runc's state folder, and a libpod_parent cgroup in
+# every hierarchy. Remove the ones this call made, once empty.
 made=()
-for hierarchy in /sys/fs/cgroup/*/; do
-  [[ -d "${hierarchy}libpod_parent" ]] || made+=("${hierarchy}libpod_parent")
+for dir in /run/runc /sys/fs/cgroup/*/; do
+  [[ $dir == */ ]] && dir+=libpod_parent
+  [[ -d "$dir" ]] || made+=("$dir")
 done
 status=0
 podman --root "$store/storage" --runroot "$store/run" --tmpdir "$store/tmp" "$@" || status=$?
