@@ -87,7 +87,8 @@ def policy(name: str, prometheus: str, steps: list[dict[str, Any]] | None = None
 
 
 def secret(name: str, **data: bytes) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+    return {"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "labels": {"sluice.dev/analysis-credential": "true"}},
             "data": {k: base64.b64encode(v).decode() for k, v in data.items()}}
 
 

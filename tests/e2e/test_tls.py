@@ -39,8 +39,10 @@ def tls_prometheus(tmp_path: Path) -> Iterator[tuple[PrivatePrometheus, str]]:
     instance.stop()
 
 
-def secret(name: str, key: str, value: str) -> dict[str, object]:
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+def secret(name: str, key: str, value: str, labelled: bool = True) -> dict[str, object]:
+    """A Secret for analysis: Sluice reads it only with the opt-in label."""
+    labels = {"sluice.dev/analysis-credential": "true"} if labelled else {}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "labels": labels},
             "data": {key: base64.b64encode(value.encode()).decode()}}
 
 

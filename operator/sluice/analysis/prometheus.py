@@ -4,9 +4,10 @@ Like Flagger's providers it answers two questions: the value of a query now, and
 server is reachable. An empty vector is None (no data), never zero; NaN is returned as NaN and
 ±Inf as ±Inf, for the judge to tell apart (±Inf is data, NaN is not).
 
-What Prometheus says is never echoed into a Release's status: errors carry fixed sentences
-(naming at most the HTTP status, Prometheus' errorType and the address from the policy), and
-Prometheus' own text goes to the operator log.
+What Prometheus says is never echoed: the address may be anyone's server, and status, events and
+the operator's log are read by people the answer must not reach. Errors carry fixed sentences
+naming at most the HTTP status, an errorType from a known set and the policy's address without
+its user name and password; the answer's own text is logged at debug level only.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import logging
 import math
 import ssl
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import httpx
+
+from sluice.analysis.addresses import redact
 
 log = logging.getLogger(__name__)
 
@@ -47,26 +50,69 @@ class MetricProvider(Protocol):
 class Connection:
     address: str
     timeout: float
-    token: str | None = None
-    ca_pem: str | None = None
+    token: str | None = field(default=None, repr=False)  # a Connection in a log or traceback shows no secret
+    ca_pem: str | None = field(default=None, repr=False)
     insecure: bool = False
 
 
+def _certificate_refused(error: BaseException) -> bool:
+    """Whether our own TLS check refused the server's certificate (told by the exception's type,
+    never by its text, which a server can shape)."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 class Prometheus:
+    """One connection's HTTP client. Replaced credentials retire it: it closes once the requests
+    it is serving are done, and a pass still holding it sends its last queries on a client of
+    their own, so no request fails because a token was rotated."""
+
     def __init__(self, connection: Connection, transport: httpx.AsyncBaseTransport | None = None) -> None:
         headers = {"Authorization": f"Bearer {connection.token}"} if connection.token else {}
         verify: ssl.SSLContext | bool = not connection.insecure
         if connection.ca_pem and not connection.insecure:
             verify = ssl.create_default_context(cadata=connection.ca_pem)
+        self.connection = connection
         self.address = connection.address.rstrip("/")
+        self.shown = redact(self.address)
+        # A user name and password in the address become Basic auth, so that no URL httpx logs or
+        # puts in an exception carries them.
         url = httpx.URL(self.address)
-        self.shown = str(url.copy_with(username=None, password=None)) if url.userinfo else self.address  # no secrets
-        self.client = httpx.AsyncClient(
-            base_url=self.address, timeout=connection.timeout, headers=headers, verify=verify, transport=transport,
-        )
+        auth = httpx.BasicAuth(url.username, url.password) if url.userinfo else None
+        # No redirects: an allowed server must not send the query (or the operator) anywhere else.
+        self.settings: dict[str, Any] = dict(
+            base_url=url.copy_with(username=None, password=None) if url.userinfo else url, auth=auth,
+            timeout=connection.timeout, headers=headers, verify=verify, transport=transport, follow_redirects=False)
+        self.client = httpx.AsyncClient(**self.settings)
+        self.in_flight = 0
+        self.retired = False
 
     async def close(self) -> None:
         await self.client.aclose()
+
+    async def retire(self) -> None:
+        """Close now, or when the last request in flight is done."""
+        self.retired = True
+        if self.in_flight == 0:
+            await self.client.aclose()
+
+    async def _send(self, path: str, params: dict[str, Any] | None = None) -> httpx.Response:
+        if self.client.is_closed:  # retired between two queries of one pass
+            async with httpx.AsyncClient(**self.settings) as once:
+                return await once.get(path, params=params)
+        self.in_flight += 1
+        try:
+            return await self.client.get(path, params=params)
+        finally:
+            self.in_flight -= 1
+            if self.retired and self.in_flight == 0:
+                await self.client.aclose()
 
     async def _get(self, path: str, params: dict[str, Any]) -> Any:
         query = str(params.get("query", ""))
@@ -74,15 +120,21 @@ class Prometheus:
             raise QueryRejected(f"the query is {len(query)} characters long once rendered; the limit is {MAX_QUERY}")
         where = f"Prometheus at {self.shown}"
         try:
-            response = await self.client.get(path, params=params)
+            response = await self._send(path, params)
         except httpx.TimeoutException as error:
             raise ProviderError(f"{where} timed out") from error
         except httpx.HTTPError as error:
-            log.info("%s is unreachable: %s", where, error)
-            if "CERTIFICATE_VERIFY_FAILED" in str(error):  # our own TLS check, not the server's words
+            if _certificate_refused(error):
                 raise ProviderError(f"{where} is not trusted: its certificate could not be verified "
                                     "(CERTIFICATE_VERIFY_FAILED); give the policy its CA in tls.caSecretRef") from error
-            raise ProviderError(f"{where} is unreachable (see the operator log)") from error
+            # A connection refused or a name not found is our own system's sentence; a protocol
+            # error may quote the server's bytes, so only its kind is logged above debug.
+            if isinstance(error, httpx.ConnectError):
+                log.info("%s is unreachable: %s", where, redact(str(error)))
+            else:
+                log.info("%s is unreachable: %s (details at debug level)", where, type(error).__name__)
+                log.debug("%s is unreachable: %r", where, redact(str(error))[:500])
+            raise ProviderError(f"{where} is unreachable ({type(error).__name__}; see the operator log)") from error
         except httpx.InvalidURL as error:  # a request httpx cannot build from the query: bad input
             raise QueryRejected(f"the query cannot be sent to {where}: it is not a valid request") from error
         try:
@@ -94,16 +146,18 @@ class Prometheus:
         error_type = body.get("errorType")
         named = f", errorType {error_type}" if error_type in _ERROR_TYPES else ""
         if response.status_code != 200 or body.get("status") != "success":
-            log.info("%s answered %s to %r: %s", where, response.status_code, query[:500],
-                     body.get("error") or response.text[:500])
+            log.info("%s answered HTTP %s%s to %r", where, response.status_code, named, query[:500])
+            log.debug("%s answered: %r", where, str(body.get("error") or response.text)[:500])
         if response.status_code == 400:
             raise QueryRejected(f"{where} refused the query as invalid (HTTP 400{named}); "
-                                f"check its PromQL (Prometheus' own words are in the operator log)")
+                                f"check its PromQL (Prometheus' own words are logged at debug level)")
         if response.status_code == 422:
             raise ProviderError(f"{where} could not execute the query (HTTP 422{named}); "
-                                f"Prometheus' own words are in the operator log")
+                                f"Prometheus' own words are logged at debug level")
         if response.status_code != 200 or body.get("status") != "success" or not isinstance(body.get("data"), dict):
-            raise ProviderError(f"{where} answered HTTP {response.status_code}{named} without a result")
+            phrase = httpx.codes.get_reason_phrase(response.status_code)  # our table, not the server's words
+            raise ProviderError(f"{where} answered HTTP {response.status_code}{f' {phrase}' if phrase else ''}"
+                                f"{named} without a result")
         return body["data"]
 
     async def query(self, promql: str) -> float | None:
@@ -121,7 +175,8 @@ class Prometheus:
                 raise ProviderError(f"the query gave {len(result)} series, not one; aggregate it (sum, avg, max)")
             return _number(result[0]["value"][1])
         except (TypeError, KeyError, IndexError, ValueError) as error:
-            log.info("Prometheus at %s gave an unreadable answer to %r: %r", self.shown, promql[:500], data)
+            log.info("Prometheus at %s gave an unreadable answer to %r", self.shown, promql[:500])
+            log.debug("Prometheus at %s answered: %r", self.shown, str(data)[:500])
             raise ProviderError(f"Prometheus at {self.shown} gave an answer that is not a number") from error
 
     async def query_range(self, promql: str, seconds: float, step: float) -> list[float]:
@@ -142,7 +197,7 @@ class Prometheus:
 
     async def is_online(self) -> bool:
         try:
-            response = await self.client.get("/-/ready")
+            response = await self._send("/-/ready")
         except httpx.HTTPError:
             return False
         return response.status_code == 200

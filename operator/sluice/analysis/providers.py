@@ -1,10 +1,14 @@
-"""Metric providers for a policy: one Prometheus client per connection, reused across passes
-and Releases, with the bearer token and CA read from Secrets.
+"""Metric providers for a policy: one Prometheus client per connection, reused across passes,
+with the bearer token and CA read from Secrets.
 
-Everything here is input: the address from the policy, the token and CA from Secrets. A value
-that cannot work (an address that is not a URL, a port of 99999, a token an HTTP header cannot
-carry, a CA that is not PEM) raises Rejected with a plain sentence, which stalls the Release;
-no other exception leaves `get()`. The sentences name the policy's own values, never a secret.
+Everything here is input, and some of it is a trust boundary. The address comes from the policy,
+so it must be on the operator's allowlist (sluice.analysis.addresses) before anything else
+happens; the token and CA come from Secrets, which are read only if they carry the label
+sluice.dev/analysis-credential=true, so a policy cannot send an arbitrary Secret anywhere. A value
+that cannot work (an address that is not a URL or not allowed, a Secret not labelled, a token an
+HTTP header cannot carry, a CA that is not PEM) raises Rejected with a plain sentence, which
+stalls the Release; no other exception leaves `get()`. The sentences name the policy's own values
+(addresses without user name or password), never a secret.
 """
 
 from __future__ import annotations
@@ -13,16 +17,23 @@ import base64
 import binascii
 import logging
 import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
 
+from sluice.analysis.addresses import ENVIRONMENT, FLAG, Allowlist, redact, shown
 from sluice.analysis.prometheus import Connection, MetricProvider, Prometheus
 from sluice.analysis.runner import Rejected
 from sluice.api.durations import parse_duration
 from sluice.api.models import RolloutPolicySpec, SecretKeyRef
 
 log = logging.getLogger(__name__)
+
+CREDENTIAL_LABEL = "sluice.dev/analysis-credential"  # a Secret analysis may read carries it, set to "true"
+IDLE_CLIENT = 600.0  # seconds a client may go unused (its policy deleted, say) before it is closed
 
 
 class SecretSource(Protocol):
@@ -32,20 +43,20 @@ class SecretSource(Protocol):
 def check_address(address: str) -> str:
     """The Prometheus base URL, or Rejected: check_address("http://prometheus:9090/") ==
     "http://prometheus:9090"; "http://[::1", a port of 99999 or a trailing newline are refused."""
-    shown = repr(address) if len(address) <= 200 else repr(address[:200] + "...")
+    quoted = shown(address)
     why = "is not a usable Prometheus address"
     try:
         url = httpx.URL(address)
     except (httpx.InvalidURL, ValueError, TypeError) as error:
-        raise Rejected(f"{shown} {why}: it is not a valid URL") from error
+        raise Rejected(f"{quoted} {why}: it is not a valid URL") from error
     if url.scheme not in ("http", "https"):
-        raise Rejected(f"{shown} {why}: it must start with http:// or https://")
+        raise Rejected(f"{quoted} {why}: it must start with http:// or https://")
     if not url.host or any(char in url.host for char in "% "):
-        raise Rejected(f"{shown} {why}: it has no valid host name")
+        raise Rejected(f"{quoted} {why}: it has no valid host name")
     if url.port is not None and not 1 <= url.port <= 65535:
-        raise Rejected(f"{shown} {why}: the port must be between 1 and 65535")
+        raise Rejected(f"{quoted} {why}: the port must be between 1 and 65535")
     if url.query or url.fragment:
-        raise Rejected(f"{shown} {why}: it must not have a query (?) or fragment (#)")
+        raise Rejected(f"{quoted} {why}: it must not have a query (?) or fragment (#)")
     return address.rstrip("/")
 
 
@@ -60,27 +71,64 @@ def check_token(token: str, ref: SecretKeyRef) -> str:
 
 
 def check_ca(pem: str, ref: SecretKeyRef) -> ssl.SSLContext:
-    """An SSL context trusting the PEM bundle, or Rejected."""
+    """An SSL context trusting the PEM bundle, or Rejected. An empty bundle would trust nothing,
+    so every measurement would fail: it is refused as input instead."""
+    if not pem.strip():
+        raise Rejected(f"the CA bundle in Secret {ref.name}, key {ref.key}, is empty")
     try:
         return ssl.create_default_context(cadata=pem)
     except (ssl.SSLError, ValueError, TypeError) as error:
-        log.info("the CA bundle in Secret %s, key %s, was refused: %s", ref.name, ref.key, error)
+        log.info("the CA bundle in Secret %s, key %s, was refused: %s", ref.name, ref.key, error)  # OpenSSL's words
         raise Rejected(f"the CA bundle in Secret {ref.name}, key {ref.key}, is not a PEM certificate bundle") \
             from error
 
 
-class Providers:
-    """One Prometheus client per connection, reused across passes and Releases."""
+@dataclass(frozen=True)
+class Source:
+    """Where a connection comes from: one client is kept per source, and rebuilt (the old one
+    closed) when what it reads from its Secrets changes."""
 
-    def __init__(self, kube: SecretSource) -> None:
+    namespace: str
+    address: str
+    timeout: float
+    token: tuple[str, str] | None
+    ca: tuple[str, str] | None
+    insecure: bool
+
+
+def _ref(ref: SecretKeyRef | None) -> tuple[str, str] | None:
+    return (ref.name, ref.key) if ref else None
+
+
+class Providers:
+    """Prometheus clients for policies, within the operator's allowlist: one per source, reused
+    across passes and Releases, closed when its credentials change or it goes unused."""
+
+    def __init__(self, kube: SecretSource, allowed: Allowlist | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.kube = kube
-        self.clients: dict[Connection, Prometheus] = {}
+        self.allowed = Allowlist.from_environment() if allowed is None else allowed
+        self.clock = clock
+        self.clients: dict[Source, Prometheus] = {}
+        self.used: dict[Source, float] = {}
+        if self.allowed:
+            log.info("analysis may query Prometheus at: %s", self.allowed)
+        else:
+            log.warning("no Prometheus allowlist (%s, %s): any RolloutPolicy may have the operator query any "
+                        "address, with the bearer token of any labelled Secret in its namespace", FLAG, ENVIRONMENT)
 
     async def _secret(self, namespace: str, ref: SecretKeyRef | None) -> str | None:
         if ref is None:
             return None
         secret = await self.kube.get("v1", "Secret", ref.name, namespace)
-        data = (secret or {}).get("data") or {}
+        if secret is None:
+            raise Rejected(f"Secret {ref.name} with key {ref.key} not found in namespace {namespace}")
+        labels = (secret.get("metadata") or {}).get("labels") or {}
+        if labels.get(CREDENTIAL_LABEL) != "true":
+            raise Rejected(f"Secret {ref.name} in namespace {namespace} is not marked for analysis: Sluice reads a "
+                           f"Secret for a RolloutPolicy only if it has the label {CREDENTIAL_LABEL}=true "
+                           f"(kubectl label secret {ref.name} -n {namespace} {CREDENTIAL_LABEL}=true)")
+        data = secret.get("data") or {}
         if ref.key not in data:
             raise Rejected(f"Secret {ref.name} with key {ref.key} not found in namespace {namespace}")
         try:
@@ -95,27 +143,60 @@ class Providers:
         insecure = bool(tls and tls.insecure_skip_verify)
         token_ref = prom.bearer_token_secret_ref
         ca_ref = tls.ca_secret_ref if tls else None
-        token = await self._secret(namespace, token_ref)
-        ca_pem = await self._secret(namespace, ca_ref)
-        if token is not None and token_ref is not None:
-            check_token(token, token_ref)
-        if ca_pem is not None and ca_ref is not None and not insecure:
-            check_ca(ca_pem, ca_ref)
+        address = check_address(prom.address)
+        if not self.allowed.allows(address):  # before any Secret is read or any request is sent
+            raise Rejected(self.allowed.refusal(address))
         try:
             timeout = parse_duration(prom.timeout)
         except ValueError as error:
             raise Rejected(f"Prometheus timeout {prom.timeout!r} is not a duration such as 5s") from error
-        connection = Connection(address=check_address(prom.address), timeout=timeout,
-                                token=token, ca_pem=ca_pem, insecure=insecure)
-        if connection not in self.clients:
+        source = Source(namespace, address, timeout, _ref(token_ref), _ref(ca_ref if not insecure else None),
+                        insecure)
+        now = self.clock()
+        await self._close_idle(now)
+        try:
+            connection = await self._connection(source, token_ref, ca_ref)
+        except Rejected:
+            await self._drop(source, "its Secrets can no longer be used")
+            raise
+        current = self.clients.get(source)
+        if current is not None and current.connection != connection:
+            await self._drop(source, "its bearer token or CA changed")
+        if source not in self.clients:
             try:
-                self.clients[connection] = Prometheus(connection)
+                self.clients[source] = Prometheus(connection)
             except (httpx.InvalidURL, ssl.SSLError, ValueError, TypeError) as error:  # checked above: a backstop
-                log.info("a Prometheus client for %s could not be built: %r", connection.address, error)
-                raise Rejected(f"a Prometheus client for {connection.address} could not be built from the policy "
+                log.info("a Prometheus client for %s could not be built: %s", redact(address), type(error).__name__)
+                raise Rejected(f"a Prometheus client for {redact(address)} could not be built from the policy "
                                "and its Secrets") from error
-        return self.clients[connection]
+        self.used[source] = now
+        return self.clients[source]
+
+    async def _connection(self, source: Source, token_ref: SecretKeyRef | None,
+                          ca_ref: SecretKeyRef | None) -> Connection:
+        token = await self._secret(source.namespace, token_ref)
+        ca_pem = await self._secret(source.namespace, ca_ref) if not source.insecure else None
+        if token is not None and token_ref is not None:
+            check_token(token, token_ref)
+        if ca_pem is not None and ca_ref is not None:
+            check_ca(ca_pem, ca_ref)
+        return Connection(address=source.address, timeout=source.timeout, token=token, ca_pem=ca_pem,
+                          insecure=source.insecure)
+
+    async def _drop(self, source: Source, why: str) -> None:
+        client = self.clients.pop(source, None)
+        self.used.pop(source, None)
+        if client is not None:
+            log.info("closing the client of Prometheus at %s for namespace %s: %s", client.shown, source.namespace,
+                     why)
+            await client.retire()
+
+    async def _close_idle(self, now: float) -> None:
+        for source in [s for s, last in self.used.items() if now - last > IDLE_CLIENT]:
+            await self._drop(source, "unused for a while")
 
     async def close(self) -> None:
-        for client in self.clients.values():
+        for source in list(self.clients):
+            client = self.clients.pop(source)
             await client.close()
+        self.used.clear()

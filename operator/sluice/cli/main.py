@@ -252,8 +252,23 @@ def operator(
         "--metrics-address", help="Serve /metrics on host:port, e.g. 127.0.0.1:9108.")] = None,
     health_address: Annotated[str | None, typer.Option(
         "--health-address", help="Serve the liveness probe /healthz on host:port.")] = None,
+    prometheus_allow: Annotated[list[str] | None, typer.Option(
+        "--prometheus-allow", metavar="URL",
+        help="A Prometheus that analysis may query: scheme://host[:port][/path-prefix]; repeat for more. "
+             "Scheme, host and port must match exactly (no port: 80 or 443). Default: "
+             "$SLUICE_PROMETHEUS_ALLOW (comma-separated); with neither, any address (a warning).")] = None,
 ) -> None:
     """Run the operator in the foreground against the current kubeconfig (all namespaces by default)."""
+    import os
+
+    from sluice.analysis.addresses import ENVIRONMENT, Allowlist, split
+
+    try:
+        allowed = Allowlist.parse(prometheus_allow or split(os.environ.get(ENVIRONMENT, "")))
+    except ValueError as error:
+        fail(str(error), code=2)
+    # The channel to the Providers built at startup; the flag wins over the variable.
+    os.environ[ENVIRONMENT] = ",".join(str(entry) for entry in allowed.entries)
 
     from sluice import handlers
 

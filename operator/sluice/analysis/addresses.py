@@ -1,0 +1,145 @@
+"""Which Prometheus addresses the operator may call, and how an address is shown.
+
+A RolloutPolicy names the address its queries go to, and the Secrets whose token goes with them;
+whoever may write a policy could otherwise have the operator carry a namespace's Secret to any URL
+(a confused deputy). The operator's administrator therefore lists the addresses analysis may use
+(`sluice operator --prometheus-allow`, or SLUICE_PROMETHEUS_ALLOW); an address outside the list
+is refused before a Secret is read or a request is sent.
+
+An entry is an origin, `scheme://host[:port]`, with an optional path prefix. An address matches
+when its scheme, host and port are the entry's, exactly (so `http://prom.example.com` allows
+neither `http://prom.example.com.evil.io` nor `https://prom.example.com`), and, if the entry has a
+path, when the address's path is that path or goes on below it after a `/`:
+
+    Allowlist.parse(["http://prom.example.com:9090/prom"]).allows("http://prom.example.com:9090/prom/x")
+    -> True; ".../prometheus", "http://prom.example.com/prom" (port 80) and "https://..." -> False
+
+An entry without a port allows only its scheme's default port (80 or 443). A user name and
+password in an address (`http://user:pass@host`) play no part in matching and are never shown.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httpx
+
+FLAG = "--prometheus-allow"
+ENVIRONMENT = "SLUICE_PROMETHEUS_ALLOW"
+DEFAULT_PORTS = {"http": 80, "https": 443}
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
+# A path that a server or proxy may read differently from how it is written: never matches a prefix.
+_AMBIGUOUS = ("%2f", "%2e", "%5c", "\\")
+
+
+def redact(address: str) -> str:
+    """The address without its user name and password, for messages and logs:
+    redact("http://user:pass@prom:9090/x") == "http://***@prom:9090/x"; works on any string."""
+    return _USERINFO.sub(r"\1***@", address)
+
+
+def shown(address: str) -> str:
+    """An address as a message quotes it: redacted, and cut at 200 characters."""
+    address = redact(address)
+    return repr(address) if len(address) <= 200 else repr(address[:200] + "...")
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int]:
+    return url.scheme, url.host.rstrip("."), url.port or DEFAULT_PORTS[url.scheme]
+
+
+def _segments(path: str) -> list[str]:
+    return [part for part in path.split("/") if part]
+
+
+@dataclass(frozen=True)
+class Entry:
+    scheme: str
+    host: str
+    port: int
+    path: tuple[str, ...]  # the prefix's segments; () allows every path
+
+    def allows(self, url: httpx.URL) -> bool:
+        if _origin(url) != (self.scheme, self.host, self.port):
+            return False
+        if not self.path:
+            return True
+        raw = url.raw_path.decode("ascii", "replace").lower()
+        parts = _segments(url.path)
+        if any(mark in raw for mark in _AMBIGUOUS) or "." in parts or ".." in parts:
+            return False
+        return tuple(parts[:len(self.path)]) == self.path
+
+    def __str__(self) -> str:
+        port = "" if DEFAULT_PORTS[self.scheme] == self.port else f":{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}{port}/{'/'.join(self.path)}".rstrip("/")
+
+
+def parse_entry(text: str) -> Entry:
+    """One allowlist entry, or ValueError with a sentence for the operator's administrator."""
+    text = text.strip()
+    try:
+        url = httpx.URL(text)
+    except (httpx.InvalidURL, ValueError, TypeError):
+        raise ValueError(f"{FLAG} {shown(text)} is not a URL such as http://prometheus.monitoring:9090") from None
+    if url.scheme not in DEFAULT_PORTS or not url.host:
+        raise ValueError(f"{FLAG} {shown(text)} must be http:// or https:// and a host, "
+                         "such as http://prometheus.monitoring:9090")
+    if url.userinfo:
+        raise ValueError(f"{FLAG} {shown(text)} must not carry a user name or password")
+    if url.query or url.fragment:
+        raise ValueError(f"{FLAG} {shown(text)} must not have a query (?) or fragment (#)")
+    parts = _segments(url.path)
+    written = _segments(urlsplit(text).path)  # as typed: httpx would quietly resolve "/a/../b"
+    raw = url.raw_path.decode("ascii", "replace").lower()
+    if any(mark in raw for mark in _AMBIGUOUS) or {".", ".."} & {*parts, *written}:
+        raise ValueError(f"{FLAG} {shown(text)} has a path with '.', '..' or an encoded '/', '.' or '\\'")
+    scheme, host, port = _origin(url)
+    return Entry(scheme, host, port, tuple(parts))
+
+
+@dataclass(frozen=True)
+class Allowlist:
+    """The addresses analysis may call; empty allows every address (the operator warns once)."""
+
+    entries: tuple[Entry, ...] = ()
+
+    @classmethod
+    def parse(cls, texts: list[str]) -> Allowlist:
+        """Entries from flags or the environment variable; blank entries are skipped."""
+        return cls(tuple(parse_entry(text) for text in texts if text.strip()))
+
+    @classmethod
+    def from_environment(cls) -> Allowlist:
+        return cls.parse(split(os.environ.get(ENVIRONMENT, "")))
+
+    def __bool__(self) -> bool:
+        return bool(self.entries)
+
+    def allows(self, address: str) -> bool:
+        """Whether a request to `address` (checked as a URL already) may be sent."""
+        if not self.entries:
+            return True
+        url = httpx.URL(address)
+        return any(entry.allows(url) for entry in self.entries)
+
+    def refusal(self, address: str) -> str:
+        """What a Release stalled on an address outside the list says."""
+        url = httpx.URL(address)
+        wanted = Entry(*_origin(url), tuple(_segments(url.path)))
+        return (f"Prometheus address {shown(address)} is not on this operator's allowlist, so no query is sent "
+                f"to it and no Secret is read for it; an operator administrator can allow it with "
+                f"{FLAG}={wanted} (or {ENVIRONMENT}; the Helm value analysis.allowedAddresses), "
+                "or point the policy at an allowed Prometheus")
+
+    def __str__(self) -> str:
+        return ", ".join(str(entry) for entry in self.entries)
+
+
+def split(text: str) -> list[str]:
+    """SLUICE_PROMETHEUS_ALLOW's entries: separated by commas (or white space)."""
+    return [part for part in re.split(r"[,\s]+", text) if part]
