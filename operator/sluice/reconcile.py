@@ -69,6 +69,7 @@ class Seen:
     deployments: dict[str, Body | None]
     services: dict[str, Body | None]
     drifted: dict[str, bool]
+    adopting: tuple[tuple[str, str], ...] = ()  # ("Deployment", track) / ("Service", name) granted to this Release
 
 
 def workload(body: Body | None, pods: list[Body] | None = None, drifted: bool = False) -> Workload:
@@ -335,7 +336,8 @@ async def observe(ctx: Context, release: Body) -> tuple[Observed, Router, Seen]:
         policy_problem=policy_problem or None, policy_problem_reason=policy_why,
         upstream=upstream, gateway=gateway is not None, preview_settled=settled,
     )
-    return observed, router, Seen(deployments, services, drifted)
+    granted = tuple(key for key, c in claims.items() if c.adopt and used[key])
+    return observed, router, Seen(deployments, services, drifted, granted)
 
 
 async def _measure(ctx: Context, release: Body, obs: Observed, first: Plan, now: datetime
@@ -431,10 +433,37 @@ async def _deployment(ctx: Context, release: Body, obs: Observed, decided: Relea
         await ctx.kube.write(body, exists=current is not None)
 
 
+async def _adopt(ctx: Context, release: Body, obs: Observed, seen: Seen) -> None:
+    """Take over what its writer granted: this Release becomes its controller, and fields Sluice
+    sets whose items another writer added are replaced whole (server-side apply would keep a
+    Service port that `kubectl apply` added beside Sluice's). Only if the object has not changed
+    since it was read, so a grant withdrawn meanwhile holds; a Deployment's pod template is then
+    made Sluice's by the write that follows, and by drift repair."""
+    namespace = release["metadata"]["namespace"]
+    for kind, key in seen.adopting:
+        current = (seen.deployments if kind == "Deployment" else seen.services)[key]
+        if current is None:
+            continue
+        meta = current["metadata"]
+        refs = [ref for ref in meta.get("ownerReferences") or [] if ref.get("uid") != release["metadata"]["uid"]]
+        operations: list[Body] = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]},
+            {"op": "add", "path": "/metadata/ownerReferences", "value": [*refs, objects.owner(release)]},
+        ]
+        if kind == "Service":
+            ports = objects.service(release, obs.spec, key, {})["spec"]["ports"]
+            operations.append({"op": "add", "path": "/spec/ports", "value": ports})
+        api_version = "apps/v1" if kind == "Deployment" else "v1"
+        adopted = await ctx.kube.json_patch(api_version, kind, meta["name"], namespace, operations)
+        log.info("%s/%s: adopted %s %s (%s)", namespace, release["metadata"]["name"], kind, meta["name"], ADOPT)
+        (seen.deployments if kind == "Deployment" else seen.services)[key] = adopted
+
+
 async def act(ctx: Context, release: Body, obs: Observed, result: Plan, router: Router, seen: Seen) -> None:
     """Traffic first, then pods: a rollback takes traffic off the canary before scaling it down."""
     if result.hands_off:
         return
+    await _adopt(ctx, release, obs, seen)
     await router.route(result, seen.services)
     await _deployment(ctx, release, obs, result.status, "stable", result.stable, seen)
     await _deployment(ctx, release, obs, result.status, "canary", result.canary, seen)
