@@ -35,6 +35,15 @@ def can(kubectl: Kubectl, verb: str, resource: str) -> bool:
     return done.stdout.strip() == "yes"
 
 
+PROMOTED = re.compile(r'^sluice_events_total\{reason="Promoted",type="Normal"\} (\S+)$', re.M)
+
+
+def promoted_counted(metrics_url: str) -> float:
+    """The operator's Promoted counter: global, so a test reads it before and after, never as is."""
+    found = PROMOTED.search(httpx.get(metrics_url, timeout=5).text)
+    return float(found.group(1)) if found else 0.0
+
+
 def service_account_kubeconfig(kubectl: Kubectl, path: Path) -> str:
     """A kubeconfig that authenticates as the chart's ServiceAccount, with its own token."""
     admin = json.loads(Kubectl(kubectl.env).run("config", "view", "--raw", "--minify", "-o", "json").stdout)
@@ -47,6 +56,13 @@ def service_account_kubeconfig(kubectl: Kubectl, path: Path) -> str:
         "contexts": [{"name": "sluice", "context": {"cluster": "local", "user": "sluice"}}],
     }))
     return str(path)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def test_helm_installs_a_least_privilege_operator_that_can_do_its_job(
@@ -81,6 +97,9 @@ def test_helm_installs_a_least_privilege_operator_that_can_do_its_job(
                                    f"--health-address=127.0.0.1:{health_port}"], env=env,
                                   stdout=log, stderr=subprocess.STDOUT)
         try:
+            metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+            wait_for("the scoped operator's /metrics", lambda: _answers(metrics_url), 30)
+            counted_before = promoted_counted(metrics_url)
             kubectl.apply(policy("fast", [{"setWeight": 50}, {"analysis": {}}, {"setWeight": 100}], prometheus_url))
             kubectl.apply(release("rbac", "1.0.0"))
             wait_for("1.0.0 stable under the chart's RBAC", phase(kubectl, "rbac", "Succeeded"), 90)
@@ -91,10 +110,14 @@ def test_helm_installs_a_least_privilege_operator_that_can_do_its_job(
             mine = [line for line in (tmp_path / "operator.log").read_text().splitlines()
                     if kubectl.namespace and kubectl.namespace in line]
             assert not [line for line in mine if "orbidden" in line or "refused" in line], mine[-20:]
-            exposed = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
-            # A global counter: this operator posted some Promoted events; how many also depends on the others.
-            promoted = r'^sluice_events_total\{reason="Promoted",type="Normal"\} [1-9]'
-            assert re.search(promoted, exposed, re.M), exposed[:500]
+            # What this test did: its Release's two promotions, each posted once as an Event...
+            ours = ["1.0.0 promoted to stable", "1.1.0 promoted to stable"]
+            wait_for(f"Release rbac's Promoted events: {ours}", lambda: sorted(
+                e["message"] for e in kubectl.events("rbac") if e["reason"] == "Promoted") == ours, 15)
+            # ...and counted: the counter is global (other namespaces' Releases promote too), so only
+            # what it gained while this test ran is ours, at least these two.
+            wait_for("the two promotions counted", lambda: promoted_counted(metrics_url) - counted_before >= 2, 15)
+            exposed = httpx.get(metrics_url, timeout=5).text
             assert 'sluice_measurements_total{verdict="Successful"}' in exposed
             assert 'sluice_reconcile_total{result="ok"}' in exposed
             assert httpx.get(f"http://127.0.0.1:{health_port}/healthz", timeout=5).status_code == 200
