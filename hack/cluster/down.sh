@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Stops what up.sh started: Prometheus, the traffic simulator and the kwok cluster.
+# Stops what up.sh started: Prometheus, the traffic simulator and the kwok cluster, and first
+# the real node, if one runs (hack/node/down.sh).
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 local_dir="$root/.local"
 export KWOK_WORKDIR="$local_dir/kwok"
+"$root/hack/node/down.sh"
 for name in operator prometheus simulator; do
   pidfile="$local_dir/$name.pid"
   if [[ -f "$pidfile" ]]; then

@@ -14,6 +14,7 @@ done
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 source "$here/versions.env"
+"$root/hack/deps.sh" cluster
 local_dir="$root/.local"
 mkdir -p "$local_dir"
 export KWOK_WORKDIR="$local_dir/kwok"
@@ -49,6 +50,14 @@ options:
   etcdBinary: $bin/etcd
   kwokControllerBinary: $bin/kwok
   kubectlBinary: $bin/kubectl
+  # Pods on the real node (hack/node/) reach the API server at the node's address.
+  kubeApiserverCertSANs: [10.250.1.1]
+# kwok plays only its own nodes, never the real node's.
+componentsPatches:
+- name: kwok-controller
+  extraArgs:
+  - {key: manage-all-nodes, value: "false"}
+  - {key: manage-nodes-with-annotation-selector, value: "kwok.x-k8s.io/node=fake"}
 YAML
     for f in "$kwok_dir/kustomize/stage/node/fast/node-initialize.yaml" \
              "$kwok_dir/kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml" \
