@@ -17,6 +17,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -196,3 +197,64 @@ def private_prometheus(tmp_path: Path) -> Iterator[PrivatePrometheus]:
     instance.start()
     yield instance
     instance.stop()
+
+
+# --- The real node (hack/node/, make node-up) ------------------------------------------------
+# Appended by the real-node work; the rest of this file is not its business.
+
+REAL_NODE_STATE = ROOT / ".local" / "node"
+
+
+@dataclass(frozen=True)
+class RealNode:
+    """The real node, sluice-real-0, as a pod on it sees the cluster.
+
+    No kube-proxy runs, so the Service `kubernetes` does not route: a pod reaches the API server
+    at the node's address, with `api_env` in its container's env, and Prometheus at
+    `prometheus_url`. `placement` puts a pod on the node (it is tainted), and only images
+    `make image` built are there (`imagePullPolicy: Never`).
+    """
+
+    name: str
+    ip: str
+    apiserver_port: int
+    prometheus_port: int
+    image: str
+    state: Path
+
+    @property
+    def api_env(self) -> list[dict[str, str]]:
+        return [{"name": "KUBERNETES_SERVICE_HOST", "value": self.ip},
+                {"name": "KUBERNETES_SERVICE_PORT", "value": str(self.apiserver_port)}]
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://{self.ip}:{self.prometheus_port}"
+
+    @property
+    def placement(self) -> dict[str, Any]:
+        return {"nodeSelector": {"sluice.dev/real-node": "true"},
+                "tolerations": [{"key": "sluice.dev/real-node", "operator": "Exists", "effect": "NoSchedule"}]}
+
+    def logs(self, namespace: str, pod: str) -> str:
+        """What the pod's containers printed, read from the node's pod log folder."""
+        done = subprocess.run([str(ROOT / "hack/node/logs.sh"), namespace, pod], capture_output=True, text=True)
+        return done.stdout
+
+
+@pytest.fixture(scope="session")
+def real_node(env: dict[str, str]) -> RealNode:
+    """The real node when it is up and Ready; otherwise the test is skipped, saying why."""
+    settings_file = REAL_NODE_STATE / "node.env"
+    if not settings_file.exists():
+        pytest.skip("real node not running: make node-up (needs root)")
+    settings = dict(line.split("=", 1) for line in settings_file.read_text().split())
+    ready = subprocess.run(["kubectl", "get", "node", settings["NODE_NAME"], "-o",
+                            "jsonpath={.status.conditions[?(@.type=='Ready')].status}"],
+                           env=env, capture_output=True, text=True)
+    if ready.stdout != "True":
+        pytest.skip(f"real node {settings['NODE_NAME']} is not Ready in this cluster: make node-up (needs root)")
+    chart = yaml.safe_load((ROOT / "charts/sluice/Chart.yaml").read_text())
+    return RealNode(name=settings["NODE_NAME"], ip=settings["NODE_IP"],
+                    apiserver_port=int(settings["APISERVER_PORT"]), prometheus_port=int(settings["PROMETHEUS_PORT"]),
+                    image=f"localhost/sluice:{chart['appVersion']}", state=REAL_NODE_STATE)
