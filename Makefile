@@ -7,7 +7,8 @@ export KUBECONFIG ?= $(LOCAL)/kubeconfig
 # Binaries built by hack/cluster/build.sh (kubectl, helm, kwokctl...) come first on PATH.
 WITH_BIN = PATH="$$(hack/cluster/build.sh | tail -n 1):$$PATH"
 
-.PHONY: venv binaries cluster-up cluster-down crds crds-install run demo demo-down test test-unit test-e2e lint bench fuzz clean
+.PHONY: venv binaries cluster-up cluster-down image node-up node-down crds crds-install run demo demo-down test test-unit \
+	test-e2e lint bench fuzz clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -22,8 +23,17 @@ binaries:  ## build the control plane, kubectl and helm from the Go module proxy
 cluster-up: venv  ## local kube-apiserver + kwok, Prometheus and the traffic simulator on 127.0.0.1
 	hack/cluster/up.sh
 
-cluster-down:
+cluster-down:  ## stops the cluster, and the real node first if it runs
 	hack/cluster/down.sh
+
+image:  ## the operator image and the pause image, built with podman from a Debian base (no registry; cached)
+	hack/node/image.sh
+
+node-up: cluster-up image  ## a real node, sluice-real-0: containerd + the pinned kubelet in namespaces of their own (root)
+	hack/node/up.sh
+
+node-down:
+	hack/node/down.sh
 
 crds: venv  ## regenerate crds/ from the pydantic models
 	$(PY) -m sluice.api.crdgen
@@ -41,7 +51,9 @@ demo: cluster-up crds-install  ## the local cluster, the operator and a Release 
 test-unit: venv
 	$(VENV)/bin/pytest -q tests/unit
 
-test-e2e: cluster-up crds-install
+# The real node needs root; without it, its tests skip and say so.
+REAL_NODE := $(if $(filter 0,$(shell id -u)),node-up)
+test-e2e: cluster-up crds-install $(REAL_NODE)
 	$(WITH_BIN) $(VENV)/bin/pytest -q tests/e2e
 
 lint: venv
