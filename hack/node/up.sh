@@ -182,6 +182,12 @@ for name in "$pause_image" "$image"; do
   mkdir -p "${stamp%/*}" && echo "$id" >"$stamp"
   log "imported $name into the node's containerd in $((SECONDS - t))s"
 done
+# containerd's CRI also names every image by its ID: the names of earlier builds go, so that
+# their layers are collected instead of piling up in the cache.
+current=" $(podman image inspect --format 'sha256:{{.Id}}' "$pause_image" "$image" | tr '\n' ' ')"
+for ref in $(ctr images ls -q | grep '^sha256:'); do
+  [[ $current == *" $ref "* ]] || ctr images rm "$ref" >/dev/null
+done
 
 for _ in $(seq 1 120); do kubectl get node "$node_name" >/dev/null 2>&1 && break; sleep 0.5; done
 kubectl wait --for=condition=Ready "node/$node_name" --timeout=90s >/dev/null \
