@@ -5,6 +5,7 @@
 # hack/cluster/down.sh calls it before the cluster goes. Safe to run when no node runs.
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=hack/node/lib.sh
 source "$here/lib.sh"
 log() { printf '[node-down] %s\n' "$*"; }
 
@@ -66,10 +67,10 @@ leftovers() {
   cat /sys/fs/cgroup/*/sluice-node/**/cgroup.procs 2>/dev/null
 }
 shopt -s globstar
-pids="$(leftovers | sort -u)"
-if [[ -n "$pids" ]]; then
-  log "ending leftover processes: $(echo $pids)"
-  kill -KILL $pids 2>/dev/null
+mapfile -t pids < <(leftovers | sort -u)
+if ((${#pids[@]})); then
+  log "ending leftover processes: ${pids[*]}"
+  kill -KILL "${pids[@]}" 2>/dev/null
   sleep 1
 fi
 

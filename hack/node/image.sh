@@ -9,6 +9,7 @@
 # Images live in the project's podman storage (hack/node/podman.sh images).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=hack/node/lib.sh
 source "$here/lib.sh"
 "$root/hack/deps.sh" node
 

@@ -1,5 +1,5 @@
 # Shared by hack/node/*.sh (sourced): names, addresses and places of the real node.
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034,SC2154  # sourced: its names are used by the scripts, $here is theirs
 root="$(cd "$here/../.." && pwd)"
 cache="${SLUICE_CACHE:-$HOME/.cache/sluice}"
 kubeconfig="$root/.local/kubeconfig"

@@ -5,6 +5,7 @@
 #   hack/node/logs.sh <namespace> <pod> [container]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=hack/node/lib.sh
 source "$here/lib.sh"
 (($# >= 2)) || { echo "usage: hack/node/logs.sh <namespace> <pod> [container]" >&2; exit 2; }
 namespace=$1 pod=$2 container=${3:-*}

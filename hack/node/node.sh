@@ -5,6 +5,7 @@
 # is gone once the last of them exits. Usage: node.sh <kubelet binary>
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=hack/node/lib.sh
 source "$here/lib.sh"
 kubelet=$1
 

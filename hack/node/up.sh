@@ -20,6 +20,7 @@ for fd in /proc/$$/fd/*; do
   fi
 done
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=hack/node/lib.sh
 source "$here/lib.sh"
 start=$SECONDS
 log() { printf '[node-up] %s\n' "$*"; }
