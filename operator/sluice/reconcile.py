@@ -335,9 +335,17 @@ async def observe(ctx: Context, release: Body) -> tuple[Observed, Router, Seen]:
         conflict=conflict, adopting=adopting, policy_generation=generation, policy_hash=digest,
         policy_problem=policy_problem or None, policy_problem_reason=policy_why,
         upstream=upstream, gateway=gateway is not None, preview_settled=settled,
+        serving_canary=_selects_canary(services[name]),
     )
     granted = tuple(key for key, c in claims.items() if c.adopt and used[key])
     return observed, router, Seen(deployments, services, drifted, granted)
+
+
+def _selects_canary(service: Body | None) -> bool:
+    """Service <name> sends traffic to the candidate's pods: it selects the canary track, or
+    no track at all (both, under replica-ratio routing)."""
+    selector = ((service or {}).get("spec") or {}).get("selector") or {}
+    return service is not None and selector.get(objects.TRACK) != "stable"
 
 
 async def _measure(ctx: Context, release: Body, obs: Observed, first: Plan, now: datetime

@@ -255,6 +255,7 @@ class Model:
             policy=self.policy,  # the live policy; plan() chooses the one the rollout runs against
             live_policy=self.policy, policy_generation=self.policy_generation,
             policy_hash=self.policy_hash(), gateway=self.gateway, preview_settled=settled,
+            serving_canary="canary" in self.cluster.selects,
         )
 
     def policy_hash(self) -> str:

@@ -632,3 +632,46 @@ def test_the_model_sees_what_a_person_would() -> None:
     d.pods[0].ready = True
     d.sync()
     assert [p.template for p in d.pods] == ["h-2", "h-2", "h-1"] and d.ready() == 2
+
+
+# --- Cases the soak found, replayed step by step (each broke a promise before its fix) ---
+
+def _blue_green(auto: bool) -> dict[str, Any]:
+    return {"strategy": {"blueGreen": {"autoPromotion": auto, "prePromotionAnalysis": False,
+                                       "postPromotionAnalysis": False, "scaleDownDelay": "20s"}},
+            "analysis": {"interval": "10s", "count": 1, "metrics": [{
+                "name": "error-rate", "query": 'error-rate{version="{{version}}"}',
+                "successCondition": "result < 0.05", "failureLimit": 0, "consecutiveErrorLimit": 1,
+                "noData": "inconclusive"}]},
+            "progressDeadline": "60s", "onFailure": "rollback"}
+
+
+def test_an_aborted_blue_green_candidate_gains_no_traffic_when_the_stable_pods_fail() -> None:
+    """I4 (make fuzz, seed 606): after an abort, the stable pods went unready and the canary's
+    came up; <name> was switched to the rolled-back candidate so as not to serve nothing."""
+    world = SluiceLoop()
+    world.first_version_is_stable(policy=_blue_green(auto=False), replicas=1, gateway=False)
+    world.reconcile_now(fault="none")
+    world.user_request(action="abort")
+    world.pods_stop_being_ready(count=None, track="stable")
+    world.slow_measurement(fault="act lost after the status write", seconds=3)
+    world.nothing_new_happens(answer="good", pods_come_up=False)
+    assert world.model.status.phase == Phase.ROLLED_BACK
+    assert world.model.cluster.selects == frozenset({"stable"})
+    world.teardown()
+
+
+def test_a_blue_green_rollback_leaves_no_route_weight_for_the_next_candidate() -> None:
+    """I2 (make fuzz, seed 505): a blue-green rollback that kept a candidate serving through a
+    gateway wrote route weight 100; the next version's unready pods then got all the traffic."""
+    world = SluiceLoop()
+    world.first_version_is_stable(policy=_blue_green(auto=True), replicas=1, gateway=True)
+    world.pods_stop_being_ready(count=None, track="stable")
+    world.new_version()
+    world.nothing_new_happens(answer="good", pods_come_up=False)
+    world.new_version()
+    world.pods_stop_being_ready(count=None, track="canary")
+    world.time_passes(fault="none", seconds=1)
+    assert world.model.status.phase == Phase.PROGRESSING
+    assert world.model.cluster.route_weight == 0
+    world.teardown()

@@ -146,7 +146,8 @@ def back_to_stable(obs: Observed, status: ReleaseStatus) -> Plan:
         status.canary_weight = before
         return Plan(
             status=status, stable=DeploymentIntent("stable", obs.spec.replicas), canary=None,
-            weight=before if obs.gateway else None,
+            # blue-green serves through <name>'s selector alone: its route weight stays 0
+            weight=(0 if blue_green else before) if obs.gateway else None,
             stable_service_selects_canary=not obs.gateway and not blue_green,
             active="canary" if blue_green and before == 100 else "stable",
             preview=blue_green, requeue_after=1.0,
@@ -309,7 +310,8 @@ def _never_nothing(obs: Observed, plan: Plan) -> None:
     has no Ready pod, the candidate's Ready pods are not scaled away; and the Service <name> never
     selects a track with no Ready pod while the other has some (a stable track that lost its pods
     by itself keeps the candidate serving until they are back). With no Ready pod on either
-    track, it selects stable: traffic never goes to a candidate that has none."""
+    track, it selects stable: traffic never goes to a candidate that has none. A rolled-back or
+    failed candidate keeps the traffic it has, but never gains any: a rollback sticks."""
     if plan.hands_off:
         return
     if plan.canary is not None and plan.canary.replicas < obs.canary.replicas and obs.canary.ready > 0 \
@@ -320,6 +322,8 @@ def _never_nothing(obs: Observed, plan: Plan) -> None:
     kept = plan.canary is None or plan.canary.replicas > 0
     ready = {"stable": obs.stable.ready, "canary": obs.canary.ready if kept else 0}
     other: Literal["stable", "canary"] = "canary" if plan.active == "stable" else "stable"
+    if other == "canary" and plan.status.phase in (Phase.ROLLED_BACK, Phase.FAILED) and not obs.serving_canary:
+        return
     if ready[plan.active] == 0 and (ready[other] > 0 or plan.active == "canary"):
         plan.active = other
 

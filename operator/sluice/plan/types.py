@@ -107,6 +107,9 @@ class Observed:
     # Blue-green finalization: <name>-preview selects the stable track and its EndpointSlices list
     # exactly the stable Deployment's Ready pods, so the endpoint controller has caught up.
     preview_settled: bool = False
+    # Service <name> selects the candidate's pods now (alone, or beside the stable's): a candidate
+    # rolled back while the stable track has no Ready pod may keep that traffic, never gain it.
+    serving_canary: bool = False
 
 
 Template = Literal["candidate", "stable"]
