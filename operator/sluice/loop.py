@@ -8,6 +8,10 @@ A pass that fails is retried after a backoff that watch events do not cut short:
 whose pass keeps failing (or keeps conflicting) costs the API server a few requests a minute,
 however busy its Deployments and pods are. A wake-up that arrives meanwhile is kept and served
 by the retry.
+
+Only the replica that leads runs loops. A standby remembers which Releases exist (the watch
+events reach it too) and starts their loops the moment it takes over; a leader that loses the
+lease stops them all at once.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from sluice import metrics
+from sluice.kube.client import NotLeader
 
 log = logging.getLogger(__name__)
 
@@ -59,26 +64,57 @@ def refusal(error: Exception) -> str:
 
 
 class Loops:
-    def __init__(self, reconcile: Pass, jitter: Callable[[], float] = random.random) -> None:
+    def __init__(self, reconcile: Pass, jitter: Callable[[], float] = random.random,
+                 active: bool = True, clock: Callable[[], float] = time.monotonic) -> None:
         self.reconcile = reconcile
         self.jitter = jitter
+        self.clock = clock
+        self.active = active  # False on a standby: remember Releases, run nothing
+        self.known: set[Key] = set()
         self.wakeups: dict[Key, asyncio.Event] = {}
         self.tasks: dict[Key, asyncio.Task[None]] = {}
+        self.running: dict[Key, float] = {}  # passes under way, since when (self.clock)
+
+    def activate(self) -> None:
+        """This replica leads now: run every Release's loop."""
+        self.active = True
+        for key in sorted(self.known):
+            self.poke(*key)
+
+    def deactivate(self) -> None:
+        """This replica no longer leads: stop every loop at once (the write fence already
+        refuses their writes; this stops their reads too)."""
+        self.active = False
+        for task in self.tasks.values():
+            task.cancel()
+        self.tasks.clear()
+        self.wakeups.clear()
+        self.running.clear()
+
+    def oldest_pass(self) -> float:
+        """Seconds the longest pass under way has been running (0 if none): a pass is bounded
+        by its calls' timeouts, so one that runs far longer means the loop is stuck."""
+        return max((self.clock() - since for since in self.running.values()), default=0.0)
 
     def poke(self, namespace: str, name: str) -> None:
         key = (namespace, name)
+        self.known.add(key)
+        if not self.active:
+            return
         if key not in self.tasks or self.tasks[key].done():
             self.wakeups[key] = asyncio.Event()
             self.tasks[key] = asyncio.create_task(self._run(key), name=f"release {namespace}/{name}")
         self.wakeups[key].set()
 
     def poke_namespace(self, namespace: str) -> None:
-        for ns, name in list(self.tasks):
+        for ns, name in sorted(self.known):
             if ns == namespace:
                 self.poke(ns, name)
 
     def forget(self, namespace: str, name: str) -> None:
         key = (namespace, name)
+        self.known.discard(key)
+        self.running.pop(key, None)
         task = self.tasks.pop(key, None)
         self.wakeups.pop(key, None)
         if task:
@@ -99,6 +135,7 @@ class Loops:
         if self.tasks.get(key) is asyncio.current_task():  # forget() + poke() may have replaced us
             del self.tasks[key]
             self.wakeups.pop(key, None)
+            self.known.discard(key)
         return True
 
     async def _run(self, key: Key) -> None:
@@ -107,10 +144,15 @@ class Loops:
         while True:
             wakeup.clear()
             started = time.monotonic()
+            self.running[key] = self.clock()
             try:
                 delay = await self.reconcile(*key)
             except asyncio.CancelledError:
                 raise
+            except NotLeader:  # the lease lapsed mid-pass: deactivate() is about to stop us
+                log.info("reconcile of %s/%s: stopped, this replica no longer leads", *key)
+                self.running.pop(key, None)
+                return
             except Exception as error:  # a pass that fails is retried with backoff, never fatal
                 conflict = type(error).__name__ == "Conflict"
                 metrics.PASSES.labels("conflict" if conflict else "error").inc()
@@ -125,9 +167,11 @@ class Loops:
                 else:
                     log.exception("reconcile of %s/%s failed (retry in %.1fs)", *key, retry)
                 metrics.PASS_SECONDS.observe(time.monotonic() - started)
+                self.running.pop(key, None)
                 await asyncio.sleep(retry)  # a watch event does not cut a backoff short: it waits for it
                 continue
             failures = 0
+            self.running.pop(key, None)
             metrics.PASSES.labels("ok").inc()
             metrics.PASS_SECONDS.observe(time.monotonic() - started)
             if delay == GONE:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 PASSES = Counter("sluice_reconcile_total", "Reconcile passes, by result.", ["result"])
 PASS_SECONDS = Histogram("sluice_reconcile_duration_seconds", "Time one reconcile pass takes.",
                          buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 EVENTS = Counter("sluice_events_total", "Events Sluice posted on Releases, by reason and type.", ["reason", "type"])
+LEADER = Gauge("sluice_leader", "1 while this replica holds the leader lease and acts, else 0.")
 MEASUREMENTS = Counter("sluice_measurements_total", "Metric measurements, by verdict.", ["verdict"])
 
 

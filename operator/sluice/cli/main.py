@@ -257,6 +257,17 @@ def operator(
         help="A Prometheus that analysis may query: scheme://host[:port][/path-prefix]; repeat for more. "
              "Scheme, host and port must match exactly (no port: 80 or 443). Default: "
              "$SLUICE_PROMETHEUS_ALLOW (comma-separated); with neither, any address (a warning).")] = None,
+    leader_elect: Annotated[bool, typer.Option(
+        "--leader-elect", help="Act only while holding a Lease, so replicas can run side by side.")] = False,
+    lease_namespace: Annotated[str, typer.Option(
+        "--lease-namespace", envvar="POD_NAMESPACE", help="Namespace of the leader Lease.")] = "default",
+    lease_name: Annotated[str, typer.Option("--lease-name", help="Name of the leader Lease.")] = "sluice-leader",
+    lease_duration: Annotated[float, typer.Option(
+        "--lease-duration", help="Seconds a standby waits after the leader's last renewal.")] = 8.0,
+    renew_deadline: Annotated[float, typer.Option(
+        "--renew-deadline", help="Seconds the leader acts after its last renewal began.")] = 5.0,
+    retry_period: Annotated[float, typer.Option(
+        "--retry-period", help="Seconds between tries to take or renew the Lease.")] = 2.0,
 ) -> None:
     """Run the operator in the foreground against the current kubeconfig (all namespaces by default)."""
     import os
@@ -271,9 +282,17 @@ def operator(
     os.environ[ENVIRONMENT] = ",".join(str(entry) for entry in allowed.entries)
 
     from sluice import handlers
+    from sluice.leader import Timing
 
+    timing = Timing(lease_duration=lease_duration, renew_deadline=renew_deadline, retry_period=retry_period)
+    if leader_elect and (problem := timing.problem()):
+        fail(problem, code=2)
+    options = handlers.Options(
+        namespaces=namespace or [], verbose=verbose, metrics_address=metrics_address,
+        health_address=health_address, leader_election=leader_elect, lease_namespace=lease_namespace,
+        lease_name=lease_name, timing=timing)
     try:
-        handlers.run(namespace or [], verbose, metrics_address, health_address)
+        handlers.run(options)
     except KeyboardInterrupt:
         sys.exit(0)
 

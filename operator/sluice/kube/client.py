@@ -1,16 +1,26 @@
 """Kubernetes access for the operator and the CLI: the official client, run in threads.
 
 The operator's event loop must never block, so every call here is a coroutine that hands
-the synchronous client call to a worker thread.
+the synchronous client call to a worker thread of the client's own, sized executor (not the
+event loop's default pool, which other work shares). Every request has a connect and a read
+timeout, so a half-open connection to the API server costs one call a few seconds, never a
+frozen Release.
+
+A `fence` guards every write: the operator passes its leader elector's check, which raises
+`NotLeader` once this replica may no longer act. It is checked in the worker thread right
+before the request is sent, so a call that waited in the executor's queue past the lease's
+renew deadline is not sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from kubernetes import config, dynamic
 from kubernetes.client import ApiClient, ApiException, Configuration
@@ -19,6 +29,8 @@ from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 from sluice import FIELD_MANAGER
 
 Body = dict[str, Any]
+P = ParamSpec("P")
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
@@ -32,14 +44,51 @@ def load_configuration(kubeconfig: str | None = None, context: str | None = None
     return configuration
 
 
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 30.0  # the slowest honest answer is a large list; a watch is kopf's, not ours
+WORKERS = 16  # calls in flight at once; the connection pool is sized to match
+
+
 class Conflict(Exception):
     """The object changed since it was read (HTTP 409): read again and retry."""
 
 
+class NotLeader(Exception):
+    """This replica does not hold the leader lease (any more): it must not write."""
+
+
+class _TimedApiClient(ApiClient):
+    """An ApiClient whose every request has a timeout unless the caller gives one."""
+
+    timeout: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT)
+
+    def call_api(self, method: Any, url: Any, header_params: Any = None, body: Any = None,
+                 post_params: Any = None, _request_timeout: Any = None) -> Any:
+        return super().call_api(method, url, header_params, body, post_params, _request_timeout or self.timeout)
+
+
 class Kube:
-    def __init__(self, configuration: Configuration | None = None) -> None:
-        api = ApiClient(configuration or load_configuration())
+    def __init__(self, configuration: Configuration | None = None, workers: int = WORKERS,
+                 fence: Callable[[], None] | None = None,
+                 timeout: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT)) -> None:
+        configuration = configuration or load_configuration()
+        configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize or 0, workers)
+        api = _TimedApiClient(configuration)
+        api.timeout = timeout
         self.dynamic = dynamic.DynamicClient(api)  # type: ignore[no-untyped-call]
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
+        self.fence = fence or (lambda: None)
+
+    async def _call(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(function, *args, **kwargs))
+
+    async def _write(self, function: Callable[[], T]) -> T:
+        """A write, sent only if the fence still allows it when a worker picks it up."""
+        def fenced() -> T:
+            self.fence()
+            return function()
+        return await self._call(fenced)
 
     def _resource(self, api_version: str, kind: str) -> Any:
         return self.dynamic.resources.get(api_version=api_version, kind=kind)
@@ -68,11 +117,11 @@ class Kube:
 
     # Coroutines for the operator.
     async def get(self, api_version: str, kind: str, name: str, namespace: str) -> Body | None:
-        return await asyncio.to_thread(self.get_sync, api_version, kind, name, namespace)
+        return await self._call(self.get_sync, api_version, kind, name, namespace)
 
     async def list(self, api_version: str, kind: str, namespace: str | None = None,
                    label_selector: str | None = None) -> list[Body]:
-        return await asyncio.to_thread(self.list_sync, api_version, kind, namespace, label_selector)
+        return await self._call(self.list_sync, api_version, kind, namespace, label_selector)
 
     async def apply(self, body: Body) -> Body:
         """Server-side apply as field manager `sluice`, taking over fields others changed."""
@@ -84,7 +133,7 @@ class Kube:
                 field_manager=FIELD_MANAGER, force_conflicts=True,
             ).to_dict()
             return result
-        return await asyncio.to_thread(call)
+        return await self._write(call)
 
     async def create(self, body: Body) -> Body:
         """Create an object that must not exist yet: 409 (AlreadyExists) if another writer got
@@ -94,7 +143,7 @@ class Kube:
             result: Body = resource.create(body=body, namespace=body["metadata"].get("namespace"),
                                            field_manager=FIELD_MANAGER).to_dict()
             return result
-        return await asyncio.to_thread(call)
+        return await self._write(call)
 
     async def write(self, body: Body, exists: bool) -> Body:
         """Server-side apply of an object Sluice owns, or its creation when it was not there."""
@@ -107,7 +156,7 @@ class Kube:
                 field_manager=FIELD_MANAGER,
             ).to_dict()
             return result
-        return await asyncio.to_thread(call)
+        return await self._write(call)
 
     async def dry_run_create(self, body: Body) -> Body:
         """The object as the API server would create it (defaults, admission, strict field
@@ -119,7 +168,7 @@ class Kube:
                 field_manager=FIELD_MANAGER, query_params=[("fieldValidation", "Strict")],
             ).to_dict()
             return result
-        return await asyncio.to_thread(call)
+        return await self._write(call)
 
     async def json_patch(self, api_version: str, kind: str, name: str, namespace: str,
                          operations: Sequence[Body]) -> Body:
@@ -130,7 +179,7 @@ class Kube:
                 field_manager=FIELD_MANAGER,
             ).to_dict()
             return result
-        return await asyncio.to_thread(call)
+        return await self._write(call)
 
     async def replace(self, body: Body, status: bool = False) -> Body:
         """Replace (the object, or its status subresource) with the body's resourceVersion as a
@@ -147,7 +196,7 @@ class Kube:
                     raise Conflict(str(meta["name"])) from error
                 raise
             return result
-        return await asyncio.to_thread(call)
+        return await self._write(call)
 
     async def event(self, regarding: Body, type_: str, reason: str, message: str, name: str | None = None) -> bool:
         """A core/v1 Event on `regarding`, as `kubectl describe` shows them. With `name`, posting
@@ -166,7 +215,7 @@ class Kube:
         }
         try:
             events = self._resource("v1", "Event")
-            await asyncio.to_thread(events.create, body=body, namespace=meta["namespace"])
+            await self._write(functools.partial(events.create, body=body, namespace=meta["namespace"]))
         except ApiException as error:
             if error.status == 409:
                 return True
