@@ -8,6 +8,9 @@ PASSES = Counter("sluice_reconcile_total", "Reconcile passes, by result.", ["res
 PASS_SECONDS = Histogram("sluice_reconcile_duration_seconds", "Time one reconcile pass takes.",
                          buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 EVENTS = Counter("sluice_events_total", "Events Sluice posted on Releases, by reason and type.", ["reason", "type"])
+WRITES = Counter("sluice_api_writes_total", "Writes to the API server: sent, or refused by the leader fence.",
+                 ["result"])
+LAST_WRITE = Gauge("sluice_api_last_write_timestamp_seconds", "When this process last sent a write (Unix time).")
 LEADER = Gauge("sluice_leader", "1 while this replica holds the leader lease and acts, else 0.")
 MEASUREMENTS = Counter("sluice_measurements_total", "Metric measurements, by verdict.", ["verdict"])
 

@@ -26,7 +26,7 @@ from kubernetes import config, dynamic
 from kubernetes.client import ApiClient, ApiException, Configuration
 from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 
-from sluice import FIELD_MANAGER
+from sluice import FIELD_MANAGER, metrics
 
 Body = dict[str, Any]
 P = ParamSpec("P")
@@ -86,7 +86,13 @@ class Kube:
     async def _write(self, function: Callable[[], T]) -> T:
         """A write, sent only if the fence still allows it when a worker picks it up."""
         def fenced() -> T:
-            self.fence()
+            try:
+                self.fence()
+            except NotLeader:
+                metrics.WRITES.labels("fenced").inc()
+                raise
+            metrics.WRITES.labels("sent").inc()
+            metrics.LAST_WRITE.set_to_current_time()
             return function()
         return await self._call(fenced)
 
