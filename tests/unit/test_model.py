@@ -675,3 +675,22 @@ def test_a_blue_green_rollback_leaves_no_route_weight_for_the_next_candidate() -
     assert world.model.status.phase == Phase.PROGRESSING
     assert world.model.cluster.route_weight == 0
     world.teardown()
+
+
+def test_a_candidate_abandoned_for_the_stable_version_gains_no_traffic_when_the_stable_pods_fail() -> None:
+    """I4 (make fuzz, seed 707): the stable version re-applied abandons the candidate (Succeeded,
+    not RolledBack); its scale-down was lost, the stable pods went unready, and <name> was
+    switched to the abandoned candidate."""
+    policy = {"strategy": {"canary": {"steps": [{"setWeight": 10}]}},
+              "analysis": _blue_green(auto=True)["analysis"], "progressDeadline": "60s", "onFailure": "rollback"}
+    world = SluiceLoop()
+    world.first_version_is_stable(policy=policy, replicas=1, gateway=True)
+    world.slow_measurement(fault="none", seconds=3)
+    world.stable_version_reapplied()
+    world.policy_steps_extended(steps=[{"setWeight": 0}])
+    world.pods_stop_being_ready(count=None, track="stable")
+    world.time_passes(fault="act lost after the status write", seconds=1)
+    world.reconcile_now(fault="none")
+    assert world.model.status.phase == Phase.SUCCEEDED
+    assert world.model.cluster.selects == frozenset({"stable"})
+    world.teardown()

@@ -310,8 +310,9 @@ def _never_nothing(obs: Observed, plan: Plan) -> None:
     has no Ready pod, the candidate's Ready pods are not scaled away; and the Service <name> never
     selects a track with no Ready pod while the other has some (a stable track that lost its pods
     by itself keeps the candidate serving until they are back). With no Ready pod on either
-    track, it selects stable: traffic never goes to a candidate that has none. A rolled-back or
-    failed candidate keeps the traffic it has, but never gains any: a rollback sticks."""
+    track, it selects stable: traffic never goes to a candidate that has none. A candidate no
+    longer in flight (rolled back, failed, abandoned for the stable version) keeps the traffic it
+    has, but never gains any: a rollback sticks."""
     if plan.hands_off:
         return
     if plan.canary is not None and plan.canary.replicas < obs.canary.replicas and obs.canary.ready > 0 \
@@ -322,7 +323,7 @@ def _never_nothing(obs: Observed, plan: Plan) -> None:
     kept = plan.canary is None or plan.canary.replicas > 0
     ready = {"stable": obs.stable.ready, "canary": obs.canary.ready if kept else 0}
     other: Literal["stable", "canary"] = "canary" if plan.active == "stable" else "stable"
-    if other == "canary" and plan.status.phase in (Phase.ROLLED_BACK, Phase.FAILED) and not obs.serving_canary:
+    if other == "canary" and not in_flight(plan.status) and not obs.serving_canary:
         return
     if ready[plan.active] == 0 and (ready[other] > 0 or plan.active == "canary"):
         plan.active = other
