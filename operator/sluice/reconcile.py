@@ -31,10 +31,9 @@ from sluice.kube.client import Kube
 from sluice.loop import GONE
 from sluice.plan import analysis as plan_analysis
 from sluice.plan import reasons, requires
-from sluice.plan.conditions import set_condition
-from sluice.plan.lifecycle import record_events
+from sluice.plan.lifecycle import record_events, unreadable
 from sluice.plan.release import plan as make_plan
-from sluice.plan.types import DeploymentIntent, Event, Observed, Plan, Upstream, Workload, iso
+from sluice.plan.types import DeploymentIntent, Event, Observed, Plan, Upstream, Workload
 from sluice.traffic import Router, changed
 from sluice.traffic.gateway import API_VERSION as GATEWAY_API
 from sluice.traffic.gateway import GatewayRoute
@@ -523,10 +522,8 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
         obs, router, seen = await observe(ctx, release)
     except ValidationError as error:  # the schema should have refused it; never crash on input
         status = ReleaseStatus.model_validate(release.get("status") or {})
-        broken = status.model_copy(deep=True)
-        broken.message = f"the Release cannot be read: {_first_error(error)}"
-        broken.conditions = set_condition(broken.conditions, reasons.STALLED, True, reasons.INVALID_SPEC,
-                                          broken.message, iso(now), release["metadata"].get("generation"))
+        broken = unreadable(status, f"the Release cannot be read: {_first_error(error)}", now,
+                            release["metadata"].get("generation"))
         await write_status(ctx, release, status, broken)
         return STALLED_RETRY
     result = make_plan(obs, now)

@@ -26,6 +26,17 @@ VERDICT_STYLE = {
     Verdict.WAITING: "dim",
 }
 MEASUREMENTS = 5  # per metric
+STATE_STYLE = {"Ready": "green", "Reconciling": "cyan", "Stalled": "red"}
+
+
+def state(status: ReleaseStatus) -> str:
+    """The kstatus condition that holds, with its reason, as GitOps tools see the Release:
+    "Ready", "Reconciling (WaitingForPromote)", "Stalled (RolledBack)"; "-" before the first pass."""
+    for kind in ("Stalled", "Reconciling", "Ready"):
+        held = next((c for c in status.conditions if c.type == kind and c.status == "True"), None)
+        if held:
+            return kind if kind == "Ready" else f"{kind} ({held.reason})"
+    return "-"
 
 
 def age(stamp: str | None, now: datetime) -> str:
@@ -65,7 +76,7 @@ def facts(release: dict[str, Any], policy: dict[str, Any] | None, now: datetime)
         "step_age": age(status.step_started_at, now) if rolling else "-",
         "pods": status.replicas, "replicas": spec.get("replicas", 1),
         "metrics": {k: v[-MEASUREMENTS:] for k, v in by_metric.items()},
-        "message": status.message, "conditions": status.conditions,
+        "message": status.message, "conditions": status.conditions, "state": state(status),
         "policy": (spec.get("policyRef") or {}).get("name", "(none: plain rolling update)"),
     }
 
@@ -76,6 +87,7 @@ def plain(release: dict[str, Any], policy: dict[str, Any] | None, now: datetime)
         f"Release {f['namespace']}/{f['name']}",
         f"  Version:   {f['versions']}",
         f"  Phase:     {f['phase'].value}",
+        f"  State:     {f['state']}",
         f"  Strategy:  {f['strategy']} (policy {f['policy']})",
         f"  Weight:    {f['weight']}%",
         f"  Pods:      stable {f['pods'].get('stable', 0)}/{f['replicas']} ready, "
@@ -108,6 +120,7 @@ def rich_view(release: dict[str, Any], policy: dict[str, Any] | None, now: datet
     head.add_column()
     head.add_row("Version", f["versions"])
     head.add_row("Phase", Text(f["phase"].value, style=PHASE_STYLE.get(f["phase"], "")))
+    head.add_row("State", Text(f["state"], style=STATE_STYLE.get(f["state"].split(" ")[0], "")))
     head.add_row("Strategy", f"{f['strategy']}  [dim](policy {f['policy']})[/dim]")
     weight = int(f["weight"])
     head.add_row("Weight", f"[magenta]{'█' * (weight // 5)}[/magenta][dim]{'░' * (20 - weight // 5)}[/dim] {weight}%")

@@ -254,17 +254,32 @@ def fail(obs: Observed, status: ReleaseStatus, now: datetime, reason: str, messa
         status.unready_since = None
         add_history(status, "RolledBack", message, now)
         plan = back_to_stable(obs, status)
+        next_move = git_still_asks(obs, status)
         plan.events.append(Event(
             "Warning", reasons.ROLLED_BACK,
-            f"rolled back {candidate}: {message}; all traffic is on {status.stable_version}",
+            f"rolled back {candidate}: {message}; all traffic is on {status.stable_version}. {next_move}",
         ))
-        status.message = f"rolled back {candidate}: {message}. `sluice retry` to try it again"
+        status.message = f"rolled back {candidate}: {message}. {next_move}"
         return plan
     plan = pause(obs, status, reason,
                  f"paused on failure (onFailure: pause), traffic held at {status.canary_weight}%: "
                  f"{message}. `sluice retry`, `sluice promote` or `sluice abort`")
     plan.events.append(Event("Warning", reasons.ROLLOUT_PAUSED, f"{candidate} paused: {message}"))
     return plan
+
+
+def git_still_asks(obs: Observed, status: ReleaseStatus) -> str:
+    """What a person does after a rollback. The spec (Git, for a GitOps user) still names the
+    rolled-back version, so Sluice will not ship it again by itself and nothing will until the
+    spec changes or someone retries: say so, naming both ways out. For a spec naming 1.2.0,
+    rolled back to 1.1.0: "Git still asks for 1.2.0: revert the commit to stay on 1.1.0, or
+    `sluice retry` to try 1.2.0 again".
+    """
+    wanted = obs.spec.version
+    if status.candidate_version != wanted or status.candidate_hash != obs.desired_hash:
+        return "`sluice retry` to try it again"
+    return (f"Git still asks for {wanted}: revert the commit to stay on {status.stable_version}, "
+            f"or `sluice retry` to try {wanted} again")
 
 
 def stalled(obs: Observed, status: ReleaseStatus, problem: str) -> Plan:
@@ -330,15 +345,26 @@ def _never_nothing(obs: Observed, plan: Plan) -> None:
 
 
 def finalize(obs: Observed, plan: Plan, now: datetime, stalled: str = "") -> Plan:
-    """observedGeneration and the kstatus conditions, from the phase the plan arrived at:
-    progressing or waiting for a person -> Reconciling; Succeeded -> Ready; rolled back,
-    failed, paused on a failure or invalid input -> Stalled."""
+    """observedGeneration and the kstatus conditions, from the phase the plan arrived at.
+
+    kstatus (what Flux's `wait`, `kubectl wait` and kpt read) calls a resource Current only when
+    neither Reconciling nor Stalled is True, so a rollout that waits for a person must say
+    Reconciling=True: the desired version is not serving yet, and a GitOps tool that waits must
+    keep waiting. Argo CD's health check (integrations/argocd/health.lua) reads the same fields.
+
+    | phase                                   | Ready | Reconciling            | Stalled |
+    | Pending, Progressing                    | False | True: Progressing      | False   |
+    | Paused for a person (pause, promote     | False | True: the pause reason | False   |
+    |   gate, inconclusive analysis)          |       |   (WaitingForPromote)  |         |
+    | Succeeded, every stable pod Ready       | True  | False                  | False   |
+    | Succeeded, pods not all Ready yet       | False | True: Progressing      | False   |
+    | RolledBack, Failed, paused on failure,  | False | False                  | True    |
+    |   invalid input                         |       |                        |         |
+    """
     status = plan.status
     status.observed_generation = obs.generation
     _never_nothing(obs, plan)
-    stamp = iso(now)
-    gen = obs.generation
-    phase = status.phase
+    stamp, gen, phase = iso(now), obs.generation, status.phase
     ready = (not stalled and phase == Phase.SUCCEEDED
              and obs.stable.complete(status.stable_hash or "", obs.spec.replicas)
              and obs.desired_hash == status.stable_hash)
@@ -347,18 +373,35 @@ def finalize(obs: Observed, plan: Plan, now: datetime, stalled: str = "") -> Pla
     stall_reason = stalled or (
         reasons.ROLLED_BACK if phase == Phase.ROLLED_BACK
         else reasons.FAILED if phase == Phase.FAILED
-        else status.pause_reason if failed_pause else "")
+        else status.pause_reason or reasons.PAUSED if failed_pause else "")
     reconciling = not stall_reason and not ready
-    waiting_reason = status.pause_reason or reasons.PAUSED if phase == Phase.PAUSED else reasons.PROGRESSING
+    waiting_reason = (status.pause_reason or reasons.PAUSED) if phase == Phase.PAUSED else reasons.PROGRESSING
+    message = status.message
     conditions = status.conditions
     conditions = set_condition(conditions, reasons.READY, ready,
-                               reasons.ROLLED_OUT if ready else (stall_reason or phase.value),
-                               status.message, stamp, gen)
+                               reasons.ROLLED_OUT if ready else (stall_reason or waiting_reason),
+                               message, stamp, gen)
     conditions = set_condition(conditions, reasons.RECONCILING, reconciling,
                                waiting_reason if reconciling else phase.value,
-                               status.message if reconciling else "", stamp, gen)
-    conditions = set_condition(conditions, reasons.STALLED, bool(stall_reason), stall_reason or "None",
-                               status.message if stall_reason else "", stamp, gen)
+                               message if reconciling else "", stamp, gen)
+    conditions = set_condition(conditions, reasons.STALLED, bool(stall_reason), stall_reason or phase.value,
+                               message if stall_reason else "", stamp, gen)
     status.conditions = conditions
     status.replicas = {"stable": obs.stable.ready, "canary": obs.canary.ready}
     return plan
+
+
+def unreadable(status: ReleaseStatus, message: str, now: datetime, generation: int | None) -> ReleaseStatus:
+    """Status for a Release the operator cannot even read (the schema should have refused it):
+    Stalled, neither Ready nor Reconciling, and observedGeneration says which spec that was."""
+    broken = status.model_copy(deep=True)
+    broken.message = message
+    broken.observed_generation = generation
+    stamp = iso(now)
+    phase = broken.phase.value
+    broken.conditions = set_condition(broken.conditions, reasons.READY, False, reasons.INVALID_SPEC, message,
+                                      stamp, generation)
+    broken.conditions = set_condition(broken.conditions, reasons.RECONCILING, False, phase, "", stamp, generation)
+    broken.conditions = set_condition(broken.conditions, reasons.STALLED, True, reasons.INVALID_SPEC, message,
+                                      stamp, generation)
+    return broken
