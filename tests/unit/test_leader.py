@@ -64,22 +64,19 @@ class Leases:
         return found
 
     async def create(self, body: Body) -> Body:
-        await self._travel()
-        name = body["metadata"]["name"]
-        if name in self.objects:
-            raise AlreadyExists(name)
-        self.version += 1
-        stored = copy.deepcopy(body)
-        stored["metadata"]["resourceVersion"] = str(self.version)
-        self.objects[name] = stored
-        await self._travel()
-        return copy.deepcopy(stored)
+        return await self._write(body, lambda found: AlreadyExists if found else None)
 
     async def replace(self, body: Body, status: bool = False) -> Body:
+        sent = body["metadata"].get("resourceVersion")
+        return await self._write(body, lambda found: Conflict if found["metadata"]["resourceVersion"] != sent
+                                 else None)
+
+    async def _write(self, body: Body, refusal: Any) -> Body:
+        """Store `body` with a new resourceVersion, unless `refusal(the stored object)` names an error."""
         await self._travel()
         name = body["metadata"]["name"]
-        if self.objects[name]["metadata"]["resourceVersion"] != body["metadata"].get("resourceVersion"):
-            raise Conflict(name)
+        if error := refusal(self.objects.get(name)):
+            raise error(name)
         self.version += 1
         stored = copy.deepcopy(body)
         stored["metadata"]["resourceVersion"] = str(self.version)
