@@ -694,3 +694,36 @@ def test_a_candidate_abandoned_for_the_stable_version_gains_no_traffic_when_the_
     assert world.model.status.phase == Phase.SUCCEEDED
     assert world.model.cluster.selects == frozenset({"stable"})
     world.teardown()
+
+
+def test_an_analysis_step_never_completes_on_a_measurement_with_no_data() -> None:
+    """I6 (make fuzz, seed 1010): latency had data, then none; noData: fail counted it as one
+    failure, within failureLimit 1, and that failure was the measurement that reached `count`:
+    the step completed on data Sluice did not have."""
+    metric = {"query": 'latency{version="{{version}}"}', "successCondition": "result < 0.05",
+              "failureLimit": 1, "consecutiveErrorLimit": 1, "noData": "fail", "failureCondition": "result >= 0.2"}
+    policy = {"strategy": {"canary": {"steps": [{"setWeight": 0}]}},
+              "analysis": {"interval": "10s", "count": 2, "metrics": [
+                  {**_blue_green(auto=True)["analysis"]["metrics"][0], "consecutiveErrorLimit": 2},
+                  {"name": "latency", **metric}]},
+              "progressDeadline": "60s", "onFailure": "rollback"}
+    world = SluiceLoop()
+    world.first_version_is_stable(policy=policy, replicas=1, gateway=False)
+    world.policy_steps_extended(steps=[{"analysis": {}}])
+    world.prometheus_answers(answer="good", metric="error-rate")
+    world.policy_steps_trimmed(keep=4)
+    world.prometheus_answers(answer="good", metric="error-rate")
+    world.policy_analysis_step_removed()
+    world.policy_steps_extended(steps=[{"analysis": {}}])
+    world.reconcile_now(fault="none")
+    world.pods_become_ready(count=None, track="stable")
+    world.time_passes(fault="none", seconds=1)
+    world.policy_analysis_step_removed()
+    world.policy_steps_extended(steps=[{"setWeight": 0}])
+    world.time_passes(fault="none", seconds=200)
+    world.policy_steps_trimmed(keep=1)
+    world.prometheus_answers(answer="empty", metric="latency")
+    world.time_passes(fault="none", seconds=10)
+    run = world.model.status.analysis_run
+    assert run is not None and run.metrics["latency"].failed_no_data == 1, world.model.status.message
+    world.teardown()

@@ -612,6 +612,7 @@ class MetricRun(StatusModel):
 
     successful: int = 0
     failed: int = 0
+    failed_no_data: int = 0  # of `failed`, those with no data (noData: fail): they never count toward `count`
     inconclusive: int = 0
     errors: int = 0
     consecutive_errors: int = 0

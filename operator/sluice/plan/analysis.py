@@ -48,8 +48,10 @@ def start(step: int, now: datetime) -> AnalysisRun:
 
 def evaluate(run: AnalysisRun, metrics: list[Metric], analysis: Analysis, now: datetime,
              deadline: float, background: bool = False) -> RunState:
-    """Where a run stands. A step run passes after `count` judged measurements of every metric;
-    a background run never passes: it fails, or is inconclusive at its first inconclusive result.
+    """Where a run stands. A step run passes after `count` judged measurements of every metric
+    (a measurement with no data that noData: fail counts as a failure is not one of them: a step
+    never completes on data Sluice does not have); a background run never passes: it fails, or is
+    inconclusive at its first inconclusive result.
     A metric waiting for data (or traffic) longer than `deadline` gets its noData verdict:
     inconclusive pauses the run for a person, hold and fail fail it."""
     interval = parse_duration(analysis.interval)
@@ -84,7 +86,7 @@ def evaluate(run: AnalysisRun, metrics: list[Metric], analysis: Analysis, now: d
                 return RunState(Outcome.INCONCLUSIVE, why + "; promote to accept, retry to measure again, or abort",
                                 (), None, False, metric.name)
             return RunState(Outcome.FAILED, why, (), None, False, metric.name)
-        judged = counts.successful + counts.failed + counts.inconclusive
+        judged = counts.successful + counts.failed - counts.failed_no_data + counts.inconclusive
         judged_any = judged_any or judged > 0
         if counts.inconclusive:
             inconclusive.append(metric.name)
@@ -141,6 +143,7 @@ def record(status: ReleaseStatus, run: AnalysisRun, results: list[Result], now: 
             counts.successful += 1
         elif verdict == Verdict.FAILED:
             counts.failed += 1
+            counts.failed_no_data += result.missing
         elif verdict == Verdict.INCONCLUSIVE:
             counts.inconclusive += 1
         value = result.value if result.value is not None and math.isfinite(result.value) else None
