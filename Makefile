@@ -8,7 +8,7 @@ export KUBECONFIG ?= $(LOCAL)/kubeconfig
 WITH_BIN = PATH="$$(hack/cluster/build.sh | tail -n 1):$$PATH"
 
 .PHONY: venv binaries cluster-up cluster-down image node-up node-down crds crds-install run demo demo-down test test-unit \
-	test-e2e lint bench fuzz clean
+	test-e2e lint bench fuzz clean flux flux-up flux-down
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -35,6 +35,15 @@ node-up: cluster-up image  ## a real node, sluice-real-0: containerd + the pinne
 node-down:
 	hack/node/down.sh
 
+flux:  ## build Flux's source-controller and kustomize-controller from the Go module proxy (cached)
+	hack/flux/build.sh
+
+flux-up: cluster-up crds-install flux  ## Flux's CRDs, controllers and a Git server on 127.0.0.1 (hack/flux/up.sh)
+	hack/flux/up.sh
+
+flux-down:  ## stops what flux-up started (make cluster-down does too)
+	hack/flux/down.sh
+
 crds: venv  ## regenerate crds/ from the pydantic models
 	$(PY) -m sluice.api.crdgen
 
@@ -53,7 +62,7 @@ test-unit: venv
 
 # The real node needs root; without it, its tests skip and say so.
 REAL_NODE := $(if $(filter 0,$(shell id -u)),node-up)
-test-e2e: cluster-up crds-install $(REAL_NODE)
+test-e2e: cluster-up crds-install flux $(REAL_NODE)
 	$(WITH_BIN) $(VENV)/bin/pytest -q tests/e2e
 
 lint: venv

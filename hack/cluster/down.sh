@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Stops what up.sh started: Prometheus, the traffic simulator and the kwok cluster, and first
-# the real node, if one runs (hack/node/down.sh).
+# the real node, if one runs (hack/node/down.sh), and Flux (hack/flux/down.sh).
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 local_dir="$root/.local"
 export KWOK_WORKDIR="$local_dir/kwok"
 "$root/hack/node/down.sh"
+"$root/hack/flux/down.sh"  # Flux's controllers and Git server (hack/flux/up.sh), if they run
 for name in operator prometheus simulator; do
   pidfile="$local_dir/$name.pid"
   if [[ -f "$pidfile" ]]; then

@@ -258,3 +258,51 @@ def real_node(env: dict[str, str]) -> RealNode:
     return RealNode(name=settings["NODE_NAME"], ip=settings["NODE_IP"],
                     apiserver_port=int(settings["APISERVER_PORT"]), prometheus_port=int(settings["PROMETHEUS_PORT"]),
                     image=f"localhost/sluice:{chart['appVersion']}", state=REAL_NODE_STATE)
+
+
+# --- Flux (hack/flux/, make flux) ---------------------------------------------------------------
+# Appended by the GitOps work; the rest of this file is not its business.
+
+FLUX_STATE = ROOT / ".local" / "flux"
+FLUX_PROCESSES = ("git-server", "source-controller", "kustomize-controller")
+
+
+@dataclass(frozen=True)
+class Flux:
+    """source-controller and kustomize-controller as host processes, and a Git server beside them.
+
+    `new_repository` makes an empty bare repository that Flux and a test's clone both reach at
+    the URL it returns (http://127.0.0.1:<port>/<name>.git).
+    """
+
+    git_url: str
+    git_root: Path
+
+    def new_repository(self, name: str) -> str:
+        bare = self.git_root / f"{name}.git"
+        subprocess.run(["git", "init", "--quiet", "--bare", "--initial-branch=main", str(bare)], check=True)
+        return f"{self.git_url}/{name}.git"
+
+
+def _alive(pidfile: Path) -> bool:
+    try:
+        os.kill(int(pidfile.read_text()), 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def flux(env: dict[str, str]) -> Iterator[Flux]:
+    """Flux running against the cluster; built on first use (hack/flux/build.sh, cached).
+
+    What this fixture started it stops at the end; controllers already running stay running.
+    """
+    already = all(_alive(FLUX_STATE / f"{name}.pid") for name in FLUX_PROCESSES)
+    done = subprocess.run([str(ROOT / "hack/flux/up.sh")], env=env, capture_output=True, text=True, timeout=3600)
+    if done.returncode != 0:
+        raise AssertionError(f"hack/flux/up.sh failed:\n{done.stderr[-3000:]}")
+    settings = dict(line.split("=", 1) for line in Path(done.stdout.strip().splitlines()[-1]).read_text().split())
+    yield Flux(git_url=settings["GIT_URL"], git_root=FLUX_STATE / "git")
+    if not already:
+        subprocess.run([str(ROOT / "hack/flux/down.sh")], env=env, capture_output=True, check=False)
