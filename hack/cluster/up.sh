@@ -3,14 +3,8 @@
 # API CRDs, the traffic simulator and Prometheus, all on 127.0.0.1. Idempotent: what already
 # runs is left running. Writes the kubeconfig to .local/kubeconfig.
 set -euo pipefail
-# The daemons started here outlive this script: they must not inherit the caller's other open
-# files (a lock held by `flock`, a CI runner's pipe), or those stay open as long as the cluster runs.
-for fd in /proc/$$/fd/*; do
-  fd="${fd##*/}"
-  if ((fd > 2)) && [[ "$(readlink "/proc/$$/fd/$fd" 2>/dev/null)" != *"${BASH_SOURCE[0]##*/}"* ]]; then
-    eval "exec $fd>&-" 2>/dev/null || true
-  fi
-done
+# shellcheck source=hack/detach.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../detach.sh"  # daemons started here keep no inherited fd
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 source "$here/versions.env"

@@ -11,14 +11,8 @@
 #   - the kubelet's pods go under the cgroup /sluice-node, removed by down.sh.
 # Idempotent: what runs is left running; a rebuilt image is imported again.
 set -euo pipefail
-# The daemons started here outlive this script: they must not inherit the caller's other open
-# files (a lock held by `flock`, a CI runner's pipe).
-for fd in /proc/$$/fd/*; do
-  fd="${fd##*/}"
-  if ((fd > 2)) && [[ "$(readlink "/proc/$$/fd/$fd" 2>/dev/null)" != *"${BASH_SOURCE[0]##*/}"* ]]; then
-    eval "exec $fd>&-" 2>/dev/null || true
-  fi
-done
+# shellcheck source=hack/detach.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../detach.sh"  # daemons started here keep no inherited fd
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=hack/node/lib.sh
 source "$here/lib.sh"
