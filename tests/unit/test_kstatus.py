@@ -1,8 +1,8 @@
 """The kstatus conditions every phase ends with, and what a person is told after a rollback.
 
-kstatus (Flux's `wait`, `kubectl wait`, kpt) calls an object Current when neither Reconciling nor
-Stalled is True, so a rollout waiting for a person must say Reconciling=True, or a GitOps tool that
-waits goes green before the desired version serves. One named story per phase, on the ideal
+By kstatus' conventions (Flux's `wait`, kpt) an object with neither Reconciling nor Stalled True is
+done reconciling, so a rollout waiting for a person must say Reconciling=True, or a GitOps tool that
+waits may go green before the desired version serves. One named story per phase, on the ideal
 cluster of tests.unit.world; the e2e test test_health.py checks the same on real objects with
 kstatus' and Argo CD's own code.
 """
@@ -168,7 +168,8 @@ def test_each_phase_ends_with_its_kstatus_conditions(
 
 
 def test_a_person_waiting_is_never_ready_and_never_current() -> None:
-    """kstatus' rule: Current unless Reconciling or Stalled is True. A paused rollout must not be."""
+    """Done reconciling, by kstatus' conventions, unless Reconciling or Stalled is True: a paused
+    rollout must not be."""
     for story in (paused_step, blue_green_gate, inconclusive, user_paused):
         held = conditions(story().status)
         assert held["Ready"][0] == "False" and (held["Reconciling"][0] == "True" or held["Stalled"][0] == "True")

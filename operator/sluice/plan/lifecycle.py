@@ -347,10 +347,11 @@ def _never_nothing(obs: Observed, plan: Plan) -> None:
 def finalize(obs: Observed, plan: Plan, now: datetime, stalled: str = "") -> Plan:
     """observedGeneration and the kstatus conditions, from the phase the plan arrived at.
 
-    kstatus (what Flux's `wait`, `kubectl wait` and kpt read) calls a resource Current only when
-    neither Reconciling nor Stalled is True, so a rollout that waits for a person must say
-    Reconciling=True: the desired version is not serving yet, and a GitOps tool that waits must
-    keep waiting. Argo CD's health check (integrations/argocd/health.lua) reads the same fields.
+    kstatus (what Flux's `wait` and kpt read) decides on Reconciling (InProgress) and Stalled
+    (Failed) first; by its conventions an object with neither is done reconciling. So a rollout
+    that waits for a person says Reconciling=True: the desired version is not serving yet, and a
+    GitOps tool that waits must keep waiting. Argo CD's health check
+    (integrations/argocd/health.lua) reads the same fields.
 
     | phase                                   | Ready | Reconciling            | Stalled |
     | Pending, Progressing                    | False | True: Progressing      | False   |
