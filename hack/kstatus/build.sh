@@ -15,7 +15,7 @@ mkdir -p "$cache"
 exec 9>"$cache/build.lock"
 flock 9
 if [[ -x "$out" ]]; then echo "$out"; exit 0; fi
-export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=readonly
+export GOTOOLCHAIN=local GOFLAGS=-mod=readonly
 start=$SECONDS
 printf '[build] %s\n' "kstatus" >&2
 mkdir -p "$cache/$stamp"
