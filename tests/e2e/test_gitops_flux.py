@@ -121,7 +121,21 @@ def test_flux_ships_a_good_version_rolls_a_bad_one_back_and_a_revert_is_ready_ag
                            for name in ("gitrepository.yaml", "flux-kustomization.yaml")).replace(
         "apiVersion: kustomize", "---\napiVersion: kustomize")
     assert "http://git.example.com/shop.git" in flux_objects
-    kubectl.apply(flux_objects.replace("http://git.example.com/shop.git", url))
+    # A Release Sluice has not written yet (no status at all) is not healthy: plain kstatus would
+    # call it Current, the example's healthCheckExprs wait for Sluice's Ready. With the operator
+    # stopped, the Kustomization never turns Ready while the Release has no status.
+    operator.kill()
+    try:
+        kubectl.apply(flux_objects.replace("http://git.example.com/shop.git", url))
+        wait_for("Flux to create the Release", lambda: kubectl.get("releases.sluice.dev", "checkout"), 90)
+        deadline = time.monotonic() + 12  # a few of kustomize-controller's 5 s health polls
+        while time.monotonic() < deadline:
+            ready = condition(kustomization(kubectl), "Ready").get("status")  # read first
+            assert ready != "True" or kubectl.status("checkout"), \
+                "the Kustomization was Ready on a Release Sluice had not written"
+            time.sleep(0.5)
+    finally:
+        operator.start()
     first = wait_for("Flux to apply 1.0.0 and find it healthy", applied(kubectl, repo.revision), 180)
     kubectl.run("wait", "kustomization/shop", f"--for=jsonpath={{.status.lastAppliedRevision}}={repo.revision}",
                 "--timeout=3m")
