@@ -206,3 +206,9 @@ def test_flux_ships_a_good_version_rolls_a_bad_one_back_and_a_revert_is_ready_ag
     assert body["spec"]["version"] == "1.1.0"
     assert body["status"]["phase"] == "Succeeded" and body["status"]["stableVersion"] == "1.1.0"
     assert condition(body, "Ready")["status"] == "True"
+
+    # Deleting the Kustomization prunes what it applied (prune: true), before Flux stops at the
+    # end of the session and could no longer lift its finalizer.
+    kubectl.run("delete", "kustomization/shop", "--timeout=90s")
+    assert kubectl.get("releases.sluice.dev", "checkout") is None
+    assert kubectl.get("rolloutpolicies.sluice.dev", "fast") is None
