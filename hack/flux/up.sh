@@ -11,7 +11,7 @@
 set -euo pipefail
 # The processes started here outlive this script: they must not inherit the caller's open files
 # (a lock held by `flock`, a CI runner's pipe), as in hack/cluster/up.sh.
-for fd in /proc/$$/fd/*; do
+for fd in "/proc/$$/fd/"*; do
   fd="${fd##*/}"
   if ((fd > 2)) && [[ "$(readlink "/proc/$$/fd/$fd" 2>/dev/null)" != *"${BASH_SOURCE[0]##*/}"* ]]; then
     eval "exec $fd>&-" 2>/dev/null || true
