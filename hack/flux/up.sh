@@ -9,14 +9,8 @@
 #
 # Prints the state folder's env file on its last line (GIT_URL, ports).
 set -euo pipefail
-# The processes started here outlive this script: they must not inherit the caller's open files
-# (a lock held by `flock`, a CI runner's pipe), as in hack/cluster/up.sh.
-for fd in "/proc/$$/fd/"*; do
-  fd="${fd##*/}"
-  if ((fd > 2)) && [[ "$(readlink "/proc/$$/fd/$fd" 2>/dev/null)" != *"${BASH_SOURCE[0]##*/}"* ]]; then
-    eval "exec $fd>&-" 2>/dev/null || true
-  fi
-done
+# shellcheck source=hack/detach.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../detach.sh"  # daemons started here keep no inherited fd
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 state="$root/.local/flux"
