@@ -57,12 +57,17 @@ run: venv crds-install  ## the operator in the foreground against $KUBECONFIG, a
 demo: cluster-up crds-install  ## the local cluster, the operator and a Release walking its steps
 	$(WITH_BIN) $(PY) hack/demo.py
 
+demo-down:  ## stops the operator `make demo` left running (the cluster stays up)
+	@if [[ -f $(LOCAL)/operator.pid ]]; then kill "$$(cat $(LOCAL)/operator.pid)" 2>/dev/null \
+		&& echo "[demo-down] stopped the demo's operator"; rm -f $(LOCAL)/operator.pid; fi
+
 test-unit: venv
 	$(VENV)/bin/pytest -q tests/unit
 
 # The real node needs root; without it, its tests skip and say so.
 REAL_NODE := $(if $(filter 0,$(shell id -u)),node-up)
-test-e2e: cluster-up crds-install flux $(REAL_NODE)
+# The e2e tests run their own operator: the demo's would act on their Releases too.
+test-e2e: cluster-up crds-install flux $(REAL_NODE) demo-down
 	$(WITH_BIN) $(VENV)/bin/pytest -q tests/e2e
 
 lint: venv
