@@ -727,3 +727,19 @@ def test_an_analysis_step_never_completes_on_a_measurement_with_no_data() -> Non
     run = world.model.status.analysis_run
     assert run is not None and run.metrics["latency"].failed_no_data == 1, world.model.status.message
     world.teardown()
+
+
+def test_a_rolled_back_candidate_left_on_the_canary_track_gains_no_traffic_from_the_next_rollout() -> None:
+    """I4 (make fuzz, seed 1111): 1.2.0 aborted, 1.3.0 applied, the stable pods unready; the
+    canary track still had 1.2.0's Ready pod beside 1.3.0's unready one, and <name> was switched
+    to it because a rollout (of 1.3.0) was in flight."""
+    world = SluiceLoop()
+    world.first_version_is_stable(policy=_blue_green(auto=False), replicas=1, gateway=False)
+    world.reconcile_now(fault="none")
+    world.new_version()
+    world.user_request(action="abort")
+    world.pods_stop_being_ready(count=None, track="stable")
+    world.time_passes(fault="none", seconds=1)
+    world.reconcile_now(fault="none")
+    assert world.model.cluster.selects == frozenset({"stable"})
+    world.teardown()
