@@ -7,6 +7,7 @@ so a Release stays exactly as GitOps applied it, with Sluice's word in `status` 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -18,6 +19,7 @@ from typing import Any
 import kopf
 
 from sluice import GROUP, VERSION, metrics
+from sluice.analysis.addresses import Allowlist
 from sluice.analysis.providers import Providers
 from sluice.kube.client import Kube, load_configuration
 from sluice.kube.objects import NAME, RELEASE, TRACK
@@ -40,6 +42,7 @@ class Options:
     lease_namespace: str = "default"
     lease_name: str = "sluice-leader"
     timing: Timing = field(default_factory=Timing)
+    prometheus_allow: Allowlist = field(default_factory=Allowlist.from_environment)
 
 
 @kopf.on.startup()
@@ -59,12 +62,12 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     if options.leader_election:
         # Its own client: one thread and short timeouts, so busy passes never delay a renewal.
         timing = options.timing
-        lease_kube = await asyncio.to_thread(Kube, configuration, 1, None,
-                                             (timing.retry_period, timing.renew_deadline / 2))
+        lease_kube = await asyncio.to_thread(functools.partial(
+            Kube, configuration, workers=1, timeout=(timing.retry_period, timing.renew_deadline / 2)))
         identity = f"{os.environ['POD_ID']}_{uuid.uuid4().hex[:8]}"
         elector = Elector(lease_kube, options.lease_namespace, options.lease_name, identity, timing)
     kube = await asyncio.to_thread(Kube, configuration, fence=elector.fence if elector else None)
-    context = Context(kube=kube, providers=Providers(kube))
+    context = Context(kube=kube, providers=Providers(kube, options.prometheus_allow))
     loops = Loops(lambda namespace, name: reconcile(context, namespace, name), active=elector is None)
     state.update(context=context, loops=loops, elector=elector)
     if elector:

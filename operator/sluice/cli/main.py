@@ -270,16 +270,12 @@ def operator(
         "--retry-period", help="Seconds between tries to take or renew the Lease.")] = 2.0,
 ) -> None:
     """Run the operator in the foreground against the current kubeconfig (all namespaces by default)."""
-    import os
+    from sluice.analysis.addresses import Allowlist
 
-    from sluice.analysis.addresses import ENVIRONMENT, Allowlist, split
-
-    try:
-        allowed = Allowlist.parse(prometheus_allow or split(os.environ.get(ENVIRONMENT, "")))
+    try:  # the flag wins over the variable
+        allowed = Allowlist.parse(prometheus_allow) if prometheus_allow else Allowlist.from_environment()
     except ValueError as error:
         fail(str(error), code=2)
-    # The channel to the Providers built at startup; the flag wins over the variable.
-    os.environ[ENVIRONMENT] = ",".join(str(entry) for entry in allowed.entries)
 
     from sluice import handlers
     from sluice.leader import Timing
@@ -290,7 +286,7 @@ def operator(
     options = handlers.Options(
         namespaces=namespace or [], verbose=verbose, metrics_address=metrics_address,
         health_address=health_address, leader_election=leader_elect, lease_namespace=lease_namespace,
-        lease_name=lease_name, timing=timing)
+        lease_name=lease_name, timing=timing, prometheus_allow=allowed)
     try:
         handlers.run(options)
     except KeyboardInterrupt:
