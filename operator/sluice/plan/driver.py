@@ -112,10 +112,15 @@ def _who(status: ReleaseStatus) -> str:
 
 def _retry(obs: Observed, status: ReleaseStatus, now: datetime, strategy: Strategy) -> Plan:
     status.request = None
-    version = status.candidate_version
+    version, before = status.candidate_version, status.policy
     begin(obs, status, now, strategy.name)
     result = _walk(obs, status, now, strategy)
-    result.events.insert(0, Event("Normal", reasons.REQUEST_APPLIED, f"retrying {version} from the first step"))
+    message = f"retrying {version} from the first step"
+    after = status.policy
+    if before is not None and after is not None and before.hash != after.hash:
+        message += (f" under RolloutPolicy {after.name} as it is now (generation {after.generation}; "
+                    f"the attempt before ran generation {before.generation})")
+    result.events.insert(0, Event("Normal", reasons.REQUEST_APPLIED, message))
     return result
 
 
