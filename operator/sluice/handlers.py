@@ -1,6 +1,9 @@
-"""kopf wiring only: watch events start or wake a Release's reconcile loop (sluice.loop).
+"""kopf wiring only: the operator's lifecycle (startup, cleanup, probes), the watch caches, and
+the wake-ups they send to each Release's reconcile loop (sluice.loop).
 
-Only event handlers are used: they add no finalizer and write nothing to the watched objects,
+kopf's own watches filter labels in Python, on cluster-wide streams; the caches
+(sluice.kube.cache) select on the server, and a pass reads them instead of the API server. No
+kopf resource handler is registered: nothing adds a finalizer or writes to the watched objects,
 so a Release stays exactly as GitOps applied it, with Sluice's word in `status` alone.
 """
 
@@ -18,14 +21,15 @@ from typing import Any
 
 import kopf
 
-from sluice import GROUP, VERSION, metrics
+from sluice import metrics
 from sluice.analysis.addresses import Allowlist
 from sluice.analysis.providers import Providers
+from sluice.kube.cache import Cache, kinds
 from sluice.kube.client import Kube, load_configuration
-from sluice.kube.objects import NAME, RELEASE, TRACK
 from sluice.leader import Elector, Timing
-from sluice.loop import Loops
+from sluice.loop import CONCURRENCY, Loops
 from sluice.reconcile import Context, reconcile
+from sluice.wakeups import woken
 
 log = logging.getLogger("sluice")
 state: dict[str, Any] = {}
@@ -43,6 +47,7 @@ class Options:
     lease_name: str = "sluice-leader"
     timing: Timing = field(default_factory=Timing)
     prometheus_allow: Allowlist = field(default_factory=Allowlist.from_environment)
+    concurrency: int = CONCURRENCY
 
 
 @kopf.on.startup()
@@ -67,9 +72,20 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         identity = f"{os.environ['POD_ID']}_{uuid.uuid4().hex[:8]}"
         elector = Elector(lease_kube, options.lease_namespace, options.lease_name, identity, timing)
     kube = await asyncio.to_thread(Kube, configuration, fence=elector.fence if elector else None)
-    context = Context(kube=kube, providers=Providers(kube, options.prometheus_allow))
-    loops = Loops(lambda namespace, name: reconcile(context, namespace, name), active=elector is None)
-    state.update(context=context, loops=loops, elector=elector)
+    # Standby replicas keep their caches warm too: a takeover starts from memory, not from a list.
+    cache = await asyncio.to_thread(Cache, await asyncio.to_thread(load_configuration), kinds(),
+                                    options.namespaces, kube)
+    kube.watch_writes(cache.written)
+    context = Context(kube=kube, providers=Providers(cache, options.prometheus_allow), reads=cache)
+    loops = Loops(lambda namespace, name: reconcile(context, namespace, name), active=elector is None,
+                  concurrency=options.concurrency)
+    state.update(context=context, loops=loops, elector=elector, cache=cache)
+    cache.subscribe(functools.partial(_wake, cache, loops))
+    await cache.start()
+    await cache.synced()
+    log.info("watch caches filled: %s", ", ".join(f"{n} {k}" for k, n in cache.sizes().items()))
+    for namespace, name in cache.keys("Release"):
+        loops.poke(namespace, name)
     if elector:
         elector.on_start, elector.on_stop = loops.activate, loops.deactivate
         state["election"] = asyncio.create_task(elector.run(), name="leader election")
@@ -85,6 +101,7 @@ async def cleanup(**_: Any) -> None:
         state["election"].cancel()
         await state["elector"].release()
     await state["loops"].stop()
+    state["cache"].stop()
     await state["context"].providers.close()
 
 
@@ -106,28 +123,14 @@ async def progress(**_: Any) -> dict[str, Any]:
             "oldestPassSeconds": round(stuck, 1)}
 
 
-@kopf.on.event(GROUP, VERSION, "releases")  # type: ignore[arg-type]
-async def release_event(type: str | None, namespace: str, name: str, **_: Any) -> None:
-    if type == "DELETED":
-        state["loops"].forget(namespace, name)
-    else:
-        state["loops"].poke(namespace, name)
-
-
-@kopf.on.event(GROUP, VERSION, "rolloutpolicies")  # type: ignore[arg-type]
-async def policy_event(namespace: str, **_: Any) -> None:
-    state["loops"].poke_namespace(namespace)
-
-
-@kopf.on.event("apps", "v1", "deployments", labels={RELEASE: kopf.PRESENT})  # type: ignore[arg-type]
-async def deployment_event(labels: dict[str, str], namespace: str, **_: Any) -> None:
-    state["loops"].poke(namespace, labels[RELEASE])
-
-
-@kopf.on.event("", "v1", "pods", labels={TRACK: kopf.PRESENT, NAME: kopf.PRESENT})  # type: ignore[arg-type]
-async def pod_event(labels: dict[str, str], namespace: str, **_: Any) -> None:
-    # A pod gone or Ready decides when a switch is safe; the Deployment's status may not change.
-    state["loops"].poke(namespace, labels[NAME])
+def _wake(cache: Cache, loops: Loops, kind: str, before: Any, after: Any, own: bool) -> None:
+    """A cache change: wake the loops of the Releases it concerns (sluice.wakeups decides)."""
+    wake = woken(kind, before, after, own, cache.stores["Release"].objects.values())
+    if wake.gone is not None:
+        loops.forget(*wake.gone)
+    for namespace, name in wake.releases:
+        if cache.peek("Release", name, namespace) is not None:
+            loops.poke(namespace, name)
 
 
 def run(options: Options) -> None:

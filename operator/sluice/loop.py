@@ -9,6 +9,11 @@ whose pass keeps failing (or keeps conflicting) costs the API server a few reque
 however busy its Deployments and pods are. A wake-up that arrives meanwhile is kept and served
 by the retry.
 
+At most `concurrency` passes run at once (the rest wait their turn, so a thousand Releases
+created together do not stampede the API server), and a pass woken by a watch event starts
+`settle` seconds later: a burst of events (a Deployment scaling, its pods coming up) becomes one
+pass.
+
 Only the replica that leads runs loops. A standby remembers which Releases exist (the watch
 events reach it too) and starts their loops the moment it takes over; a leader that loses the
 lease stops them all at once.
@@ -33,7 +38,9 @@ Key = tuple[str, str]  # (namespace, name)
 Pass = Callable[[str, str], Awaitable[float | None]]
 GONE = -1.0  # what a pass returns when the Release does not exist: its loop ends
 
-IDLE = 300.0  # a settled Release is looked at again this often, as a safety net
+IDLE = 300.0  # a settled Release is looked at again this often, as a safety net (from the caches)
+CONCURRENCY = 32  # passes at once
+SETTLE = 0.05  # seconds a wake-up waits for the rest of its burst
 FIRST_RETRY = 0.2  # a conflict usually means the Release just changed: look again almost at once
 BACKOFF_BASE = 0.5
 MAX_BACKOFF = 60.0
@@ -65,8 +72,11 @@ def refusal(error: Exception) -> str:
 
 class Loops:
     def __init__(self, reconcile: Pass, jitter: Callable[[], float] = random.random,
-                 active: bool = True, clock: Callable[[], float] = time.monotonic) -> None:
+                 active: bool = True, clock: Callable[[], float] = time.monotonic,
+                 concurrency: int = CONCURRENCY, settle: float = SETTLE) -> None:
         self.reconcile = reconcile
+        self.slots = asyncio.Semaphore(max(1, concurrency))
+        self.settle = settle
         self.jitter = jitter
         self.clock = clock
         self.active = active  # False on a standby: remember Releases, run nothing
@@ -138,22 +148,35 @@ class Loops:
             self.known.discard(key)
         return True
 
+    async def _once(self, key: Key) -> float | Exception | None:
+        """One pass in one of the slots: its requeue delay, or the error it failed with."""
+        async with self.slots:
+            started = time.monotonic()
+            self.running[key] = self.clock()
+            try:
+                return await self.reconcile(*key)
+            except (asyncio.CancelledError, NotLeader):
+                raise
+            except Exception as error:  # a pass that fails is retried with backoff, never fatal
+                return error
+            finally:
+                self.running.pop(key, None)
+                metrics.PASS_SECONDS.observe(time.monotonic() - started)
+
     async def _run(self, key: Key) -> None:
         wakeup = self.wakeups[key]
         failures = 0
         while True:
+            if self.settle:
+                await asyncio.sleep(self.settle)
             wakeup.clear()
-            started = time.monotonic()
-            self.running[key] = self.clock()
             try:
-                delay = await self.reconcile(*key)
-            except asyncio.CancelledError:
-                raise
+                delay = await self._once(key)
             except NotLeader:  # the lease lapsed mid-pass: deactivate() is about to stop us
                 log.info("reconcile of %s/%s: stopped, this replica no longer leads", *key)
-                self.running.pop(key, None)
                 return
-            except Exception as error:  # a pass that fails is retried with backoff, never fatal
+            if isinstance(delay, Exception):
+                error = delay
                 conflict = type(error).__name__ == "Conflict"
                 metrics.PASSES.labels("conflict" if conflict else "error").inc()
                 failures += 1
@@ -165,15 +188,11 @@ class Loops:
                     log.warning("reconcile of %s/%s: the API server refused: %s (retry in %.1fs)", *key,
                                 refusal(error), retry)
                 else:
-                    log.exception("reconcile of %s/%s failed (retry in %.1fs)", *key, retry)
-                metrics.PASS_SECONDS.observe(time.monotonic() - started)
-                self.running.pop(key, None)
+                    log.error("reconcile of %s/%s failed (retry in %.1fs)", *key, retry, exc_info=error)
                 await asyncio.sleep(retry)  # a watch event does not cut a backoff short: it waits for it
                 continue
             failures = 0
-            self.running.pop(key, None)
             metrics.PASSES.labels("ok").inc()
-            metrics.PASS_SECONDS.observe(time.monotonic() - started)
             if delay == GONE:
                 if self._end(key, wakeup):
                     return

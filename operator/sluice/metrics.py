@@ -10,6 +10,8 @@ PASS_SECONDS = Histogram("sluice_reconcile_duration_seconds", "Time one reconcil
 EVENTS = Counter("sluice_events_total", "Events Sluice posted on Releases, by reason and type.", ["reason", "type"])
 WRITES = Counter("sluice_api_writes_total", "Writes to the API server: sent, or refused by the leader fence.",
                  ["result"])
+API_READS = Counter("sluice_api_reads_total", "Reads from the API server, by kind and verb (list and watch "
+                    "are the caches'; get is a read outside them).", ["kind", "verb"])
 LAST_WRITE = Gauge("sluice_api_last_write_timestamp_seconds", "When this process last sent a write (Unix time).")
 LEADER = Gauge("sluice_leader", "1 while this replica holds the leader lease and acts, else 0.")
 MEASUREMENTS = Counter("sluice_measurements_total", "Metric measurements, by verdict.", ["verdict"])

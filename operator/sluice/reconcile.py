@@ -16,7 +16,7 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -45,10 +45,20 @@ STALLED_RETRY = 30.0
 TRACKS = ("stable", "canary")
 
 
+class Reads(Protocol):
+    """Where a pass reads: the watch caches (sluice.kube.cache), or the API server itself."""
+
+    async def get(self, api_version: str, kind: str, name: str, namespace: str) -> Body | None: ...
+
+    async def list(self, api_version: str, kind: str, namespace: str | None = None,
+                   label_selector: str | None = None) -> list[Body]: ...
+
+
 @dataclasses.dataclass
 class Context:
-    kube: Kube
+    kube: Kube  # writes, and the few reads no cache answers
     providers: Providers
+    reads: Reads | None = None  # the watch caches; `kube` when None
     admission: Admission | None = None
     now: Callable[[], datetime] | None = None  # a clock to inject; the wall clock otherwise
     posted: set[str] = dataclasses.field(default_factory=set)  # Event names this process has posted
@@ -56,6 +66,13 @@ class Context:
     def __post_init__(self) -> None:
         if self.admission is None:
             self.admission = Admission(self.kube)
+        if self.reads is None:
+            self.reads = self.kube
+
+    @property
+    def read(self) -> Reads:
+        assert self.reads is not None
+        return self.reads
 
     def clock(self) -> datetime:
         return self.now() if self.now else datetime.now(UTC)
@@ -166,7 +183,7 @@ async def preview_settled(ctx: Context, name: str, namespace: str, stable: Workl
     wanted = {p["metadata"]["name"] for p in pods
               if objects.template_hash_of(p) == stable.template_hash and not p["metadata"].get("deletionTimestamp")}
     listed: set[str] = set()
-    for piece in await ctx.kube.list("discovery.k8s.io/v1", "EndpointSlice", namespace,
+    for piece in await ctx.read.list("discovery.k8s.io/v1", "EndpointSlice", namespace,
                                      f"kubernetes.io/service-name={name}-preview"):
         for endpoint in piece.get("endpoints") or []:
             if (endpoint.get("conditions") or {}).get("ready"):
@@ -183,7 +200,7 @@ async def _policy(ctx: Context, namespace: str, spec: ReleaseSpec
     """(policy, generation, hash, problem, reason): the referenced policy, or why it cannot be used."""
     if spec.policy_ref is None:
         return None, None, None, "", ""
-    body = await ctx.kube.get(API_VERSION, "RolloutPolicy", spec.policy_ref.name, namespace)
+    body = await ctx.read.get(API_VERSION, "RolloutPolicy", spec.policy_ref.name, namespace)
     if body is None:
         return None, None, None, (f"RolloutPolicy {spec.policy_ref.name} not found in namespace {namespace}; "
                                   "no new rollout starts until it exists"), reasons.POLICY_NOT_FOUND
@@ -218,7 +235,7 @@ async def _upstream(ctx: Context, name: str, policy: RolloutPolicySpec | None) -
     found: list[Upstream] = []
     for requirement in policy.requires if policy else []:
         namespace = requirement.namespace
-        other = await ctx.kube.get(API_VERSION, "Release", name, namespace)
+        other = await ctx.read.get(API_VERSION, "Release", name, namespace)
         if other is None:
             found.append(Upstream(namespace, name))
             continue
@@ -226,7 +243,7 @@ async def _upstream(ctx: Context, name: str, policy: RolloutPolicySpec | None) -
         said = said if isinstance(said, dict) else {}
         told = Upstream(namespace, name, release=True, phase=_text(said, "phase"),
                         stable_version=_text(said, "stableVersion"), candidate_version=_text(said, "candidateVersion"))
-        body = await ctx.kube.get("apps/v1", "Deployment", objects.deployment_name(name, "stable"), namespace)
+        body = await ctx.read.get("apps/v1", "Deployment", objects.deployment_name(name, "stable"), namespace)
         if body is None:
             found.append(told)
             continue
@@ -265,6 +282,16 @@ async def _drifted(ctx: Context, release: Body, body: Body | None, spec: Release
     return bool(objects.normalized_hash(body["spec"]["template"]) != verdict.normalized)
 
 
+async def _owned(ctx: Context, api_version: str, kind: str, name: str, namespace: str, used: bool) -> Body | None:
+    """An object with a name Sluice writes. The caches hold only objects with Sluice's labels, so
+    a name they do not know, that this pass may create, is looked up on the API server: another
+    writer's object there (to adopt, or to refuse) is never overwritten by a create."""
+    found = await ctx.read.get(api_version, kind, name, namespace)
+    if found is None and used and ctx.read is not ctx.kube:
+        found = await ctx.kube.get(api_version, kind, name, namespace)
+    return found
+
+
 async def observe(ctx: Context, release: Body) -> tuple[Observed, Router, Seen]:
     """The planner's snapshot, the Release's router, and the owned objects as read."""
     meta = release["metadata"]
@@ -273,31 +300,31 @@ async def observe(ctx: Context, release: Body) -> tuple[Observed, Router, Seen]:
     spec = ReleaseSpec.model_validate(release["spec"])
     desired = objects.template_hash(spec)
     policy, generation, digest, policy_problem, policy_why = await _policy(ctx, namespace, spec)
-    deployments: dict[str, Body | None] = {}
-    pods: dict[str, list[Body]] = {}
-    for track in TRACKS:
-        deployments[track] = await ctx.kube.get("apps/v1", "Deployment", objects.deployment_name(name, track),
-                                                namespace)
-        pods[track] = [] if deployments[track] is None else await ctx.kube.list(
-            "v1", "Pod", namespace, f"{objects.NAME}={name},{objects.TRACK}={track}")
-    services = {service: await ctx.kube.get("v1", "Service", service, namespace)
-                for service in (name, f"{name}-canary", f"{name}-preview")}
     # Only the names this Release writes now can conflict; another's object that merely has the name
     # of one it does not use (the canary Deployment of a Release not rolling out) is left alone, and
-    # is never taken for its own.
+    # is never taken for its own. <name>-canary exists only where a route sends traffic to it.
     rolling_out = status.stable_hash is not None and (
         desired != status.stable_hash or (status.candidate_hash or status.stable_hash) != status.stable_hash)
     blue_green = status.strategy == "blueGreen" or bool(policy and policy.strategy.blue_green)
+    gateway = spec.traffic_routing.gateway_api if spec.traffic_routing else None
     used = {("Deployment", "stable"): True, ("Deployment", "canary"): rolling_out, ("Service", name): True,
-            ("Service", f"{name}-canary"): True, ("Service", f"{name}-preview"): blue_green}
+            ("Service", f"{name}-canary"): gateway is not None, ("Service", f"{name}-preview"): blue_green}
+    deployments: dict[str, Body | None] = {}
+    pods: dict[str, list[Body]] = {}
+    for track in TRACKS:
+        deployments[track] = await _owned(ctx, "apps/v1", "Deployment", objects.deployment_name(name, track),
+                                          namespace, used["Deployment", track])
+        pods[track] = [] if deployments[track] is None else await ctx.read.list(
+            "v1", "Pod", namespace, f"{objects.NAME}={name},{objects.TRACK}={track}")
+    services = {service: await _owned(ctx, "v1", "Service", service, namespace, used["Service", service])
+                for service in (name, f"{name}-canary", f"{name}-preview")}
     claims = {("Deployment", track): claim("Deployment", body, release,
                                            {"matchLabels": {objects.NAME: name, objects.TRACK: track}})
               for track, body in deployments.items()}
     claims.update({("Service", service): claim("Service", body, release) for service, body in services.items()})
     conflict = next((c.refusal for key, c in claims.items() if used[key] and c.refusal), None)
-    gateway = spec.traffic_routing.gateway_api if spec.traffic_routing else None
     if gateway and not conflict:
-        conflict = _route_claim(await ctx.kube.get(GATEWAY_API, "HTTPRoute", gateway.http_route, namespace), release)
+        conflict = _route_claim(await ctx.read.get(GATEWAY_API, "HTTPRoute", gateway.http_route, namespace), release)
     adopting = tuple(f"{kind} {objects.deployment_name(name, key) if kind == 'Deployment' else key}"
                      for (kind, key), c in claims.items() if c.adopt and used[kind, key])
     # What is not this Release's is invisible to it; what it may adopt is its own only where it writes now.
@@ -317,7 +344,7 @@ async def observe(ctx: Context, release: Body) -> tuple[Observed, Router, Seen]:
     drifted = {track: await _drifted(ctx, release, deployments[track], spec, desired, status) for track in TRACKS}
     stable = workload(deployments["stable"], pods["stable"], drifted["stable"])
     candidate = workload(deployments["canary"], pods["canary"], drifted["canary"])
-    router: Router = (GatewayRoute(ctx.kube, release, spec, gateway.http_route) if gateway
+    router: Router = (GatewayRoute(ctx.kube, ctx.read, release, spec, gateway.http_route) if gateway
                       else ReplicaRatio(ctx.kube, release, spec))
     if not problem:
         route_problem = await router.check()
@@ -514,7 +541,7 @@ async def post_events(ctx: Context, release: Body, status: ReleaseStatus) -> Non
 
 async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
     """One pass. Returns the seconds until the next pass is needed (None: only on change)."""
-    release = await ctx.kube.get(API_VERSION, "Release", name, namespace)
+    release = await ctx.read.get(API_VERSION, "Release", name, namespace)
     if release is None or release["metadata"].get("deletionTimestamp"):
         return GONE
     now = ctx.clock()

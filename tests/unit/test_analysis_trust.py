@@ -24,10 +24,11 @@ from typer.testing import CliRunner
 
 from sluice.analysis.addresses import Allowlist, parse_entry, redact
 from sluice.analysis.prometheus import Connection, Prometheus
-from sluice.analysis.providers import CREDENTIAL_LABEL, IDLE_CLIENT, Providers
+from sluice.analysis.providers import IDLE_CLIENT, Providers
 from sluice.analysis.runner import Rejected, measure
 from sluice.api.models import RolloutPolicySpec, SecretKeyRef
 from sluice.cli.main import app
+from sluice.kube.objects import CREDENTIAL_LABEL
 from sluice.reconcile import Context
 from tests.unit.test_analysis import SUBJECT, with_prometheus
 from tests.unit.test_reconcile import T0, Store, passes, release, selector, status
@@ -395,7 +396,7 @@ async def test_a_rotated_token_rebuilds_the_client_and_closes_the_old_one(listen
     await second.query("q")
     assert listener.tokens() == ["Bearer first", "Bearer second"]
     secrets.token = None  # the Secret deleted: its client goes too
-    with pytest.raises(Rejected, match="Secret prometheus with key token not found"):
+    with pytest.raises(Rejected, match="Secret prometheus not found in namespace shop, or not marked for analysis"):
         await providers.get(policy, "shop")
     assert providers.clients == {} and isinstance(second, Prometheus) and second.client.is_closed
 

@@ -73,7 +73,7 @@ async def test_liveness_fails_on_a_stuck_pass_and_on_a_stalled_elector(monkeypat
         await release_pass.wait()
         return None
 
-    loops = Loops(reconcile, clock=lambda: clock[0])
+    loops = Loops(reconcile, clock=lambda: clock[0], settle=0)
     monkeypatch.setattr(handlers, "state", {"loops": loops})
     assert (await handlers.progress())["oldestPassSeconds"] == 0.0
     loops.poke("team", "web")

@@ -129,7 +129,7 @@ def test_a_pass_that_finds_the_release_gone_ends_its_loop() -> None:
     fake = FakePass(GONE)
 
     async def scenario() -> None:
-        loops = Loops(fake)
+        loops = Loops(fake, settle=0)
         loops.poke(*KEY)
         await asyncio.sleep(IDLE * 2)
         assert fake.started == [0.0]
@@ -153,7 +153,7 @@ def test_a_wakeup_during_a_pass_that_finds_the_release_gone_is_not_lost() -> Non
 
     async def scenario() -> None:
         nonlocal loops
-        loops = Loops(fake)
+        loops = Loops(fake, settle=0)
         loops.poke(*KEY)
         await asyncio.sleep(10)
         assert fake.started == [0.0, pytest.approx(0.2)]  # the second pass at once, not at the next event
@@ -169,7 +169,7 @@ def test_a_release_poked_after_its_loop_ended_gets_a_new_loop() -> None:
     fake = FakePass(GONE, 5.0)
 
     async def scenario() -> None:
-        loops = Loops(fake)
+        loops = Loops(fake, settle=0)
         loops.poke(*KEY)
         await asyncio.sleep(1)
         assert loops.tasks == {}
@@ -187,7 +187,7 @@ def test_a_persistent_conflict_backs_off_exponentially_up_to_the_cap() -> None:
     fake = FakePass(Conflict("checkout"))
 
     async def scenario() -> None:
-        loops = Loops(fake, jitter=lambda: 0.5)
+        loops = Loops(fake, settle=0, jitter=lambda: 0.5)
         loops.poke(*KEY)
         await asyncio.sleep(600)
         await loops.stop()
@@ -204,7 +204,7 @@ def test_the_jitter_spreads_releases_that_fail_together() -> None:
         fake = FakePass(Conflict("checkout"))
 
         async def scenario(fake: FakePass = fake, jitter: float = jitter) -> None:
-            loops = Loops(fake, jitter=lambda: jitter)
+            loops = Loops(fake, settle=0, jitter=lambda: jitter)
             loops.poke(*KEY)
             await asyncio.sleep(60)
             await loops.stop()
@@ -221,7 +221,7 @@ def test_watch_events_do_not_cut_a_backoff_short() -> None:
     fake = FakePass(RuntimeError("boom"), RuntimeError("boom"), RuntimeError("boom"), None)
 
     async def scenario() -> None:
-        loops = Loops(fake, jitter=lambda: 0.5)
+        loops = Loops(fake, settle=0, jitter=lambda: 0.5)
         loops.poke(*KEY)
         for _ in range(100):  # a busy Release: a watch event every 50 ms for 5 s
             await asyncio.sleep(0.05)
@@ -240,7 +240,7 @@ def test_a_wakeup_during_a_backoff_is_served_by_the_retry_alone() -> None:
     fake = FakePass(RuntimeError("boom"), RuntimeError("boom"), RuntimeError("boom"), None)
 
     async def scenario() -> None:
-        loops = Loops(fake, jitter=lambda: 0.5)
+        loops = Loops(fake, settle=0, jitter=lambda: 0.5)
         loops.poke(*KEY)
         await asyncio.sleep(0.2 + 0.375 + 0.1)  # in the third backoff (0.75 s)
         loops.poke(*KEY)
@@ -256,7 +256,7 @@ def test_a_success_resets_the_backoff() -> None:
     fake = FakePass(boom, boom, boom, 1.0, boom, boom)
 
     async def scenario() -> None:
-        loops = Loops(fake, jitter=lambda: 0.5)
+        loops = Loops(fake, settle=0, jitter=lambda: 0.5)
         loops.poke(*KEY)
         await asyncio.sleep(5)
         await loops.stop()
@@ -272,7 +272,7 @@ def test_an_api_refusal_is_one_log_line_with_the_servers_sentence(caplog: pytest
     fake = FakePass(refused(422, message), None)
 
     async def scenario() -> None:
-        loops = Loops(fake, jitter=lambda: 0.0)
+        loops = Loops(fake, settle=0, jitter=lambda: 0.0)
         loops.poke(*KEY)
         await asyncio.sleep(1)
         await loops.stop()
@@ -290,7 +290,7 @@ def test_an_unexpected_error_is_logged_with_its_traceback_and_the_loop_goes_on(
     fake = FakePass(KeyError("spec"), None)
 
     async def scenario() -> None:
-        loops = Loops(fake, jitter=lambda: 0.0)
+        loops = Loops(fake, settle=0, jitter=lambda: 0.0)
         loops.poke(*KEY)
         await asyncio.sleep(1)
         assert not loops.tasks[KEY].done()
@@ -307,7 +307,7 @@ def test_a_conflict_is_not_reported_as_a_problem(caplog: pytest.LogCaptureFixtur
     fake = FakePass(Conflict("checkout"), None)
 
     async def scenario() -> None:
-        loops = Loops(fake)
+        loops = Loops(fake, settle=0)
         loops.poke(*KEY)
         await asyncio.sleep(1)
         await loops.stop()
@@ -324,7 +324,7 @@ def test_after_a_successful_pass_a_wakeup_runs_the_next_pass_at_once() -> None:
     fake = FakePass(30.0)
 
     async def scenario() -> None:
-        loops = Loops(fake)
+        loops = Loops(fake, settle=0)
         loops.poke(*KEY)
         await asyncio.sleep(1)
         loops.poke(*KEY)
@@ -339,7 +339,7 @@ def test_a_settled_release_is_looked_at_again_after_idle() -> None:
     fake = FakePass(None)
 
     async def scenario() -> None:
-        loops = Loops(fake)
+        loops = Loops(fake, settle=0)
         loops.poke(*KEY)
         await asyncio.sleep(IDLE + 1)
         await loops.stop()
@@ -361,7 +361,7 @@ def test_passes_are_never_concurrent_and_wakeups_during_a_pass_give_one_more_pas
 
     async def scenario() -> None:
         nonlocal loops
-        loops = Loops(fake)
+        loops = Loops(fake, settle=0)
         loops.poke(*KEY)
         await asyncio.sleep(5)
         await loops.stop()
@@ -375,7 +375,7 @@ def test_forget_ends_the_loop_even_during_a_backoff() -> None:
     fake = FakePass(RuntimeError("boom"))
 
     async def scenario() -> None:
-        loops = Loops(fake, jitter=lambda: 0.5)
+        loops = Loops(fake, settle=0, jitter=lambda: 0.5)
         loops.poke(*KEY)
         await asyncio.sleep(1)
         loops.forget(*KEY)
@@ -384,3 +384,49 @@ def test_forget_ends_the_loop_even_during_a_backoff() -> None:
         assert len(fake.started) == passes and loops.tasks == {}
 
     simulate(scenario)
+
+
+# --- bursts and bounded concurrency ------------------------------------------------------------
+
+def test_a_burst_of_wake_ups_becomes_one_pass() -> None:
+    """Five events in 30 ms (a Deployment scaling, its pods coming up) wake one pass, which
+    starts `settle` after the first of them."""
+    fake = FakePass(None)
+
+    async def scenario() -> None:
+        loops = Loops(fake, settle=0.05)
+        loops.poke(*KEY)
+        for _ in range(4):
+            await asyncio.sleep(0.0075)
+            loops.poke(*KEY)
+        await asyncio.sleep(10)
+        await loops.stop()
+
+    simulate(scenario)
+    assert fake.started == pytest.approx([0.05])
+
+
+def test_no_more_passes_run_at_once_than_the_concurrency_allows() -> None:
+    """Twenty Releases woken together, each pass taking 1 s: with 4 slots they run in five waves,
+    and every Release still gets its pass."""
+    running, most, started = [0], [0], []
+
+    async def slow(namespace: str, name: str) -> float | None:
+        started.append((name, now()))
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        await asyncio.sleep(1)
+        running[0] -= 1
+        return None
+
+    async def scenario() -> None:
+        loops = Loops(slow, settle=0, concurrency=4)
+        for n in range(20):
+            loops.poke("shop", f"r{n}")
+        await asyncio.sleep(30)
+        await loops.stop()
+
+    simulate(scenario)
+    assert most[0] == 4
+    assert sorted(name for name, _ in started) == sorted(f"r{n}" for n in range(20))
+    assert max(at for _, at in started) == pytest.approx(4.0)

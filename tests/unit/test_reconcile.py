@@ -208,15 +208,15 @@ async def test_a_pass_that_dies_after_persisting_a_rollback_is_finished_by_the_n
 
 async def test_an_owned_name_taken_by_another_object_is_never_written(cluster: Any) -> None:
     store, context, clock = cluster
-    store.put({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "checkout-canary", "namespace": "shop",
-               "ownerReferences": [{"kind": "Release", "name": "checkout-canary", "uid": "someone-else",
+    store.put({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "checkout", "namespace": "shop",
+               "ownerReferences": [{"kind": "Release", "name": "other", "uid": "someone-else",
                                     "controller": True}]}, "spec": {"selector": {"app": "other"}}})
     release(store, "1.0.0")
     await passes(context, clock, 2)
     assert [w for w in store.writes if w[0] != "status"] == []
     stalled = next(c for c in status(store)["conditions"] if c["type"] == "Stalled")
     assert stalled["status"] == "True" and stalled["reason"] == "NameConflict"
-    assert "Service checkout-canary already exists and belongs to Release checkout-canary" in stalled["message"]
+    assert "Service checkout already exists and belongs to Release other" in stalled["message"]
 
 
 class Flaky:
@@ -416,8 +416,8 @@ REFUSED = {
         foreign("Deployment", "checkout", selector=SLUICE_SELECTOR),
         "Deployment checkout already exists and is not managed by Sluice"),
     "another controller's Service, even with the grant": (
-        foreign("Service", "checkout-canary", GRANT, ROLLOUT),
-        "Service checkout-canary already exists and belongs to Rollout legacy (an object another controller "
+        foreign("Service", "checkout", GRANT, ROLLOUT),
+        "Service checkout already exists and belongs to Rollout legacy (an object another controller "
         "manages is never adopted)"),
     "a grant to another Release": (
         foreign("Service", "checkout", {"sluice.dev/adopt": "payments"}),

@@ -29,10 +29,10 @@ from sluice.analysis.prometheus import Connection, MetricProvider, Prometheus
 from sluice.analysis.runner import Rejected
 from sluice.api.durations import parse_duration
 from sluice.api.models import RolloutPolicySpec, SecretKeyRef
+from sluice.kube.objects import CREDENTIAL_LABEL
 
 log = logging.getLogger(__name__)
 
-CREDENTIAL_LABEL = "sluice.dev/analysis-credential"  # a Secret analysis may read carries it, set to "true"
 IDLE_CLIENT = 600.0  # seconds a client may go unused (its policy deleted, say) before it is closed
 
 
@@ -121,8 +121,11 @@ class Providers:
         if ref is None:
             return None
         secret = await self.kube.get("v1", "Secret", ref.name, namespace)
-        if secret is None:
-            raise Rejected(f"Secret {ref.name} with key {ref.key} not found in namespace {namespace}")
+        if secret is None:  # the operator's cache holds only labelled Secrets: an unlabelled one is not found
+            raise Rejected(f"Secret {ref.name} not found in namespace {namespace}, or not marked for analysis: "
+                           f"Sluice reads a Secret for a RolloutPolicy only if it has the label "
+                           f"{CREDENTIAL_LABEL}=true (kubectl label secret {ref.name} -n {namespace} "
+                           f"{CREDENTIAL_LABEL}=true)")
         labels = (secret.get("metadata") or {}).get("labels") or {}
         if labels.get(CREDENTIAL_LABEL) != "true":
             raise Rejected(f"Secret {ref.name} in namespace {namespace} is not marked for analysis: Sluice reads a "

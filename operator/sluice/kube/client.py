@@ -15,6 +15,7 @@ renew deadline is not sent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import Callable, Sequence
@@ -78,13 +79,19 @@ class Kube:
         self.dynamic = dynamic.DynamicClient(api)  # type: ignore[no-untyped-call]
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
         self.fence = fence or (lambda: None)
+        self.written: Callable[[Any], None] = lambda body: None  # told every object a write returns
+
+    def watch_writes(self, written: Callable[[Any], None]) -> None:
+        """Hand every object a write returns to `written` (a watch cache stores it at once)."""
+        self.written = written
 
     async def _call(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, functools.partial(function, *args, **kwargs))
 
-    async def _write(self, function: Callable[[], T]) -> T:
-        """A write, sent only if the fence still allows it when a worker picks it up."""
+    async def _write(self, function: Callable[[], T], dry_run: bool = False) -> T:
+        """A write, sent only if the fence still allows it when a worker picks it up; what the
+        API server answers is handed to `written` (not for a dry run: nothing was stored)."""
         def fenced() -> T:
             try:
                 self.fence()
@@ -94,13 +101,17 @@ class Kube:
             metrics.WRITES.labels("sent").inc()
             metrics.LAST_WRITE.set_to_current_time()
             return function()
-        return await self._call(fenced)
+        result = await self._call(fenced)
+        if not dry_run:
+            self.written(result)
+        return result
 
     def _resource(self, api_version: str, kind: str) -> Any:
         return self.dynamic.resources.get(api_version=api_version, kind=kind)
 
     # Synchronous calls, for the CLI and for the threads below.
     def get_sync(self, api_version: str, kind: str, name: str, namespace: str) -> Body | None:
+        metrics.API_READS.labels(kind, "get").inc()
         try:
             found: Body = self._resource(api_version, kind).get(name=name, namespace=namespace).to_dict()
         except (NotFoundError, ResourceNotFoundError):
@@ -109,6 +120,7 @@ class Kube:
 
     def list_sync(self, api_version: str, kind: str, namespace: str | None = None,
                   label_selector: str | None = None) -> list[Body]:
+        metrics.API_READS.labels(kind, "list").inc()
         try:
             result = self._resource(api_version, kind).get(namespace=namespace, label_selector=label_selector)
         except ResourceNotFoundError:
@@ -164,6 +176,17 @@ class Kube:
             return result
         return await self._write(call)
 
+    async def delete(self, api_version: str, kind: str, body: Body) -> None:
+        """Delete exactly the object read (its uid as a precondition): never a successor of the same name."""
+        meta = body["metadata"]
+
+        def call() -> None:
+            with contextlib.suppress(NotFoundError):
+                self._resource(api_version, kind).delete(
+                    name=meta["name"], namespace=meta.get("namespace"),
+                    body={"preconditions": {"uid": meta["uid"]}})
+        await self._write(call)
+
     async def dry_run_create(self, body: Body) -> Body:
         """The object as the API server would create it (defaults, admission, strict field
         validation) without creating it; ApiException with the server's refusal otherwise."""
@@ -174,7 +197,7 @@ class Kube:
                 field_manager=FIELD_MANAGER, query_params=[("fieldValidation", "Strict")],
             ).to_dict()
             return result
-        return await self._write(call)
+        return await self._write(call, dry_run=True)
 
     async def json_patch(self, api_version: str, kind: str, name: str, namespace: str,
                          operations: Sequence[Body]) -> Body:

@@ -20,6 +20,7 @@ MANAGED_BY = "app.kubernetes.io/managed-by"
 TRACK = "sluice.dev/track"
 RELEASE = "sluice.dev/release"
 TEMPLATE_HASH = "sluice.dev/template-hash"
+CREDENTIAL_LABEL = "sluice.dev/analysis-credential"  # a Secret analysis may read carries it, set to "true"
 FULL_VERSION = "sluice.dev/version"  # the whole version; the label holds a label-safe form of it
 
 Body = dict[str, Any]
@@ -153,13 +154,15 @@ def service(release: Body, spec: ReleaseSpec, name: str, selector: dict[str, str
 
 
 def services(release: Body, spec: ReleaseSpec, selects_canary: bool, active: str = "stable",
-             preview: bool = False, preview_track: str = "canary") -> list[Body]:
+             preview: bool = False, preview_track: str = "canary", canary: bool = True) -> list[Body]:
     """<name> selects the active track (both tracks under a replica-ratio split while a canary
-    runs); <name>-canary, and <name>-preview for blue-green, select the candidate's pods."""
+    runs); <name>-canary (only where a route sends traffic to it), and <name>-preview for
+    blue-green, select the candidate's pods."""
     name = release["metadata"]["name"]
     main = {NAME: name} if selects_canary else {NAME: name, TRACK: active}
-    canary = {NAME: name, TRACK: "canary"}
-    owned = [service(release, spec, name, main), service(release, spec, f"{name}-canary", canary)]
+    owned = [service(release, spec, name, main)]
+    if canary:
+        owned.append(service(release, spec, f"{name}-canary", {NAME: name, TRACK: "canary"}))
     if preview:
         owned.append(service(release, spec, f"{name}-preview", {NAME: name, TRACK: preview_track}))
     return owned

@@ -7,6 +7,10 @@ from typing import Any, Protocol
 from sluice.plan.types import Plan
 
 
+class Reads(Protocol):
+    async def get(self, api_version: str, kind: str, name: str, namespace: str) -> dict[str, Any] | None: ...
+
+
 class Router(Protocol):
     async def check(self) -> str | None:
         """A problem that stops the rollout (the route does not exist), or None."""

@@ -12,18 +12,22 @@ from sluice.api.models import ReleaseSpec
 from sluice.kube import objects
 from sluice.kube.client import Conflict, Kube
 from sluice.plan.types import Plan
+from sluice.traffic import Reads
 from sluice.traffic.replicas import apply_services
 
 API_VERSION = "gateway.networking.k8s.io/v1"
 
 
 class GatewayRoute:
-    def __init__(self, kube: Kube, release: dict[str, Any], spec: ReleaseSpec, route: str) -> None:
-        self.kube, self.release, self.spec, self.name = kube, release, spec, route
+    def __init__(self, kube: Kube, reads: Reads, release: dict[str, Any], spec: ReleaseSpec, route: str) -> None:
+        self.kube, self.reads, self.release, self.spec, self.name = kube, reads, release, spec, route
         self.namespace = release["metadata"]["namespace"]
 
-    async def _read(self) -> dict[str, Any] | None:
-        return await self.kube.get(API_VERSION, "HTTPRoute", self.name, self.namespace)
+    async def _read(self, fresh: bool = False) -> dict[str, Any] | None:
+        """The route from the watch cache; from the API server after a conflict (the cache may
+        not have the other writer's change yet)."""
+        source = self.kube if fresh else self.reads
+        return await source.get(API_VERSION, "HTTPRoute", self.name, self.namespace)
 
     async def check(self) -> str | None:
         route = await self._read()
@@ -34,12 +38,12 @@ class GatewayRoute:
 
     async def route(self, plan: Plan, services: dict[str, dict[str, Any] | None]) -> None:
         # Under a route, <name> always selects a single track; the route splits the traffic.
-        await apply_services(self.kube, self.release, self.spec, plan, False, services)
+        await apply_services(self.kube, self.release, self.spec, plan, False, services, canary=True)
         weight = plan.weight
         if weight is None:
             return
-        for _ in range(3):
-            route = await self._read()
+        for attempt in range(3):
+            route = await self._read(fresh=attempt > 0)
             if route is None:
                 return
             updated, _problem = objects.route_weights(route, self.release["metadata"]["name"], weight)
