@@ -268,6 +268,9 @@ def operator(
         "--renew-deadline", help="Seconds the leader acts after its last renewal began.")] = 5.0,
     retry_period: Annotated[float, typer.Option(
         "--retry-period", help="Seconds between tries to take or renew the Lease.")] = 2.0,
+    concurrency: Annotated[int, typer.Option(
+        "--concurrency", min=1, envvar="SLUICE_CONCURRENCY",
+        help="Reconcile passes running at once; the other Releases wait their turn.")] = 32,
 ) -> None:
     """Run the operator in the foreground against the current kubeconfig (all namespaces by default)."""
     from sluice.analysis.addresses import Allowlist
@@ -286,7 +289,7 @@ def operator(
     options = handlers.Options(
         namespaces=namespace or [], verbose=verbose, metrics_address=metrics_address,
         health_address=health_address, leader_election=leader_elect, lease_namespace=lease_namespace,
-        lease_name=lease_name, timing=timing, prometheus_allow=allowed)
+        lease_name=lease_name, timing=timing, prometheus_allow=allowed, concurrency=concurrency)
     try:
         handlers.run(options)
     except KeyboardInterrupt:

@@ -15,7 +15,6 @@ renew deadline is not sent.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from collections.abc import Callable, Sequence
@@ -175,17 +174,6 @@ class Kube:
             ).to_dict()
             return result
         return await self._write(call)
-
-    async def delete(self, api_version: str, kind: str, body: Body) -> None:
-        """Delete exactly the object read (its uid as a precondition): never a successor of the same name."""
-        meta = body["metadata"]
-
-        def call() -> None:
-            with contextlib.suppress(NotFoundError):
-                self._resource(api_version, kind).delete(
-                    name=meta["name"], namespace=meta.get("namespace"),
-                    body={"preconditions": {"uid": meta["uid"]}})
-        await self._write(call)
 
     async def dry_run_create(self, body: Body) -> Body:
         """The object as the API server would create it (defaults, admission, strict field

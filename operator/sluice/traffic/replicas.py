@@ -1,8 +1,8 @@
 """Replica ratio: no mesh. Weights are approximated by pod counts (the planner sizes the
 Deployments); the Service <name> selects both tracks while a rollout runs, and only the stable
 pods otherwise, which is how a rollback takes traffic off the canary at once. No <name>-canary
-Service: nothing routes to it, and on a cluster with a small Service range every Service counts
-(one that an earlier Sluice created is deleted)."""
+Service: nothing routes to it, and on a cluster with a small Service range every Service counts.
+(One that an earlier Sluice created stays until its Release goes: Sluice may not delete Services.)"""
 
 from __future__ import annotations
 
@@ -31,13 +31,9 @@ class ReplicaRatio:
 
 async def apply_services(kube: Kube, release: dict[str, Any], spec: ReleaseSpec, plan: Plan,
                          selects_canary: bool, observed: dict[str, dict[str, Any] | None], canary: bool) -> None:
-    """Write the Services the plan and router use; delete an unused <name>-canary of this Release's
-    (`observed` holds only objects this Release may write)."""
+    """Write the Services the plan and router use (`observed`: as read, by name)."""
     for body in objects.services(release, spec, selects_canary, plan.active, plan.preview, plan.preview_track,
                                  canary):
         current = observed.get(body["metadata"]["name"])
         if changed(current, body, SERVICE_FIELDS):
             await kube.write(body, exists=current is not None)
-    unused = observed.get(f"{release['metadata']['name']}-canary")
-    if not canary and unused is not None and objects.controller_uid(unused) == release["metadata"]["uid"]:
-        await kube.delete("v1", "Service", unused)
