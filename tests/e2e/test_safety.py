@@ -560,24 +560,27 @@ def test_a_rollout_stalled_mid_way_serves_nothing_from_the_canary_until_fixed(
 @pytest.mark.parametrize("first", ["x", "x-canary"])
 def test_releases_x_and_x_canary_refuse_to_share_objects_or_pods(
         kubectl: Kubectl, operator: Operator, first: str) -> None:
-    """Given Release `first` running, when a Release whose owned names collide with it is
-    applied, then the newcomer is Stalled with reason NameConflict naming the object, the first
-    keeps its objects, and no Service selects the other Release's pods."""
+    """Given Releases x and x-canary, applied in either order, then each serves only its own pods
+    (replica-ratio routing gives x no Service x-canary); when x rolls out, it needs Deployment
+    x-canary, which is the other Release's: x is Stalled with reason NameConflict naming it, keeps
+    serving its stable version, and x-canary keeps its objects."""
     second = "x-canary" if first == "x" else "x"
     kubectl.apply(release(first, "1.0.0", policy=None, replicas=2))
     wait_for(f"{first} stable", phase(kubectl, first, "Succeeded"), 60)
     kubectl.apply(release(second, "1.0.0", policy=None, replicas=2))
+    wait_for(f"{second} stable", phase(kubectl, second, "Succeeded"), 60)
+    kubectl.apply(release("x", "1.1.0", policy=None, replicas=2))
     try:
-        found = wait_for(f"{second} Stalled", stalled(kubectl, second), 20)
+        found = wait_for("x Stalled", stalled(kubectl, "x"), 20)
     except AssertionError:
-        raise AssertionError(f"{second} was not Stalled: {kubectl.status(second)}; {first}: "
-                             f"{kubectl.status(first)}") from None
+        raise AssertionError(f"x was not Stalled: {kubectl.status('x')}; x-canary: "
+                             f"{kubectl.status('x-canary')}") from None
     assert found["reason"] == "NameConflict", found
-    assert "x-canary" in found["message"] and ("Service" in found["message"] or "Deployment" in found["message"]), \
-        found["message"]
+    assert "Deployment x-canary already exists and belongs to Release x-canary" in found["message"], found["message"]
     time.sleep(3)
-    status = kubectl.status(first)
-    assert status["phase"] == "Succeeded" and condition(kubectl, first, "Ready")["status"] == "True", status  # type: ignore[index]
+    assert kubectl.status("x")["stableVersion"] == "1.0.0"
+    status = kubectl.status("x-canary")
+    assert status["phase"] == "Succeeded" and condition(kubectl, "x-canary", "Ready")["status"] == "True", status  # type: ignore[index]
     owners: dict[str, str] = {}
     for kind in ("service", "deployment"):
         for item in json.loads(kubectl.run("get", kind, "-o", "json").stdout)["items"]:
@@ -587,7 +590,7 @@ def test_releases_x_and_x_canary_refuse_to_share_objects_or_pods(
             if kind == "service":
                 assert item["spec"]["selector"]["app.kubernetes.io/name"] == refs[0], \
                     f"Service {item['metadata']['name']} of {refs[0]} selects {item['spec']['selector']}"
-    assert owners["service/x-canary"] == first, owners
+    assert owners["service/x-canary"] == "x-canary" and owners["deployment/x-canary"] == "x-canary", owners
     pod_owner = {p["metadata"]["name"]: p["metadata"]["labels"]["app.kubernetes.io/name"]
                  for p in json.loads(kubectl.run("get", "pods", "-o", "json").stdout)["items"]}
     slices = json.loads(kubectl.run("get", "endpointslices", "-o", "json").stdout)["items"]
