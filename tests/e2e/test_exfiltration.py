@@ -103,8 +103,8 @@ def test_a_secret_without_the_analysis_label_never_leaves_the_cluster(
     found, weights = watch_stalled(kubectl, "vault", 15)
     namespace = kubectl.namespace
     assert found["message"] == (
-        f"Secret db-password in namespace {namespace} is not marked for analysis: Sluice reads a Secret for a "
-        "RolloutPolicy only if it has the label sluice.dev/analysis-credential=true "
+        f"Secret db-password not found in namespace {namespace}, or not marked for analysis: Sluice reads a "
+        "Secret for a RolloutPolicy only if it has the label sluice.dev/analysis-credential=true "
         f"(kubectl label secret db-password -n {namespace} sluice.dev/analysis-credential=true)")
     assert listener.requests == [], "the unlabelled Secret's token reached the listener"
     assert set(weights) == {0}, f"traffic moved to an unjudged candidate: {weights}"
