@@ -18,6 +18,7 @@ from sluice.analysis.prometheus import Connection, Prometheus
 from sluice.analysis.providers import Providers
 from sluice.analysis.runner import Rejected, Subject, measure
 from sluice.api.models import (
+    Analysis,
     AnalysisRun,
     AnalysisStep,
     CanaryStep,
@@ -108,19 +109,101 @@ def test_compare_flags_a_regression_and_passes_a_lookalike() -> None:
     assert compare(m, spec, [1.0], stable).verdict == Verdict.INCONCLUSIVE
 
 
-def test_run_measures_every_interval_and_passes_after_count() -> None:
+def test_run_measures_at_once_then_every_interval_and_passes_after_count() -> None:
     policy = policy_spec([{"analysis": {}}])
     run = analysis.start(0, T0)
     metrics = list(policy.analysis.metrics)
-    state = analysis.evaluate(run, metrics, policy.analysis, T0 + timedelta(seconds=10), 300)
-    assert state.due == () and state.next_in == pytest.approx(20)
+    assert analysis.evaluate(run, metrics, policy.analysis, T0, 300).due == ("error-rate",)
     status = ReleaseStatus()
-    for i in (1, 2):
+    for i in (0, 1):
         now = T0 + timedelta(seconds=30 * i)
         assert analysis.evaluate(run, metrics, policy.analysis, now, 300).due == ("error-rate",)
         run = analysis.record(status, run, [Result("error-rate", Verdict.SUCCESSFUL, 0.0, "")], now, "1.1.0", 0)
+        if i == 0:
+            state = analysis.evaluate(run, metrics, policy.analysis, T0 + timedelta(seconds=10), 300)
+            assert state.due == () and state.next_in == pytest.approx(20)
     assert analysis.evaluate(run, metrics, policy.analysis, T0, 300).outcome == analysis.Outcome.PASSED
     assert len(status.analysis) == 2
+
+
+# When a metric is measured: at once when its run starts; every FIRST_POLL seconds while nothing
+# of it is judged (no data yet, too little traffic); every interval after its first verdict.
+# (counts at T0, seconds after T0, interval) -> (due now, seconds until it is due)
+STARTED = iso(T0)
+WAITING = MetricRun(last_measured_at=STARTED, waiting_since=STARTED)
+
+
+@pytest.mark.parametrize(("counts", "after", "interval", "due", "next_in"), [
+    pytest.param(None, 0, "30s", True, None, id="first measurement at the start of the run"),
+    pytest.param(None, 45, "30s", True, None, id="first measurement due however late the pass"),
+    pytest.param(WAITING, 1, "30s", False, 1.0, id="Waiting for data: polled after FIRST_POLL, not the interval"),
+    pytest.param(WAITING, 2, "30s", True, None, id="Waiting for data: due FIRST_POLL after the last look"),
+    pytest.param(WAITING.model_copy(update={"waiting_for_traffic": True}), 1, "30s", False, 1.0,
+                 id="minSamples not met: polled quickly too"),
+    pytest.param(MetricRun(last_measured_at=STARTED, successful=1), 2, "30s", False, 28.0,
+                 id="after the first judged result: the interval"),
+    pytest.param(MetricRun(last_measured_at=STARTED, inconclusive=1), 29, "30s", False, 1.0,
+                 id="an Inconclusive result is judged: the interval"),
+    pytest.param(MetricRun(last_measured_at=STARTED, successful=1, waiting_since=STARTED), 2, "30s", False, 28.0,
+                 id="Waiting after a verdict: the interval"),
+    pytest.param(MetricRun(last_measured_at=STARTED, errors=1, consecutive_errors=1), 2, "30s", False, 28.0,
+                 id="a provider error before any verdict: the interval (consecutiveErrorLimit counts intervals)"),
+    pytest.param(WAITING, 1, "1s", True, None, id="an interval shorter than FIRST_POLL wins"),
+])
+def test_when_a_metric_is_measured(counts: MetricRun | None, after: float, interval: str, due: bool,
+                                   next_in: float | None) -> None:
+    policy = policy_spec([{"analysis": {}}], analysis={"interval": interval})
+    run = AnalysisRun(step=0, started_at=STARTED, metrics={"error-rate": counts} if counts else {})
+    state = analysis.evaluate(run, list(policy.analysis.metrics), policy.analysis, T0 + timedelta(seconds=after), 300)
+    assert state.outcome == analysis.Outcome.RUNNING
+    assert (state.due == ("error-rate",), state.next_in) == (due, pytest.approx(next_in) if next_in else None)
+
+
+def test_first_poll_is_short() -> None:
+    assert analysis.FIRST_POLL == 2.0
+    assert analysis.period(MetricRun(), 30) == 2.0 and analysis.period(MetricRun(successful=1), 30) == 30
+    described = Analysis.model_fields["interval"].description or ""
+    assert f"polled every {analysis.FIRST_POLL:g}s" in described, "kubectl explain says what the planner does"
+
+
+@pytest.mark.parametrize(("counts", "outcome", "says"), [
+    pytest.param(WAITING, analysis.Outcome.INCONCLUSIVE, "the query returned no data (noData: inconclusive)",
+                 id="no data yet: the deadline still applies"),
+    pytest.param(WAITING.model_copy(update={"waiting_for_traffic": True}), analysis.Outcome.FAILED,
+                 "too little traffic to judge (minSamples)", id="too little traffic: the deadline still applies"),
+])
+def test_quick_polling_is_still_bounded_by_the_deadline(counts: MetricRun, outcome: analysis.Outcome,
+                                                        says: str) -> None:
+    policy = policy_spec([{"analysis": {}}])
+    later = counts.model_copy(update={"last_measured_at": iso(T0 + timedelta(seconds=300))})
+    run = AnalysisRun(step=0, started_at=STARTED, metrics={"error-rate": later})
+    state = analysis.evaluate(run, list(policy.analysis.metrics), policy.analysis, T0 + timedelta(seconds=301), 300)
+    assert state.outcome == outcome and says in state.reason
+
+
+def test_a_waiting_metric_is_polled_until_its_data_comes_then_measured_every_interval() -> None:
+    """A story through record(): Waiting at 0 s and 2 s, data at 4 s, then 34 s, and passed; the
+    polls leave one Waiting entry in status.analysis, not one each."""
+    policy = policy_spec([{"analysis": {}}], analysis={"metrics": [
+        {"name": "error-rate", "query": "q", "successCondition": "result < 0.05", "noData": "hold"}]})
+    metrics, spec = list(policy.analysis.metrics), policy.analysis
+    status, run = ReleaseStatus(), analysis.start(0, T0)
+    empty = Result("error-rate", Verdict.WAITING, None, "no data", missing=True)
+    good = Result("error-rate", Verdict.SUCCESSFUL, 0.01, "0.01: result < 0.05")
+    taken = []
+    for second in range(60):
+        now = T0 + timedelta(seconds=second)
+        state = analysis.evaluate(run, metrics, spec, now, 300)
+        if state.outcome == analysis.Outcome.PASSED:
+            break
+        if state.due:
+            taken.append(second)
+            run = analysis.record(status, run, [empty if second < 4 else good], now, "1.1.0", 0)
+    assert taken == [0, 2, 4, 34] and state.outcome == analysis.Outcome.PASSED
+    shown = [(m.verdict, m.at) for m in status.analysis]
+    at = [iso(T0 + timedelta(seconds=s)) for s in (2, 4, 34)]
+    assert shown == [(Verdict.WAITING, at[0]), (Verdict.SUCCESSFUL, at[1]), (Verdict.SUCCESSFUL, at[2])], \
+        "one Waiting entry stands for the polls"
 
 
 def test_status_measurements_are_bounded() -> None:

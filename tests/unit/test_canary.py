@@ -7,7 +7,7 @@ import pytest
 from sluice.api.models import Phase, ReleaseStatus, Verdict
 from sluice.plan import reasons
 from sluice.plan.canary import weight_at
-from sluice.plan.types import Result, canary_replicas, effective_weight
+from sluice.plan.types import Result, canary_replicas, effective_weight, iso
 from tests.unit.world import World, first_version, policy_spec, release_spec
 
 OK = [Result("error-rate", Verdict.SUCCESSFUL, 0.01, "0.01: result < 0.05")]
@@ -129,6 +129,27 @@ def test_failed_analysis_rolls_back_traffic_first() -> None:
     assert any(e.startswith("RolledBack") for e in world.events)
 
 
+def test_an_analysis_step_measures_as_it_begins_and_polls_until_the_data_comes() -> None:
+    """The first measurement is taken in the pass the step begins; while it waits for traffic the
+    step asks to be looked at again after FIRST_POLL seconds; after a verdict, every interval."""
+    world = first_version(policy_spec(STEPS), gateway=True)
+    world.deploy("1.1.0").step()
+    waiting = world.later(1).step(WAIT)
+    assert world.status.current_step == 1 and world.status.analysis[-1].verdict == Verdict.WAITING
+    assert world.status.analysis[-1].at == world.status.step_started_at, "measured in the pass the step began"
+    assert waiting.requeue_after == pytest.approx(2)
+    first = world.status.analysis[-1].at
+    world.later(1).step(WAIT)
+    assert world.status.analysis[-1].at == first, "not measured again before FIRST_POLL"
+    world.later(1).step(WAIT)
+    assert world.status.analysis[-1].at == iso(world.now), "measured again FIRST_POLL after"
+    judged = world.later(2).step(OK)
+    assert judged.requeue_after == pytest.approx(30) and world.status.current_step == 1
+    world.later(30).step(OK)
+    assert world.status.current_step == 2, "count 2 judged, 30 s after the first verdict"
+    assert [m.verdict for m in world.status.analysis] == [Verdict.WAITING, Verdict.SUCCESSFUL, Verdict.SUCCESSFUL]
+
+
 def test_failure_limit_tolerates_that_many_failures() -> None:
     policy = policy_spec(STEPS, analysis={"count": 3, "metrics": [
         {"name": "error-rate", "query": "q", "successCondition": "result < 0.05", "failureLimit": 1}]})
@@ -178,7 +199,7 @@ def test_no_data_is_inconclusive_and_pauses_then_retry_measures_again() -> None:
 def test_waiting_for_traffic_is_bounded_by_progress_deadline() -> None:
     world = first_version(policy_spec(STEPS), gateway=True)
     world.deploy("1.1.0").settle(OK, passes=2)
-    for _ in range(10):  # waiting is timed from the first Waiting measurement, one interval into the step
+    for _ in range(10):  # waiting is timed from the first Waiting one, 31 s in (settle measured OK at once)
         world.later(31).step(WAIT)
     assert world.phase == Phase.PROGRESSING and "waiting for traffic" not in world.status.message
     world.later(31).step(WAIT)

@@ -459,7 +459,10 @@ class Metric(Model):
 
 class Analysis(Model):
     interval: Interval = Field(
-        default="30s", description="Time between measurements (1s to 1h, and at most progressDeadline)."
+        default="30s",
+        description="Time between measurements of a metric once it has a verdict (1s to 1h, and at most "
+        "progressDeadline). The first is taken when the analysis starts; until a metric has data (and "
+        "minSamples), it is polled every 2s.",
     )
     count: int = Field(default=3, ge=1, le=100, description="Measurements an analysis step takes.")
     prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig, description="Where metrics come from.")

@@ -16,6 +16,7 @@ from sluice.api.models import Analysis, AnalysisRun, Measurement, Metric, Metric
 from sluice.plan.types import Plan, Result, iso, seconds_since
 
 MAX_MEASUREMENTS = 30  # status.analysis keeps the most recent ones, across metrics
+FIRST_POLL = 2.0  # seconds between measurements of a metric with nothing judged yet (at most the interval)
 
 
 class Outcome(StrEnum):
@@ -46,12 +47,29 @@ def start(step: int, now: datetime) -> AnalysisRun:
     return AnalysisRun(step=step, started_at=iso(now))
 
 
+def period(counts: MetricRun, interval: float) -> float:
+    """Seconds from a metric's last measurement to its next. Until the metric has a judged
+    measurement (all so far Waiting: no data yet, or below minSamples) it is polled every
+    FIRST_POLL seconds, so its first verdict comes as soon as the data exists; from then on,
+    every interval. An Error does not quicken it: consecutiveErrorLimit counts errors an
+    interval apart, so a Prometheus restart is not four errors in six seconds.
+    period(MetricRun(), 30) == 2.0; period(MetricRun(successful=1), 30) == 30;
+    period(MetricRun(consecutive_errors=1), 30) == 30; period(MetricRun(), 1) == 1."""
+    judged = counts.successful + counts.failed + counts.inconclusive
+    if judged or counts.consecutive_errors:
+        return interval
+    return min(FIRST_POLL, interval)
+
+
 def evaluate(run: AnalysisRun, metrics: list[Metric], analysis: Analysis, now: datetime,
              deadline: float, background: bool = False) -> RunState:
     """Where a run stands. A step run passes after `count` judged measurements of every metric
     (a measurement with no data that noData: fail counts as a failure is not one of them: a step
     never completes on data Sluice does not have); a background run never passes: it fails, or is
     inconclusive at its first inconclusive result.
+    A metric is first measured as soon as its run starts, polled every FIRST_POLL seconds while it
+    has nothing judged, then measured every interval (see period()); background runs alike, so a
+    promotion that waits for background analysis waits for data, not for an interval.
     A metric waiting for data (or traffic) longer than `deadline` gets its noData verdict:
     inconclusive pauses the run for a person, hold and fail fail it."""
     interval = parse_duration(analysis.interval)
@@ -92,7 +110,8 @@ def evaluate(run: AnalysisRun, metrics: list[Metric], analysis: Analysis, now: d
             inconclusive.append(metric.name)
         if background or judged < analysis.count:
             finished = False
-            wait = interval - seconds_since(counts.last_measured_at or run.started_at, now)
+            wait = 0.0 if counts.last_measured_at is None else \
+                period(counts, interval) - seconds_since(counts.last_measured_at, now)
             if wait <= 0:
                 due.append(metric.name)
             else:
@@ -147,12 +166,27 @@ def record(status: ReleaseStatus, run: AnalysisRun, results: list[Result], now: 
         elif verdict == Verdict.INCONCLUSIVE:
             counts.inconclusive += 1
         value = result.value if result.value is not None and math.isfinite(result.value) else None
+        if verdict == Verdict.WAITING:
+            _drop_last_waiting(status, result.metric, version, step)
         status.analysis.append(Measurement(
             metric=result.metric, verdict=verdict, value=value, message=message,
             step=step, version=version, at=iso(now),
         ))
     status.analysis = status.analysis[-MAX_MEASUREMENTS:]
     return run.model_copy(update={"metrics": metrics})
+
+
+def _drop_last_waiting(status: ReleaseStatus, metric: str, version: str, step: int | None) -> None:
+    """A Waiting measurement replaces the one before it when that was Waiting too (same metric,
+    version and step): polled every FIRST_POLL seconds, a wait for data would otherwise push every
+    verdict out of status.analysis within a minute. The latest stands for them all (its metric's
+    waitingSince in the run says since when)."""
+    for index in range(len(status.analysis) - 1, -1, -1):
+        last = status.analysis[index]
+        if last.metric == metric:
+            if last.verdict == Verdict.WAITING and last.version == version and last.step == step:
+                del status.analysis[index]
+            return
 
 
 def evidence(status: ReleaseStatus, state: RunState) -> str:
