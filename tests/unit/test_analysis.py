@@ -59,6 +59,45 @@ def test_judge(value: float | None, fields: dict[str, object], verdict: Verdict)
     assert judge(metric(**fields), value).verdict == verdict
 
 
+ABORT = {"successCondition": "result < 0.05", "abortCondition": "result > 0.3"}
+
+
+@pytest.mark.parametrize(("value", "fields", "verdict", "tripped", "message"), [
+    pytest.param(0.5, ABORT, Verdict.FAILED, True, "0.5: abortCondition result > 0.3 holds: the analysis fails at once",
+                 id="abortCondition holds: Failed, tripped"),
+    pytest.param(0.2, ABORT, Verdict.FAILED, False, "0.2: result < 0.05 does not hold",
+                 id="a failure short of the abortCondition: not tripped"),
+    pytest.param(0.01, ABORT, Verdict.SUCCESSFUL, False, "0.01: result < 0.05", id="a success"),
+    pytest.param(math.inf, ABORT, Verdict.FAILED, True, "+Inf: abortCondition result > 0.3 holds",
+                 id="+Inf is data: it trips"),
+    pytest.param(None, ABORT, Verdict.INCONCLUSIVE, False, "no data", id="no data never trips"),
+    pytest.param(math.nan, {**ABORT, "noData": "fail"}, Verdict.FAILED, False, "no data", id="NaN never trips"),
+    pytest.param(0.5, {"successCondition": "result > 0.4", "abortCondition": "result > 0.3"}, Verdict.FAILED, True,
+                 "abortCondition", id="abortCondition is tried before the others"),
+    pytest.param(0.5, {"successCondition": "result < 1.0", "abortCondition": "result"}, Verdict.ERROR, False,
+                 "'result' gives a double, not true or false", id="an abortCondition that cannot say is an Error"),
+])
+def test_judge_abort_condition(value: float | None, fields: dict[str, object], verdict: Verdict, tripped: bool,
+                               message: str) -> None:
+    result = judge(metric(**fields), value)
+    assert (result.verdict, result.tripped) == (verdict, tripped)
+    assert message in result.message
+
+
+@pytest.mark.parametrize(("condition", "problem"), [
+    pytest.param("result >", "metric error-rate: abortCondition is not valid CEL over result", id="not CEL"),
+    pytest.param("result + 1.0", "metric error-rate: abortCondition gives a double, not true or false",
+                 id="not a boolean"),
+    pytest.param("result == 1", "metric error-rate: abortCondition is not valid CEL over result (a number)",
+                 id="no equality of int and double"),
+])
+def test_problems_refuse_a_bad_abort_condition(condition: str, problem: str) -> None:
+    policy = policy_spec([{"analysis": {}}], analysis={"metrics": [
+        {"name": "error-rate", "query": "q", "successCondition": "result < 0.05", "abortCondition": condition}]})
+    found = problems(policy)
+    assert len(found) == 1 and found[0].startswith(problem), found
+
+
 def test_judge_message_names_the_value_and_the_condition() -> None:
     result = judge(metric(successCondition="result < 0.05"), 0.31)
     assert result.message == "0.31: result < 0.05 does not hold" and result.value == 0.31
@@ -453,3 +492,46 @@ async def test_min_samples_waits_whatever_the_main_query_says() -> None:
         return vector("3" if "increase" in request.url.params["query"] else "0.9")(request)
     result = await measure_one(handler, minSamples={"query": "sum(increase(x[1m]))", "atLeast": 100})
     assert result.verdict == Verdict.WAITING and "3 of 100 samples" in result.message
+
+
+# --- abortCondition: one measurement fails the run, whatever failureLimit says ------------------
+
+def _tripwire(failure_limit: int = 2) -> RolloutPolicySpec:
+    return policy_spec([{"analysis": {}}], analysis={"count": 5, "metrics": [
+        {"name": "error-rate", "query": "q", "successCondition": "result < 0.05", "failureLimit": failure_limit,
+         "abortCondition": "result > 0.3"}]})
+
+
+@pytest.mark.parametrize("background", [False, True], ids=["step run", "background run"])
+def test_a_measurement_meeting_the_abort_condition_fails_the_run_at_once(background: bool) -> None:
+    policy = _tripwire()
+    metrics, spec = list(policy.analysis.metrics), policy.analysis
+    status, run = ReleaseStatus(candidate_version="1.1.0"), analysis.start(-1 if background else 0, T0)
+    run = analysis.record(status, run, [judge(metrics[0], 0.01)], T0, "1.1.0", 0)
+    run = analysis.record(status, run, [judge(metrics[0], 0.5)], T0 + timedelta(seconds=30), "1.1.0", 0)
+    # a restart in between: the run is read back from status as the API server stores it
+    run = AnalysisRun.model_validate(run.model_dump(by_alias=True, mode="json"))
+    assert run.metrics["error-rate"].tripped_by == "0.5" and run.metrics["error-rate"].failed == 1
+    state = analysis.evaluate(run, metrics, spec, T0 + timedelta(seconds=31), 300, background=background)
+    assert state.outcome == analysis.Outcome.FAILED and state.metric == "error-rate"
+    assert state.reason == ("metric error-rate met its abortCondition `result > 0.3` (value 0.5): one such "
+                            "measurement is enough, without waiting for failureLimit 2")
+    assert analysis.evidence(status, state) == state.reason, "the reason names the value already"
+    assert status.analysis[-1].message == "0.5: abortCondition result > 0.3 holds: the analysis fails at once"
+
+
+def test_a_failure_short_of_the_abort_condition_still_waits_for_failure_limit() -> None:
+    policy = _tripwire()
+    metrics = list(policy.analysis.metrics)
+    run = analysis.record(ReleaseStatus(), analysis.start(0, T0), [judge(metrics[0], 0.2)], T0, "1.1.0", 0)
+    state = analysis.evaluate(run, metrics, policy.analysis, T0 + timedelta(seconds=1), 300)
+    assert state.outcome == analysis.Outcome.RUNNING and run.metrics["error-rate"].tripped_by is None
+
+
+def test_a_tripped_abort_condition_with_failure_limit_zero_says_no_limit() -> None:
+    policy = _tripwire(failure_limit=0)
+    metrics = list(policy.analysis.metrics)
+    run = analysis.record(ReleaseStatus(), analysis.start(0, T0), [judge(metrics[0], math.inf)], T0, "1.1.0", 0)
+    state = analysis.evaluate(run, metrics, policy.analysis, T0, 300)
+    assert state.reason == ("metric error-rate met its abortCondition `result > 0.3` (value +Inf): one such "
+                            "measurement is enough")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sluice.api.models import Phase, ReleaseStatus, Verdict
+from sluice.api.models import BackgroundAnalysis, Phase, ReleaseStatus, Verdict
 from sluice.plan import reasons
 from sluice.plan.canary import weight_at
 from sluice.plan.types import Result, canary_replicas, effective_weight, iso
@@ -159,6 +159,46 @@ def test_failure_limit_tolerates_that_many_failures() -> None:
     assert world.phase == Phase.PROGRESSING
     world.later(31).step(BAD)
     assert world.phase == Phase.ROLLED_BACK
+
+
+TRIPWIRE = {"count": 5, "metrics": [{"name": "error-rate", "query": "q", "successCondition": "result < 0.05",
+                                     "failureLimit": 2, "abortCondition": "result > 0.3"}]}
+TRIPPED = [Result("error-rate", Verdict.FAILED, 0.5, "0.5: abortCondition result > 0.3 holds", tripped=True)]
+
+
+def test_one_measurement_meeting_the_abort_condition_rolls_back_in_that_pass() -> None:
+    world = first_version(policy_spec(STEPS, analysis=TRIPWIRE), gateway=True)
+    world.deploy("1.1.0").settle(OK, passes=2)
+    world.later(31).step(BAD)
+    assert world.phase == Phase.PROGRESSING, "an ordinary failure: within failureLimit 2"
+    result = world.later(31).step(TRIPPED)
+    assert world.phase == Phase.ROLLED_BACK and result.weight == 0
+    assert world.status.message.startswith(
+        "rolled back 1.1.0: metric error-rate met its abortCondition `result > 0.3` (value 0.5): one such "
+        "measurement is enough, without waiting for failureLimit 2")
+    assert world.status.history[-1].outcome == "RolledBack"
+    assert any(e.startswith("RolledBack") and "abortCondition" in e for e in world.events)
+
+
+def test_a_tripped_abort_condition_with_on_failure_pause_freezes() -> None:
+    world = first_version(policy_spec(STEPS, analysis=TRIPWIRE, onFailure="pause"), gateway=True)
+    world.deploy("1.1.0").settle(OK, passes=2)
+    result = world.later(31).step(TRIPPED)
+    assert world.phase == Phase.PAUSED and world.status.pause_reason == reasons.ANALYSIS_FAILED
+    assert result.weight == 25 and "abortCondition" in world.status.message
+    assert condition(world.status, "Stalled")[0] == "True"
+
+
+def test_a_tripped_abort_condition_in_background_analysis_rolls_back_during_a_pause() -> None:
+    steps = [{"setWeight": 25}, {"pause": {}}, {"setWeight": 100}]
+    policy = policy_spec(steps, analysis=TRIPWIRE)
+    policy.strategy.canary.background_analysis = BackgroundAnalysis(startingStep=0)  # type: ignore[union-attr]
+    world = first_version(policy, gateway=True)
+    world.deploy("1.1.0").settle(OK, passes=2)
+    assert world.phase == Phase.PAUSED and world.status.pause_reason == reasons.WAITING_FOR_PROMOTE
+    world.later(31).step(TRIPPED)
+    assert world.phase == Phase.ROLLED_BACK and world.route_weight == 0
+    assert "background analysis: metric error-rate met its abortCondition" in world.status.message
 
 
 def test_on_failure_pause_freezes_traffic_where_it_is() -> None:

@@ -13,7 +13,7 @@ from enum import StrEnum
 
 from sluice.api.durations import format_duration, parse_duration
 from sluice.api.models import Analysis, AnalysisRun, Measurement, Metric, MetricRun, NoData, ReleaseStatus, Verdict
-from sluice.plan.types import Plan, Result, iso, seconds_since
+from sluice.plan.types import Plan, Result, iso, seconds_since, show
 
 MAX_MEASUREMENTS = 30  # status.analysis keeps the most recent ones, across metrics
 FIRST_POLL = 2.0  # seconds between measurements of a metric with nothing judged yet (at most the interval)
@@ -34,6 +34,7 @@ class RunState:
     next_in: float | None  # seconds until the next metric is due
     waiting: bool  # nothing judged yet: every measurement so far was Waiting
     metric: str | None = None  # the metric that failed the run
+    tripped: bool = False  # ...by meeting its abortCondition: the reason names the value already
 
 
 def selected(analysis: Analysis, names: list[str] | None) -> list[Metric]:
@@ -71,7 +72,12 @@ def evaluate(run: AnalysisRun, metrics: list[Metric], analysis: Analysis, now: d
     has nothing judged, then measured every interval (see period()); background runs alike, so a
     promotion that waits for background analysis waits for data, not for an interval.
     A metric waiting for data (or traffic) longer than `deadline` gets its noData verdict:
-    inconclusive pauses the run for a person, hold and fail fail it."""
+    inconclusive pauses the run for a person, hold and fail fail it.
+    One measurement that met a metric's abortCondition fails any run at once, before any other
+    rule, whatever failureLimit says."""
+    tripped = _tripped(run, metrics)
+    if tripped is not None:
+        return tripped
     interval = parse_duration(analysis.interval)
     due: list[str] = []
     next_in: float | None = None
@@ -127,6 +133,21 @@ def evaluate(run: AnalysisRun, metrics: list[Metric], analysis: Analysis, now: d
     return RunState(Outcome.RUNNING, "", tuple(due), next_in, not judged_any)
 
 
+def _tripped(run: AnalysisRun, metrics: list[Metric]) -> RunState | None:
+    """The failed state of a run in which a metric met its abortCondition, or None, e.g.
+    "metric error-rate met its abortCondition `result > 0.5` (value 0.93): one such measurement is
+    enough, without waiting for failureLimit 2"."""
+    for metric in metrics:
+        value = run.metrics[metric.name].tripped_by if metric.name in run.metrics else None
+        if value is None:
+            continue
+        condition = f" `{metric.abort_condition}`" if metric.abort_condition else ""
+        limit = f", without waiting for failureLimit {metric.failure_limit}" if metric.failure_limit else ""
+        return RunState(Outcome.FAILED, f"metric {metric.name} met its abortCondition{condition} (value {value}): "
+                        f"one such measurement is enough{limit}", (), None, False, metric.name, tripped=True)
+    return None
+
+
 def judged_well(run: AnalysisRun | None, metrics: list[Metric]) -> list[str]:
     """The metrics of a background run not yet fit to promote on: none Successful yet, or waiting."""
     counts = run.metrics if run else {}
@@ -163,6 +184,8 @@ def record(status: ReleaseStatus, run: AnalysisRun, results: list[Result], now: 
         elif verdict == Verdict.FAILED:
             counts.failed += 1
             counts.failed_no_data += result.missing
+            if result.tripped and result.value is not None and counts.tripped_by is None:
+                counts.tripped_by = show(result.value)
         elif verdict == Verdict.INCONCLUSIVE:
             counts.inconclusive += 1
         value = result.value if result.value is not None and math.isfinite(result.value) else None
@@ -191,7 +214,10 @@ def _drop_last_waiting(status: ReleaseStatus, metric: str, version: str, step: i
 
 def evidence(status: ReleaseStatus, state: RunState) -> str:
     """The run's failure reason with the last measurement of the failing metric, e.g.
-    "metric error-rate failed 2 time(s), more than failureLimit 1 (last: 0.31: result < 0.05 does not hold)"."""
+    "metric error-rate failed 2 time(s), more than failureLimit 1 (last: 0.31: result < 0.05 does not hold)".
+    A tripped abortCondition's reason names its value already."""
+    if state.tripped:
+        return state.reason
     last = next((m for m in reversed(status.analysis)
                  if m.metric == state.metric and m.version == (status.candidate_version or m.version)
                  and m.verdict in (Verdict.FAILED, Verdict.ERROR)), None)
