@@ -72,7 +72,9 @@ def evaluate(run: AnalysisRun, metrics: list[Metric], analysis: Analysis, now: d
     has nothing judged, then measured every interval (see period()); background runs alike, so a
     promotion that waits for background analysis waits for data, not for an interval.
     A metric waiting for data (or traffic) longer than `deadline` gets its noData verdict:
-    inconclusive pauses the run for a person, hold and fail fail it.
+    inconclusive pauses the run for a person, hold and fail fail it. A failure of any metric
+    beats another's inconclusive: a person asked to accept an inconclusive result is never
+    asked to accept a failure with it.
     One measurement that met a metric's abortCondition fails any run at once, before any other
     rule, whatever failureLimit says."""
     tripped = _tripped(run, metrics)
@@ -83,6 +85,7 @@ def evaluate(run: AnalysisRun, metrics: list[Metric], analysis: Analysis, now: d
     next_in: float | None = None
     judged_any = False
     inconclusive: list[str] = []
+    late: RunState | None = None  # a metric past the deadline with noData: inconclusive
     finished = True
     for metric in metrics:
         counts = run.metrics.get(metric.name, MetricRun())
@@ -107,8 +110,10 @@ def evaluate(run: AnalysisRun, metrics: list[Metric], analysis: Analysis, now: d
             why = (f"metric {metric.name}: no usable data for {limit} (progressDeadline): the query returned "
                    f"no data (noData: {metric.no_data.value})")
             if metric.no_data == NoData.INCONCLUSIVE:
-                return RunState(Outcome.INCONCLUSIVE, why + "; promote to accept, retry to measure again, or abort",
-                                (), None, False, metric.name)
+                late = late or RunState(Outcome.INCONCLUSIVE,
+                                        why + "; promote to accept, retry to measure again, or abort",
+                                        (), None, False, metric.name)
+                continue
             return RunState(Outcome.FAILED, why, (), None, False, metric.name)
         judged = counts.successful + counts.failed - counts.failed_no_data + counts.inconclusive
         judged_any = judged_any or judged > 0
@@ -122,6 +127,8 @@ def evaluate(run: AnalysisRun, metrics: list[Metric], analysis: Analysis, now: d
                 due.append(metric.name)
             else:
                 next_in = wait if next_in is None else min(next_in, wait)
+    if late is not None:
+        return late
     if inconclusive and (finished or background):
         return RunState(
             Outcome.INCONCLUSIVE,
