@@ -61,6 +61,9 @@ CASES = [
     ("analysis step without metrics", _policy(metrics=[]), "an analysis step needs spec.analysis.metrics"),
     ("metric with neither query nor compare", _policy(metrics=[{"name": "m", "successCondition": "result > 0"}]),
      "a metric needs exactly one of query or compare"),
+    ("abortCondition on a compare metric", _policy(metrics=[
+        {"name": "m", "compare": {"query": "up"}, "abortCondition": "result > 0.5"}]),
+     "abortCondition needs a query: a compare metric has no single value to test"),
     ("unknown noData", _policy(metrics=_metric(noData="maybe")),
      "spec.analysis.metrics[0].noData: Unsupported value: \"maybe\""),
     ("two metrics of one name", _policy(metrics=_metric() + _metric()), "metric names must be unique"),

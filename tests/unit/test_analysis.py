@@ -18,6 +18,7 @@ from sluice.analysis.prometheus import Connection, Prometheus
 from sluice.analysis.providers import Providers
 from sluice.analysis.runner import Rejected, Subject, measure
 from sluice.api.models import (
+    Analysis,
     AnalysisRun,
     AnalysisStep,
     CanaryStep,
@@ -56,6 +57,45 @@ def metric(**fields: object) -> Metric:
 ])
 def test_judge(value: float | None, fields: dict[str, object], verdict: Verdict) -> None:
     assert judge(metric(**fields), value).verdict == verdict
+
+
+ABORT = {"successCondition": "result < 0.05", "abortCondition": "result > 0.3"}
+
+
+@pytest.mark.parametrize(("value", "fields", "verdict", "tripped", "message"), [
+    pytest.param(0.5, ABORT, Verdict.FAILED, True, "0.5: abortCondition result > 0.3 holds: the analysis fails at once",
+                 id="abortCondition holds: Failed, tripped"),
+    pytest.param(0.2, ABORT, Verdict.FAILED, False, "0.2: result < 0.05 does not hold",
+                 id="a failure short of the abortCondition: not tripped"),
+    pytest.param(0.01, ABORT, Verdict.SUCCESSFUL, False, "0.01: result < 0.05", id="a success"),
+    pytest.param(math.inf, ABORT, Verdict.FAILED, True, "+Inf: abortCondition result > 0.3 holds",
+                 id="+Inf is data: it trips"),
+    pytest.param(None, ABORT, Verdict.INCONCLUSIVE, False, "no data", id="no data never trips"),
+    pytest.param(math.nan, {**ABORT, "noData": "fail"}, Verdict.FAILED, False, "no data", id="NaN never trips"),
+    pytest.param(0.5, {"successCondition": "result > 0.4", "abortCondition": "result > 0.3"}, Verdict.FAILED, True,
+                 "abortCondition", id="abortCondition is tried before the others"),
+    pytest.param(0.5, {"successCondition": "result < 1.0", "abortCondition": "result"}, Verdict.ERROR, False,
+                 "'result' gives a double, not true or false", id="an abortCondition that cannot say is an Error"),
+])
+def test_judge_abort_condition(value: float | None, fields: dict[str, object], verdict: Verdict, tripped: bool,
+                               message: str) -> None:
+    result = judge(metric(**fields), value)
+    assert (result.verdict, result.tripped) == (verdict, tripped)
+    assert message in result.message
+
+
+@pytest.mark.parametrize(("condition", "problem"), [
+    pytest.param("result >", "metric error-rate: abortCondition is not valid CEL over result", id="not CEL"),
+    pytest.param("result + 1.0", "metric error-rate: abortCondition gives a double, not true or false",
+                 id="not a boolean"),
+    pytest.param("result == 1", "metric error-rate: abortCondition is not valid CEL over result (a number)",
+                 id="no equality of int and double"),
+])
+def test_problems_refuse_a_bad_abort_condition(condition: str, problem: str) -> None:
+    policy = policy_spec([{"analysis": {}}], analysis={"metrics": [
+        {"name": "error-rate", "query": "q", "successCondition": "result < 0.05", "abortCondition": condition}]})
+    found = problems(policy)
+    assert len(found) == 1 and found[0].startswith(problem), found
 
 
 def test_judge_message_names_the_value_and_the_condition() -> None:
@@ -108,19 +148,101 @@ def test_compare_flags_a_regression_and_passes_a_lookalike() -> None:
     assert compare(m, spec, [1.0], stable).verdict == Verdict.INCONCLUSIVE
 
 
-def test_run_measures_every_interval_and_passes_after_count() -> None:
+def test_run_measures_at_once_then_every_interval_and_passes_after_count() -> None:
     policy = policy_spec([{"analysis": {}}])
     run = analysis.start(0, T0)
     metrics = list(policy.analysis.metrics)
-    state = analysis.evaluate(run, metrics, policy.analysis, T0 + timedelta(seconds=10), 300)
-    assert state.due == () and state.next_in == pytest.approx(20)
+    assert analysis.evaluate(run, metrics, policy.analysis, T0, 300).due == ("error-rate",)
     status = ReleaseStatus()
-    for i in (1, 2):
+    for i in (0, 1):
         now = T0 + timedelta(seconds=30 * i)
         assert analysis.evaluate(run, metrics, policy.analysis, now, 300).due == ("error-rate",)
         run = analysis.record(status, run, [Result("error-rate", Verdict.SUCCESSFUL, 0.0, "")], now, "1.1.0", 0)
+        if i == 0:
+            state = analysis.evaluate(run, metrics, policy.analysis, T0 + timedelta(seconds=10), 300)
+            assert state.due == () and state.next_in == pytest.approx(20)
     assert analysis.evaluate(run, metrics, policy.analysis, T0, 300).outcome == analysis.Outcome.PASSED
     assert len(status.analysis) == 2
+
+
+# When a metric is measured: at once when its run starts; every FIRST_POLL seconds while nothing
+# of it is judged (no data yet, too little traffic); every interval after its first verdict.
+# (counts at T0, seconds after T0, interval) -> (due now, seconds until it is due)
+STARTED = iso(T0)
+WAITING = MetricRun(last_measured_at=STARTED, waiting_since=STARTED)
+
+
+@pytest.mark.parametrize(("counts", "after", "interval", "due", "next_in"), [
+    pytest.param(None, 0, "30s", True, None, id="first measurement at the start of the run"),
+    pytest.param(None, 45, "30s", True, None, id="first measurement due however late the pass"),
+    pytest.param(WAITING, 1, "30s", False, 1.0, id="Waiting for data: polled after FIRST_POLL, not the interval"),
+    pytest.param(WAITING, 2, "30s", True, None, id="Waiting for data: due FIRST_POLL after the last look"),
+    pytest.param(WAITING.model_copy(update={"waiting_for_traffic": True}), 1, "30s", False, 1.0,
+                 id="minSamples not met: polled quickly too"),
+    pytest.param(MetricRun(last_measured_at=STARTED, successful=1), 2, "30s", False, 28.0,
+                 id="after the first judged result: the interval"),
+    pytest.param(MetricRun(last_measured_at=STARTED, inconclusive=1), 29, "30s", False, 1.0,
+                 id="an Inconclusive result is judged: the interval"),
+    pytest.param(MetricRun(last_measured_at=STARTED, successful=1, waiting_since=STARTED), 2, "30s", False, 28.0,
+                 id="Waiting after a verdict: the interval"),
+    pytest.param(MetricRun(last_measured_at=STARTED, errors=1, consecutive_errors=1), 2, "30s", False, 28.0,
+                 id="a provider error before any verdict: the interval (consecutiveErrorLimit counts intervals)"),
+    pytest.param(WAITING, 1, "1s", True, None, id="an interval shorter than FIRST_POLL wins"),
+])
+def test_when_a_metric_is_measured(counts: MetricRun | None, after: float, interval: str, due: bool,
+                                   next_in: float | None) -> None:
+    policy = policy_spec([{"analysis": {}}], analysis={"interval": interval})
+    run = AnalysisRun(step=0, started_at=STARTED, metrics={"error-rate": counts} if counts else {})
+    state = analysis.evaluate(run, list(policy.analysis.metrics), policy.analysis, T0 + timedelta(seconds=after), 300)
+    assert state.outcome == analysis.Outcome.RUNNING
+    assert (state.due == ("error-rate",), state.next_in) == (due, pytest.approx(next_in) if next_in else None)
+
+
+def test_first_poll_is_short() -> None:
+    assert analysis.FIRST_POLL == 2.0
+    assert analysis.period(MetricRun(), 30) == 2.0 and analysis.period(MetricRun(successful=1), 30) == 30
+    described = Analysis.model_fields["interval"].description or ""
+    assert f"polled every {analysis.FIRST_POLL:g}s" in described, "kubectl explain says what the planner does"
+
+
+@pytest.mark.parametrize(("counts", "outcome", "says"), [
+    pytest.param(WAITING, analysis.Outcome.INCONCLUSIVE, "the query returned no data (noData: inconclusive)",
+                 id="no data yet: the deadline still applies"),
+    pytest.param(WAITING.model_copy(update={"waiting_for_traffic": True}), analysis.Outcome.FAILED,
+                 "too little traffic to judge (minSamples)", id="too little traffic: the deadline still applies"),
+])
+def test_quick_polling_is_still_bounded_by_the_deadline(counts: MetricRun, outcome: analysis.Outcome,
+                                                        says: str) -> None:
+    policy = policy_spec([{"analysis": {}}])
+    later = counts.model_copy(update={"last_measured_at": iso(T0 + timedelta(seconds=300))})
+    run = AnalysisRun(step=0, started_at=STARTED, metrics={"error-rate": later})
+    state = analysis.evaluate(run, list(policy.analysis.metrics), policy.analysis, T0 + timedelta(seconds=301), 300)
+    assert state.outcome == outcome and says in state.reason
+
+
+def test_a_waiting_metric_is_polled_until_its_data_comes_then_measured_every_interval() -> None:
+    """A story through record(): Waiting at 0 s and 2 s, data at 4 s, then 34 s, and passed; the
+    polls leave one Waiting entry in status.analysis, not one each."""
+    policy = policy_spec([{"analysis": {}}], analysis={"metrics": [
+        {"name": "error-rate", "query": "q", "successCondition": "result < 0.05", "noData": "hold"}]})
+    metrics, spec = list(policy.analysis.metrics), policy.analysis
+    status, run = ReleaseStatus(), analysis.start(0, T0)
+    empty = Result("error-rate", Verdict.WAITING, None, "no data", missing=True)
+    good = Result("error-rate", Verdict.SUCCESSFUL, 0.01, "0.01: result < 0.05")
+    taken = []
+    for second in range(60):
+        now = T0 + timedelta(seconds=second)
+        state = analysis.evaluate(run, metrics, spec, now, 300)
+        if state.outcome == analysis.Outcome.PASSED:
+            break
+        if state.due:
+            taken.append(second)
+            run = analysis.record(status, run, [empty if second < 4 else good], now, "1.1.0", 0)
+    assert taken == [0, 2, 4, 34] and state.outcome == analysis.Outcome.PASSED
+    shown = [(m.verdict, m.at) for m in status.analysis]
+    at = [iso(T0 + timedelta(seconds=s)) for s in (2, 4, 34)]
+    assert shown == [(Verdict.WAITING, at[0]), (Verdict.SUCCESSFUL, at[1]), (Verdict.SUCCESSFUL, at[2])], \
+        "one Waiting entry stands for the polls"
 
 
 def test_status_measurements_are_bounded() -> None:
@@ -370,3 +492,46 @@ async def test_min_samples_waits_whatever_the_main_query_says() -> None:
         return vector("3" if "increase" in request.url.params["query"] else "0.9")(request)
     result = await measure_one(handler, minSamples={"query": "sum(increase(x[1m]))", "atLeast": 100})
     assert result.verdict == Verdict.WAITING and "3 of 100 samples" in result.message
+
+
+# --- abortCondition: one measurement fails the run, whatever failureLimit says ------------------
+
+def _tripwire(failure_limit: int = 2) -> RolloutPolicySpec:
+    return policy_spec([{"analysis": {}}], analysis={"count": 5, "metrics": [
+        {"name": "error-rate", "query": "q", "successCondition": "result < 0.05", "failureLimit": failure_limit,
+         "abortCondition": "result > 0.3"}]})
+
+
+@pytest.mark.parametrize("background", [False, True], ids=["step run", "background run"])
+def test_a_measurement_meeting_the_abort_condition_fails_the_run_at_once(background: bool) -> None:
+    policy = _tripwire()
+    metrics, spec = list(policy.analysis.metrics), policy.analysis
+    status, run = ReleaseStatus(candidate_version="1.1.0"), analysis.start(-1 if background else 0, T0)
+    run = analysis.record(status, run, [judge(metrics[0], 0.01)], T0, "1.1.0", 0)
+    run = analysis.record(status, run, [judge(metrics[0], 0.5)], T0 + timedelta(seconds=30), "1.1.0", 0)
+    # a restart in between: the run is read back from status as the API server stores it
+    run = AnalysisRun.model_validate(run.model_dump(by_alias=True, mode="json"))
+    assert run.metrics["error-rate"].tripped_by == "0.5" and run.metrics["error-rate"].failed == 1
+    state = analysis.evaluate(run, metrics, spec, T0 + timedelta(seconds=31), 300, background=background)
+    assert state.outcome == analysis.Outcome.FAILED and state.metric == "error-rate"
+    assert state.reason == ("metric error-rate met its abortCondition `result > 0.3` (value 0.5): one such "
+                            "measurement is enough, without waiting for failureLimit 2")
+    assert analysis.evidence(status, state) == state.reason, "the reason names the value already"
+    assert status.analysis[-1].message == "0.5: abortCondition result > 0.3 holds: the analysis fails at once"
+
+
+def test_a_failure_short_of_the_abort_condition_still_waits_for_failure_limit() -> None:
+    policy = _tripwire()
+    metrics = list(policy.analysis.metrics)
+    run = analysis.record(ReleaseStatus(), analysis.start(0, T0), [judge(metrics[0], 0.2)], T0, "1.1.0", 0)
+    state = analysis.evaluate(run, metrics, policy.analysis, T0 + timedelta(seconds=1), 300)
+    assert state.outcome == analysis.Outcome.RUNNING and run.metrics["error-rate"].tripped_by is None
+
+
+def test_a_tripped_abort_condition_with_failure_limit_zero_says_no_limit() -> None:
+    policy = _tripwire(failure_limit=0)
+    metrics = list(policy.analysis.metrics)
+    run = analysis.record(ReleaseStatus(), analysis.start(0, T0), [judge(metrics[0], math.inf)], T0, "1.1.0", 0)
+    state = analysis.evaluate(run, metrics, policy.analysis, T0, 300)
+    assert state.reason == ("metric error-rate met its abortCondition `result > 0.3` (value +Inf): one such "
+                            "measurement is enough")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from sluice.api.models import Phase, ReleaseStatus, Verdict
+from sluice.api.models import BackgroundAnalysis, Phase, ReleaseStatus, Verdict
 from sluice.plan import reasons
 from sluice.plan.canary import weight_at
-from sluice.plan.types import Result, canary_replicas, effective_weight
+from sluice.plan.types import Result, canary_replicas, effective_weight, iso
 from tests.unit.world import World, first_version, policy_spec, release_spec
 
 OK = [Result("error-rate", Verdict.SUCCESSFUL, 0.01, "0.01: result < 0.05")]
@@ -129,6 +129,27 @@ def test_failed_analysis_rolls_back_traffic_first() -> None:
     assert any(e.startswith("RolledBack") for e in world.events)
 
 
+def test_an_analysis_step_measures_as_it_begins_and_polls_until_the_data_comes() -> None:
+    """The first measurement is taken in the pass the step begins; while it waits for traffic the
+    step asks to be looked at again after FIRST_POLL seconds; after a verdict, every interval."""
+    world = first_version(policy_spec(STEPS), gateway=True)
+    world.deploy("1.1.0").step()
+    waiting = world.later(1).step(WAIT)
+    assert world.status.current_step == 1 and world.status.analysis[-1].verdict == Verdict.WAITING
+    assert world.status.analysis[-1].at == world.status.step_started_at, "measured in the pass the step began"
+    assert waiting.requeue_after == pytest.approx(2)
+    first = world.status.analysis[-1].at
+    world.later(1).step(WAIT)
+    assert world.status.analysis[-1].at == first, "not measured again before FIRST_POLL"
+    world.later(1).step(WAIT)
+    assert world.status.analysis[-1].at == iso(world.now), "measured again FIRST_POLL after"
+    judged = world.later(2).step(OK)
+    assert judged.requeue_after == pytest.approx(30) and world.status.current_step == 1
+    world.later(30).step(OK)
+    assert world.status.current_step == 2, "count 2 judged, 30 s after the first verdict"
+    assert [m.verdict for m in world.status.analysis] == [Verdict.WAITING, Verdict.SUCCESSFUL, Verdict.SUCCESSFUL]
+
+
 def test_failure_limit_tolerates_that_many_failures() -> None:
     policy = policy_spec(STEPS, analysis={"count": 3, "metrics": [
         {"name": "error-rate", "query": "q", "successCondition": "result < 0.05", "failureLimit": 1}]})
@@ -138,6 +159,46 @@ def test_failure_limit_tolerates_that_many_failures() -> None:
     assert world.phase == Phase.PROGRESSING
     world.later(31).step(BAD)
     assert world.phase == Phase.ROLLED_BACK
+
+
+TRIPWIRE = {"count": 5, "metrics": [{"name": "error-rate", "query": "q", "successCondition": "result < 0.05",
+                                     "failureLimit": 2, "abortCondition": "result > 0.3"}]}
+TRIPPED = [Result("error-rate", Verdict.FAILED, 0.5, "0.5: abortCondition result > 0.3 holds", tripped=True)]
+
+
+def test_one_measurement_meeting_the_abort_condition_rolls_back_in_that_pass() -> None:
+    world = first_version(policy_spec(STEPS, analysis=TRIPWIRE), gateway=True)
+    world.deploy("1.1.0").settle(OK, passes=2)
+    world.later(31).step(BAD)
+    assert world.phase == Phase.PROGRESSING, "an ordinary failure: within failureLimit 2"
+    result = world.later(31).step(TRIPPED)
+    assert world.phase == Phase.ROLLED_BACK and result.weight == 0
+    assert world.status.message.startswith(
+        "rolled back 1.1.0: metric error-rate met its abortCondition `result > 0.3` (value 0.5): one such "
+        "measurement is enough, without waiting for failureLimit 2")
+    assert world.status.history[-1].outcome == "RolledBack"
+    assert any(e.startswith("RolledBack") and "abortCondition" in e for e in world.events)
+
+
+def test_a_tripped_abort_condition_with_on_failure_pause_freezes() -> None:
+    world = first_version(policy_spec(STEPS, analysis=TRIPWIRE, onFailure="pause"), gateway=True)
+    world.deploy("1.1.0").settle(OK, passes=2)
+    result = world.later(31).step(TRIPPED)
+    assert world.phase == Phase.PAUSED and world.status.pause_reason == reasons.ANALYSIS_FAILED
+    assert result.weight == 25 and "abortCondition" in world.status.message
+    assert condition(world.status, "Stalled")[0] == "True"
+
+
+def test_a_tripped_abort_condition_in_background_analysis_rolls_back_during_a_pause() -> None:
+    steps = [{"setWeight": 25}, {"pause": {}}, {"setWeight": 100}]
+    policy = policy_spec(steps, analysis=TRIPWIRE)
+    policy.strategy.canary.background_analysis = BackgroundAnalysis(startingStep=0)  # type: ignore[union-attr]
+    world = first_version(policy, gateway=True)
+    world.deploy("1.1.0").settle(OK, passes=2)
+    assert world.phase == Phase.PAUSED and world.status.pause_reason == reasons.WAITING_FOR_PROMOTE
+    world.later(31).step(TRIPPED)
+    assert world.phase == Phase.ROLLED_BACK and world.route_weight == 0
+    assert "background analysis: metric error-rate met its abortCondition" in world.status.message
 
 
 def test_on_failure_pause_freezes_traffic_where_it_is() -> None:
@@ -178,7 +239,7 @@ def test_no_data_is_inconclusive_and_pauses_then_retry_measures_again() -> None:
 def test_waiting_for_traffic_is_bounded_by_progress_deadline() -> None:
     world = first_version(policy_spec(STEPS), gateway=True)
     world.deploy("1.1.0").settle(OK, passes=2)
-    for _ in range(10):  # waiting is timed from the first Waiting measurement, one interval into the step
+    for _ in range(10):  # waiting is timed from the first Waiting one, 31 s in (settle measured OK at once)
         world.later(31).step(WAIT)
     assert world.phase == Phase.PROGRESSING and "waiting for traffic" not in world.status.message
     world.later(31).step(WAIT)

@@ -154,6 +154,23 @@ def test_lint_refuses_unbounded_durations_and_bad_addresses_once_each(tmp_path: 
     ]
 
 
+def test_lint_checks_abort_conditions(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(SMALL.replace("replicas: 1", "replicas: 10").replace(
+        '        successCondition: "result > 0"\n',
+        '        successCondition: "result > 0"\n        abortCondition: "result >"\n'
+        "      - name: latency\n        compare: {query: 'lat{track=\"{{track}}\"}'}\n"
+        '        abortCondition: "result > 0.5"\n'))
+    result = CliRunner().invoke(app, ["lint", str(manifest)])
+    assert result.exit_code == 1
+    lines = [line.split(": error: ", 1)[1] for line in result.output.splitlines() if ": error: " in line]
+    assert len(lines) == 2
+    assert lines[0] == ("RolloutPolicy p: spec.analysis.metrics[1]: abortCondition needs a query: a compare metric "
+                        "has no single value to test")
+    assert lines[1].startswith("RolloutPolicy p: spec.analysis: metric error-rate: abortCondition is not valid CEL "
+                               "over result (a number): at column 10: Syntax error")
+
+
 def test_lint_prints_the_judges_warnings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from sluice.analysis import judge
 

@@ -6,7 +6,7 @@ around the real planner and the real judge, through random histories: pods becom
 un-Ready, measurements that are good, bad, empty, NaN, ±Inf, errors or slow, the clock jumping,
 policy edits mid-rollout, new versions and the stable one re-applied, promote / abort / retry /
 pause / resume, and passes that crash between their status write and their act. After every
-pass the promises I1..I6 below are checked; I5 is checked whenever nothing new happens for long
+pass the promises I1..I7 below are checked; I5 is checked whenever nothing new happens for long
 enough. A violation prints the shortest history Hypothesis found.
 
     make test-unit                     # a fixed set of examples (derandomized), as CI runs it
@@ -23,14 +23,17 @@ import sys
 import time
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule, run_state_machine_as_test
 
+from sluice.analysis import cel
 from sluice.api.durations import parse_duration
-from sluice.api.models import Metric, Phase, ReleaseSpec, ReleaseStatus, RolloutPolicySpec, Verdict
+from sluice.api.models import Metric, OnFailure, Phase, ReleaseSpec, ReleaseStatus, RolloutPolicySpec, Verdict
+from sluice.plan import reasons
 from sluice.plan.bluegreen import POST, PRE, SWITCH, WARM, step_names
-from tests.unit.model import ANSWERS, Cluster, Measured, Model, Pass, missing
+from tests.unit.model import ANSWERS, VALUES, Cluster, Measured, Model, Pass, missing
 
 # --- running it ----------------------------------------------------------------------------------
 
@@ -45,7 +48,7 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
     print_blob=True,
 )
-CHECKED = {name.strip() for name in os.environ.get("MODEL_CHECK", "I1,I1b,I2,I3,I4,I5,I6").split(",")}
+CHECKED = {name.strip() for name in os.environ.get("MODEL_CHECK", "I1,I1b,I2,I3,I4,I5,I6,I7").split(",")}
 TICK = 5.0  # seconds between passes while nothing new happens (the operator's POLL)
 RUNS = {"examples": 0, "passes": 0}  # and how often the interesting things happened (coverage)
 SEEN: dict[str, int] = {}
@@ -89,6 +92,8 @@ INTERVALS = st.sampled_from(["10s", "20s"])
 COUNTS = st.integers(1, 3)
 DEADLINES = st.sampled_from(["60s", "120s"])
 ON_FAILURE = st.sampled_from(["rollback", "rollback", "pause"])
+# Most metrics carry no tripwire; "result > 0.3" trips on a bad answer and +Inf, "result > 1.0" on +Inf only.
+ABORTS = st.sampled_from([None, None, "result > 0.3", "result > 1.0"])
 
 
 def _step_strategy(names: tuple[str, ...]) -> st.SearchStrategy[list[dict[str, Any]]]:
@@ -116,6 +121,9 @@ def metrics(draw: Any) -> list[dict[str, Any]]:
         }
         if name == "latency":
             metric["failureCondition"] = "result >= 0.2"  # between the two: Inconclusive
+        abort = draw(ABORTS)
+        if abort:
+            metric["abortCondition"] = abort
         out.append(metric)
     return out
 
@@ -490,6 +498,7 @@ class SluiceLoop(RuleBasedStateMachine):
         if done.measured:
             seen("passes that measured")
         self.i6_no_data_never_promotes(done, promoted, request)
+        self.i7_abort_condition_ends_the_rollout_at_once(done, promoted)
         if done.acted:
             if armed is not None:
                 self.i4_rollback_sticks(done, armed)
@@ -619,6 +628,42 @@ class SluiceLoop(RuleBasedStateMachine):
                     f"({step_gaps[0].answer})", self)
 
 
+    # I7 ------------------------------------------------------------------------------------------
+    def i7_abort_condition_ends_the_rollout_at_once(self, done: Pass, promoted: bool) -> None:
+        """I7. A pass that counted a measurement meeting its metric's abortCondition (into the step's
+        analysis run or the background one) never promotes, and the rollout ends in that same pass:
+        RolledBack, or Paused for the failure when onFailure is pause; whatever failureLimit says."""
+        tripped = self.tripped(done)
+        if tripped is None:
+            return
+        seen("abortConditions met")
+        after = done.decided.status
+        said = f"{tripped.metric} met its abortCondition ({tripped.answer})"
+        promise("I7", not promoted, f"promoted in a pass where {said}", self)
+        if self.model.running_policy(done.first.status).on_failure == OnFailure.PAUSE:
+            promise("I7", after.phase == Phase.PAUSED and after.pause_reason == reasons.ANALYSIS_FAILED,
+                    f"{said}, onFailure pause, and the rollout is {after.phase.value} "
+                    f"({after.pause_reason}), not paused for the failure", self)
+        else:
+            promise("I7", after.phase == Phase.ROLLED_BACK,
+                    f"{said}, and the rollout is {after.phase.value}, not rolled back", self)
+
+    def tripped(self, done: Pass) -> Measured | None:
+        """The first measurement the pass counted whose value meets its metric's abortCondition
+        (as CEL says; no data and errors never do)."""
+        first = done.first
+        metrics = {m.name: m for m in self.model.running_policy(first.status).analysis.metrics}
+        for measured in done.measured:
+            counted = (measured.metric in first.measure_step and first.status.analysis_run is not None) or \
+                (measured.metric in first.measure_background and first.status.background_run is not None)
+            value = VALUES.get(measured.answer)
+            condition = metrics[measured.metric].abort_condition if measured.metric in metrics else None
+            if counted and condition and value is not None and not missing(measured.answer) \
+                    and cel.condition(condition).evaluate(value):
+                return measured
+        return None
+
+
 def test_the_decision_loop_keeps_its_promises() -> None:
     started = STARTED[0] = time.monotonic()
     try:
@@ -706,7 +751,9 @@ def test_a_candidate_abandoned_for_the_stable_version_gains_no_traffic_when_the_
 def test_an_analysis_step_never_completes_on_a_measurement_with_no_data() -> None:
     """I6 (make fuzz, seed 1010): latency had data, then none; noData: fail counted it as one
     failure, within failureLimit 1, and that failure was the measurement that reached `count`:
-    the step completed on data Sluice did not have."""
+    the step completed on data Sluice did not have. Since the first measurement is taken as the
+    step begins, latency's data comes in the pass that reaches the analysis step and the empty
+    answer one pass sooner than in the soak's history."""
     metric = {"query": 'latency{version="{{version}}"}', "successCondition": "result < 0.05",
               "failureLimit": 1, "consecutiveErrorLimit": 1, "noData": "fail", "failureCondition": "result >= 0.2"}
     policy = {"strategy": {"canary": {"steps": [{"setWeight": 0}]}},
@@ -727,10 +774,9 @@ def test_an_analysis_step_never_completes_on_a_measurement_with_no_data() -> Non
     world.time_passes(fault="none", seconds=1)
     world.policy_analysis_step_removed()
     world.policy_steps_extended(steps=[{"setWeight": 0}])
+    world.prometheus_answers(answer="empty", metric="latency")
     world.time_passes(fault="none", seconds=200)
     world.policy_steps_trimmed(keep=1)
-    world.prometheus_answers(answer="empty", metric="latency")
-    world.time_passes(fault="none", seconds=10)
     run = world.model.status.analysis_run
     assert run is not None and run.metrics["latency"].failed_no_data == 1, world.model.status.message
     world.teardown()
@@ -774,3 +820,43 @@ def test_a_rolled_back_candidate_left_on_the_canary_track_gains_no_traffic_from_
     world.reconcile_now(fault="none")
     assert world.model.cluster.selects == frozenset({"stable"})
     world.teardown()
+
+
+def _tripwire(on_failure: str) -> dict[str, Any]:
+    metric = {**_blue_green(auto=True)["analysis"]["metrics"][0], "failureLimit": 1, "abortCondition": "result > 0.3"}
+    return {"strategy": {"canary": {"steps": [{"setWeight": 50}, {"analysis": {}}, {"setWeight": 100}]}},
+            "analysis": {"interval": "10s", "count": 3, "metrics": [metric]},
+            "progressDeadline": "60s", "onFailure": on_failure}
+
+
+def _trip(world: SluiceLoop) -> None:
+    """1.2.0 reaches its analysis step on good answers, then one bad answer (0.5 > 0.3) comes."""
+    world.time_passes(fault="none", seconds=1)
+    world.time_passes(fault="none", seconds=1)
+    assert world.model.status.current_step == 1 and world.model.status.analysis_run is not None
+    world.prometheus_answers(metric="error-rate", answer="bad")
+    world.time_passes(fault="none", seconds=10)
+
+
+@pytest.mark.parametrize(("on_failure", "phase"), [("rollback", Phase.ROLLED_BACK), ("pause", Phase.PAUSED)])
+def test_a_measurement_meeting_the_abort_condition_ends_the_rollout_in_that_pass(on_failure: str,
+                                                                                 phase: Phase) -> None:
+    """I7: failureLimit 1 would tolerate the bad answer; the abortCondition does not."""
+    world = SluiceLoop()
+    world.first_version_is_stable(policy=_tripwire(on_failure), replicas=2, gateway=True)
+    _trip(world)
+    status = world.model.status
+    assert status.phase == phase and "met its abortCondition `result > 0.3` (value 0.5)" in status.message
+    world.teardown()
+
+
+def test_i7_breaks_when_the_planner_ignores_the_abort_condition(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The promise has teeth: a planner that only counts the tripped measurement against
+    failureLimit (1) keeps the rollout going, and I7 says so."""
+    from sluice.plan import analysis as plan_analysis
+    monkeypatch.setattr(plan_analysis, "_tripped", lambda run, metrics: None)
+    world = SluiceLoop()
+    world.first_version_is_stable(policy=_tripwire("rollback"), replicas=2, gateway=True)
+    with pytest.raises(Broken, match="I7: error-rate met its abortCondition \\(bad\\), and the rollout is "
+                                     "Progressing, not rolled back"):
+        _trip(world)

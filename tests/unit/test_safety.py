@@ -4,15 +4,16 @@ the planner before the fix. Stories on the ideal cluster of world.py, with an in
 from __future__ import annotations
 
 import dataclasses
+from datetime import timedelta
 
 import pytest
 
-from sluice.api.models import Phase, Verdict
-from sluice.plan import reasons
+from sluice.api.models import AnalysisRun, MetricRun, Phase, Verdict
+from sluice.plan import analysis, reasons
 from sluice.plan.canary import stable_pods
 from sluice.plan.release import plan
-from sluice.plan.types import Result, Workload
-from tests.unit.world import World, first_version, policy_spec, ready
+from sluice.plan.types import Result, Workload, iso
+from tests.unit.world import T0, World, first_version, policy_spec, ready
 
 OK = [Result("error-rate", Verdict.SUCCESSFUL, 0.01, "0.01: result < 0.05")]
 BAD = [Result("error-rate", Verdict.FAILED, 0.4, "0.4: result < 0.05 does not hold")]
@@ -351,3 +352,45 @@ def test_a_lower_weight_by_replica_ratio_keeps_the_canary_until_stable_pods_are_
     result = plan(world.observed(), world.now)
     assert result.canary is not None and result.canary.replicas == 1, "the canary keeps serving meanwhile"
     assert result.stable is not None and result.stable.replicas == 1
+
+
+# Issue 9: a failure is never masked by an inconclusive result in the same pass, so a person asked
+# to accept an inconclusive result (`sluice promote`) is never asked to accept a failure with it.
+MASKED = {"count": 3, "metrics": [
+    {"name": "error-rate", "query": "q", "successCondition": "result < 0.05", "failureLimit": 0,
+     "abortCondition": "result > 0.3"},
+    {"name": "latency", "query": "q", "successCondition": "result < 0.05", "failureCondition": "result > 0.2"}]}
+BOTH_OK = [Result("error-rate", Verdict.SUCCESSFUL, 0.01, "ok"), Result("latency", Verdict.SUCCESSFUL, 0.01, "ok")]
+BETWEEN = Result("latency", Verdict.INCONCLUSIVE, 0.1, "0.1: neither result < 0.05 nor result > 0.2")
+
+
+@pytest.mark.parametrize("failure", [
+    pytest.param(Result("error-rate", Verdict.FAILED, 0.5, "0.5: abortCondition result > 0.3 holds", tripped=True),
+                 id="an abortCondition met"),
+    pytest.param(Result("error-rate", Verdict.FAILED, 0.2, "0.2: result < 0.05 does not hold"),
+                 id="failureLimit crossed"),
+])
+def test_a_step_failure_beats_a_background_inconclusive_in_the_same_pass(failure: Result) -> None:
+    steps = [{"setWeight": 25}, {"analysis": {"metrics": ["error-rate"]}}, {"setWeight": 100}]
+    world = first_version(policy_spec([], analysis=MASKED, strategy={"canary": {"steps": steps, **BACKGROUND}}),
+                          gateway=True)
+    world.deploy("1.1.0").step(BOTH_OK)
+    world.later(1).step(BOTH_OK)
+    assert world.status.current_step == 1 and world.status.background_run is not None
+    # The background run measured error-rate 10 s ago (it goes on while the canary's pods flap, the
+    # step's run does not): this pass measures error-rate for the step, latency for the background.
+    world.status.background_run.metrics["error-rate"].last_measured_at = iso(world.now + timedelta(seconds=30))
+    world.later(40).step([failure, BETWEEN])
+    assert world.status.analysis[-1].verdict == Verdict.INCONCLUSIVE, "the background's latency was measured"
+    assert world.phase == Phase.ROLLED_BACK, world.status.message
+    assert "metric error-rate" in world.status.message and world.route_weight == 0
+
+
+def test_a_failed_metric_beats_another_past_the_deadline_with_no_data() -> None:
+    policy = policy_spec([{"analysis": {}}], analysis=MASKED)
+    run = AnalysisRun(step=0, started_at=iso(T0), metrics={
+        "error-rate": MetricRun(failed=1, last_measured_at=iso(T0), data_seen=True),
+        "latency": MetricRun(last_measured_at=iso(T0), waiting_since=iso(T0))})
+    metrics = list(reversed(policy.analysis.metrics))  # the late one first
+    state = analysis.evaluate(run, metrics, policy.analysis, T0 + timedelta(seconds=301), 300)
+    assert state.outcome == analysis.Outcome.FAILED and state.metric == "error-rate"

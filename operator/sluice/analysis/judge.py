@@ -4,6 +4,8 @@ Conditions are CEL over `result` (a double), through sluice.analysis.cel; never 
 ±Inf is data (histogram_quantile gives +Inf exactly when latency is past the largest bucket)
 and goes to the condition. Only an empty result or NaN is no data, which is never a pass: it
 follows the metric's noData and is marked missing. A condition that cannot say is an Error.
+abortCondition is tried first: a value that meets it is Failed and marked `tripped`, which
+fails the analysis at once, whatever failureLimit says (sluice.plan.analysis).
 """
 
 from __future__ import annotations
@@ -14,20 +16,13 @@ import statistics
 
 from sluice.analysis import cel, mannwhitney, template
 from sluice.api.models import Compare, Metric, NoData, RolloutPolicySpec, Verdict
-from sluice.plan.types import Result
+from sluice.plan.types import Result, show
 
 ConditionError = cel.ConditionError
 
 EMPTY = "the query returned no series; if an empty result means zero, end it with `or vector(0)`"
 NOT_A_NUMBER = "the query returned NaN"
 SAMPLE = 0.5  # the double every condition is tried on before it is accepted
-
-
-def show(value: float) -> str:
-    """A value as a person reads it: show(0.25) == '0.25', show(inf) == '+Inf', show(-inf) == '-Inf'."""
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return "NaN" if math.isnan(value) else f"{value:g}"
 
 
 def holds(expression: str, value: float) -> bool:
@@ -55,6 +50,10 @@ def judge(metric: Metric, value: float | None) -> Result:
         return _no_data(metric, NOT_A_NUMBER)
     shown = show(value)
     try:
+        if metric.abort_condition and holds(metric.abort_condition, value):
+            return Result(metric.name, Verdict.FAILED, value,
+                          f"{shown}: abortCondition {metric.abort_condition} holds: the analysis fails at once",
+                          tripped=True)
         if metric.failure_condition and holds(metric.failure_condition, value):
             return Result(metric.name, Verdict.FAILED, value, f"{shown}: {metric.failure_condition} holds")
         if metric.success_condition:
@@ -145,7 +144,8 @@ def problems(policy: RolloutPolicySpec, args: dict[str, str] | None = None) -> l
     known = set(template.BUILTIN) | set(args or {})
     for metric in policy.analysis.metrics:
         for field, expression in (("successCondition", metric.success_condition),
-                                  ("failureCondition", metric.failure_condition)):
+                                  ("failureCondition", metric.failure_condition),
+                                  ("abortCondition", metric.abort_condition)):
             if expression:
                 problem = _condition_problem(expression)
                 if problem:

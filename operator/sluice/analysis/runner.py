@@ -10,7 +10,7 @@ from sluice.analysis import judge, template
 from sluice.analysis.prometheus import MetricProvider, ProviderError, QueryRejected
 from sluice.api.durations import parse_duration
 from sluice.api.models import Metric, RolloutPolicySpec, Verdict
-from sluice.plan.types import Result
+from sluice.plan.types import Result, show
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ async def _one(provider: MetricProvider, metric: Metric, subject: Subject, windo
             if seen is None or math.isnan(seen) or seen < metric.min_samples.at_least:
                 count = 0 if seen is None or math.isnan(seen) else seen
                 waiting = Result(metric.name, Verdict.WAITING, None,
-                                 f"waiting for traffic: {judge.show(count)} of {metric.min_samples.at_least:g} "
+                                 f"waiting for traffic: {show(count)} of {metric.min_samples.at_least:g} "
                                  "samples (minSamples)")
         if metric.compare is not None:
             step = max(2.0, window / 15)

@@ -417,6 +417,9 @@ class Compare(Model):
     confidence: float = Field(default=0.95, gt=0, lt=1, description="Confidence needed to call it a regression.")
 
 
+ABORT_NEEDS_QUERY = "abortCondition needs a query: a compare metric has no single value to test"
+
+
 class Metric(Model):
     model_config = ConfigDict(
         json_schema_extra={
@@ -426,6 +429,7 @@ class Metric(Model):
                     "!has(self.query) || has(self.successCondition) || has(self.failureCondition)",
                     "a metric with a query needs successCondition or failureCondition",
                 ),
+                _cel("!has(self.abortCondition) || has(self.query)", ABORT_NEEDS_QUERY),
             ]
         }
     )
@@ -444,7 +448,16 @@ class Metric(Model):
         default=None, min_length=1, max_length=MAX_CONDITION,
         description="CEL over `result` (a number); true is a failure."
     )
-    failure_limit: int = Field(default=0, ge=0, description="Failed measurements tolerated before the run fails.")
+    abort_condition: str | None = Field(
+        default=None, min_length=1, max_length=MAX_CONDITION,
+        description="CEL over `result` (a number); true for one measurement fails the analysis at once, "
+        "whatever failureLimit says (then onFailure applies): a tripwire for the catastrophic case, "
+        "e.g. result > 0.5. Only for a query metric; not tested below minSamples or on no data."
+    )
+    failure_limit: int = Field(
+        default=0, ge=0,
+        description="Failed measurements tolerated before the run fails (abortCondition tolerates none).",
+    )
     consecutive_error_limit: int = Field(
         default=4, ge=1, description="Provider errors in a row before the run counts as failed."
     )
@@ -459,7 +472,10 @@ class Metric(Model):
 
 class Analysis(Model):
     interval: Interval = Field(
-        default="30s", description="Time between measurements (1s to 1h, and at most progressDeadline)."
+        default="30s",
+        description="Time between measurements of a metric once it has a verdict (1s to 1h, and at most "
+        "progressDeadline). The first is taken when the analysis starts; until a metric has data (and "
+        "minSamples), it is polled every 2s.",
     )
     count: int = Field(default=3, ge=1, le=100, description="Measurements an analysis step takes.")
     prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig, description="Where metrics come from.")
@@ -620,6 +636,7 @@ class MetricRun(StatusModel):
     data_seen: bool = False  # a measurement of this run had data: noData applies from now on
     waiting_since: str | None = None  # first Waiting measurement since the last judged one
     waiting_for_traffic: bool = False  # ...and it waits for minSamples, not for data
+    tripped_by: str | None = None  # the value (as shown) that met abortCondition: the run has failed
 
 
 class AnalysisRun(StatusModel):

@@ -13,9 +13,10 @@ from enum import StrEnum
 
 from sluice.api.durations import format_duration, parse_duration
 from sluice.api.models import Analysis, AnalysisRun, Measurement, Metric, MetricRun, NoData, ReleaseStatus, Verdict
-from sluice.plan.types import Plan, Result, iso, seconds_since
+from sluice.plan.types import Plan, Result, iso, seconds_since, show
 
 MAX_MEASUREMENTS = 30  # status.analysis keeps the most recent ones, across metrics
+FIRST_POLL = 2.0  # seconds between measurements of a metric with nothing judged yet (at most the interval)
 
 
 class Outcome(StrEnum):
@@ -33,6 +34,7 @@ class RunState:
     next_in: float | None  # seconds until the next metric is due
     waiting: bool  # nothing judged yet: every measurement so far was Waiting
     metric: str | None = None  # the metric that failed the run
+    tripped: bool = False  # ...by meeting its abortCondition: the reason names the value already
 
 
 def selected(analysis: Analysis, names: list[str] | None) -> list[Metric]:
@@ -46,19 +48,44 @@ def start(step: int, now: datetime) -> AnalysisRun:
     return AnalysisRun(step=step, started_at=iso(now))
 
 
+def period(counts: MetricRun, interval: float) -> float:
+    """Seconds from a metric's last measurement to its next. Until the metric has a judged
+    measurement (all so far Waiting: no data yet, or below minSamples) it is polled every
+    FIRST_POLL seconds, so its first verdict comes as soon as the data exists; from then on,
+    every interval. An Error does not quicken it: consecutiveErrorLimit counts errors an
+    interval apart, so a Prometheus restart is not four errors in six seconds.
+    period(MetricRun(), 30) == 2.0; period(MetricRun(successful=1), 30) == 30;
+    period(MetricRun(consecutive_errors=1), 30) == 30; period(MetricRun(), 1) == 1."""
+    judged = counts.successful + counts.failed + counts.inconclusive
+    if judged or counts.consecutive_errors:
+        return interval
+    return min(FIRST_POLL, interval)
+
+
 def evaluate(run: AnalysisRun, metrics: list[Metric], analysis: Analysis, now: datetime,
              deadline: float, background: bool = False) -> RunState:
     """Where a run stands. A step run passes after `count` judged measurements of every metric
     (a measurement with no data that noData: fail counts as a failure is not one of them: a step
     never completes on data Sluice does not have); a background run never passes: it fails, or is
     inconclusive at its first inconclusive result.
+    A metric is first measured as soon as its run starts, polled every FIRST_POLL seconds while it
+    has nothing judged, then measured every interval (see period()); background runs alike, so a
+    promotion that waits for background analysis waits for data, not for an interval.
     A metric waiting for data (or traffic) longer than `deadline` gets its noData verdict:
-    inconclusive pauses the run for a person, hold and fail fail it."""
+    inconclusive pauses the run for a person, hold and fail fail it. A failure of any metric
+    beats another's inconclusive: a person asked to accept an inconclusive result is never
+    asked to accept a failure with it.
+    One measurement that met a metric's abortCondition fails any run at once, before any other
+    rule, whatever failureLimit says."""
+    tripped = _tripped(run, metrics)
+    if tripped is not None:
+        return tripped
     interval = parse_duration(analysis.interval)
     due: list[str] = []
     next_in: float | None = None
     judged_any = False
     inconclusive: list[str] = []
+    late: RunState | None = None  # a metric past the deadline with noData: inconclusive
     finished = True
     for metric in metrics:
         counts = run.metrics.get(metric.name, MetricRun())
@@ -83,8 +110,10 @@ def evaluate(run: AnalysisRun, metrics: list[Metric], analysis: Analysis, now: d
             why = (f"metric {metric.name}: no usable data for {limit} (progressDeadline): the query returned "
                    f"no data (noData: {metric.no_data.value})")
             if metric.no_data == NoData.INCONCLUSIVE:
-                return RunState(Outcome.INCONCLUSIVE, why + "; promote to accept, retry to measure again, or abort",
-                                (), None, False, metric.name)
+                late = late or RunState(Outcome.INCONCLUSIVE,
+                                        why + "; promote to accept, retry to measure again, or abort",
+                                        (), None, False, metric.name)
+                continue
             return RunState(Outcome.FAILED, why, (), None, False, metric.name)
         judged = counts.successful + counts.failed - counts.failed_no_data + counts.inconclusive
         judged_any = judged_any or judged > 0
@@ -92,11 +121,14 @@ def evaluate(run: AnalysisRun, metrics: list[Metric], analysis: Analysis, now: d
             inconclusive.append(metric.name)
         if background or judged < analysis.count:
             finished = False
-            wait = interval - seconds_since(counts.last_measured_at or run.started_at, now)
+            wait = 0.0 if counts.last_measured_at is None else \
+                period(counts, interval) - seconds_since(counts.last_measured_at, now)
             if wait <= 0:
                 due.append(metric.name)
             else:
                 next_in = wait if next_in is None else min(next_in, wait)
+    if late is not None:
+        return late
     if inconclusive and (finished or background):
         return RunState(
             Outcome.INCONCLUSIVE,
@@ -106,6 +138,21 @@ def evaluate(run: AnalysisRun, metrics: list[Metric], analysis: Analysis, now: d
     if finished:
         return RunState(Outcome.PASSED, "", (), None, False)
     return RunState(Outcome.RUNNING, "", tuple(due), next_in, not judged_any)
+
+
+def _tripped(run: AnalysisRun, metrics: list[Metric]) -> RunState | None:
+    """The failed state of a run in which a metric met its abortCondition, or None, e.g.
+    "metric error-rate met its abortCondition `result > 0.5` (value 0.93): one such measurement is
+    enough, without waiting for failureLimit 2"."""
+    for metric in metrics:
+        value = run.metrics[metric.name].tripped_by if metric.name in run.metrics else None
+        if value is None:
+            continue
+        condition = f" `{metric.abort_condition}`" if metric.abort_condition else ""
+        limit = f", without waiting for failureLimit {metric.failure_limit}" if metric.failure_limit else ""
+        return RunState(Outcome.FAILED, f"metric {metric.name} met its abortCondition{condition} (value {value}): "
+                        f"one such measurement is enough{limit}", (), None, False, metric.name, tripped=True)
+    return None
 
 
 def judged_well(run: AnalysisRun | None, metrics: list[Metric]) -> list[str]:
@@ -144,9 +191,13 @@ def record(status: ReleaseStatus, run: AnalysisRun, results: list[Result], now: 
         elif verdict == Verdict.FAILED:
             counts.failed += 1
             counts.failed_no_data += result.missing
+            if result.tripped and result.value is not None and counts.tripped_by is None:
+                counts.tripped_by = show(result.value)
         elif verdict == Verdict.INCONCLUSIVE:
             counts.inconclusive += 1
         value = result.value if result.value is not None and math.isfinite(result.value) else None
+        if verdict == Verdict.WAITING:
+            _drop_last_waiting(status, result.metric, version, step)
         status.analysis.append(Measurement(
             metric=result.metric, verdict=verdict, value=value, message=message,
             step=step, version=version, at=iso(now),
@@ -155,9 +206,25 @@ def record(status: ReleaseStatus, run: AnalysisRun, results: list[Result], now: 
     return run.model_copy(update={"metrics": metrics})
 
 
+def _drop_last_waiting(status: ReleaseStatus, metric: str, version: str, step: int | None) -> None:
+    """A Waiting measurement replaces the one before it when that was Waiting too (same metric,
+    version and step): polled every FIRST_POLL seconds, a wait for data would otherwise push every
+    verdict out of status.analysis within a minute. The latest stands for them all (its metric's
+    waitingSince in the run says since when)."""
+    for index in range(len(status.analysis) - 1, -1, -1):
+        last = status.analysis[index]
+        if last.metric == metric:
+            if last.verdict == Verdict.WAITING and last.version == version and last.step == step:
+                del status.analysis[index]
+            return
+
+
 def evidence(status: ReleaseStatus, state: RunState) -> str:
     """The run's failure reason with the last measurement of the failing metric, e.g.
-    "metric error-rate failed 2 time(s), more than failureLimit 1 (last: 0.31: result < 0.05 does not hold)"."""
+    "metric error-rate failed 2 time(s), more than failureLimit 1 (last: 0.31: result < 0.05 does not hold)".
+    A tripped abortCondition's reason names its value already."""
+    if state.tripped:
+        return state.reason
     last = next((m for m in reversed(status.analysis)
                  if m.metric == state.metric and m.version == (status.candidate_version or m.version)
                  and m.verdict in (Verdict.FAILED, Verdict.ERROR)), None)

@@ -121,6 +121,9 @@ def _step(obs: Observed, status: ReleaseStatus, now: datetime, steps: list[Canar
             f"{obs.canary.ready}/{want} candidate pods ready")
         return (waiting if halted(status) else _background(obs, status, now, waiting)), False
     steps_.in_place(status)
+    failed = steps_.failed_step(obs, status, now, index, step.analysis.metrics) if step.analysis else None
+    if failed is not None:
+        return failed, False
     result = _background(obs, status, now, result)
     if halted(status):
         return result, False

@@ -41,6 +41,22 @@ def analysis_step(obs: Observed, status: ReleaseStatus, now: datetime, result: P
     return result, False
 
 
+def failed_step(obs: Observed, status: ReleaseStatus, now: datetime, index: int,
+                names: list[str] | None) -> Plan | None:
+    """The failure of analysis step `index`'s own run, or None. A strategy with background analysis
+    asks this first: in a pass where a step measurement failed (an abortCondition met) and a
+    background one was inconclusive, the rollout fails; it is not paused for a person who might
+    promote past the failure."""
+    run = status.analysis_run
+    if obs.policy is None or run is None or run.step != index:
+        return None
+    spec = obs.policy.analysis
+    state = analysis.evaluate(run, analysis.selected(spec, names), spec, now, deadline(obs))
+    if state.outcome != analysis.Outcome.FAILED:
+        return None
+    return fail(obs, status, now, reasons.ANALYSIS_FAILED, analysis.evidence(status, state))
+
+
 def waiting_for_pods(obs: Observed, status: ReleaseStatus, now: datetime, result: Plan, late: str,
                      progress: str) -> tuple[Plan, bool]:
     """Pods are not where the step needs them: wait, within progressDeadline from the moment

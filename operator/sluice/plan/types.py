@@ -10,6 +10,13 @@ from typing import Literal
 from sluice.api.models import ReleaseSpec, ReleaseStatus, RolloutPolicySpec, Verdict
 
 
+def show(value: float) -> str:
+    """A value as a person reads it: show(0.25) == '0.25', show(inf) == '+Inf', show(-inf) == '-Inf'."""
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return "NaN" if math.isnan(value) else f"{value:g}"
+
+
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -161,6 +168,7 @@ class Result:
     value: float | None
     message: str
     missing: bool = False  # the provider answered, with no data (an empty result or NaN)
+    tripped: bool = False  # the value met the metric's abortCondition: its run fails at once
 
 
 def canary_replicas(total: int, weight: int) -> int:
