@@ -33,6 +33,7 @@ from sluice.plan import analysis as plan_analysis
 from sluice.plan import reasons, requires
 from sluice.plan.lifecycle import record_events, unreadable
 from sluice.plan.release import plan as make_plan
+from sluice.plan.release import replan
 from sluice.plan.types import DeploymentIntent, Event, Observed, Plan, Upstream, Workload
 from sluice.traffic import Router, changed
 from sluice.traffic.gateway import API_VERSION as GATEWAY_API
@@ -398,9 +399,7 @@ async def _measure(ctx: Context, release: Body, obs: Observed, first: Plan, now:
     for result in results:
         metrics.MEASUREMENTS.labels(result.verdict.value).inc()
     plan_analysis.fold(first, results, now)
-    second = make_plan(dataclasses.replace(obs, status=first.status), now)
-    second.events[:0] = first.events
-    return second, obs
+    return replan(obs, first, now), obs
 
 
 DEPLOYMENT_FIELDS = ("spec.replicas", "spec.strategy", "metadata.annotations", "metadata.labels",

@@ -24,7 +24,7 @@ from typing import Any, Literal
 from sluice.analysis import judge
 from sluice.api.models import Metric, ReleaseSpec, ReleaseStatus, Request, RolloutPolicySpec, Verdict
 from sluice.plan import analysis as plan_analysis
-from sluice.plan.release import plan
+from sluice.plan.release import plan, replan
 from sluice.plan.types import DeploymentIntent, Observed, Plan, Result, Workload, iso
 
 T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
@@ -285,8 +285,7 @@ class Model:
             definitions = {m.name: m for m in self.running_policy(first.status).analysis.metrics}
             measured = [self.metrics.measure(definitions[name]) for name in first.measure if name in definitions]
             plan_analysis.fold(first, [m.result for m in measured], now)
-            decided = plan(dataclasses.replace(obs, status=first.status), now)
-            decided.events[:0] = first.events
+            decided = replan(obs, first, now)
             self.now += timedelta(seconds=self.metrics.slow)  # a slow measurement: time passed meanwhile
             self.metrics.slow = 0.0
         persist = fault == "none" or fault == "act lost after the status write"

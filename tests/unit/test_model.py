@@ -782,6 +782,45 @@ def test_an_analysis_step_never_completes_on_a_measurement_with_no_data() -> Non
     world.teardown()
 
 
+def test_a_promote_waiting_as_the_rollout_starts_never_wipes_a_measurement_of_that_pass() -> None:
+    """I7 (found merging the tripwire): `sluice promote` sent before the rollout began waited in
+    status; the pass that began it measured background analysis, which met its abortCondition,
+    and the plan made after measuring applied the promote, whose step restart threw the failed
+    run away: the rollout waited for background analysis instead of rolling back. A request is
+    now applied by a first plan only, never on top of measurements it has not seen judged."""
+    world = SluiceLoop()
+    policy = _blue_green(auto=False)
+    policy["strategy"] = {"canary": {"steps": [{"setWeight": 0}], "backgroundAnalysis": {"startingStep": 0}}}
+    policy["analysis"]["metrics"][0]["abortCondition"] = "result > 0.3"
+    world.first_version_is_stable(policy=policy, replicas=1, gateway=False)
+    world.user_request(action="promote")
+    world.nothing_new_happens(answer="bad", pods_come_up=False)
+    assert world.model.status.phase == Phase.ROLLED_BACK
+    assert any("met its abortCondition" in e for e in world.model.posted), world.model.posted
+    world.teardown()
+
+
+def test_a_rolled_back_pod_left_beside_the_next_candidate_keeps_the_canary_track_from_gaining_traffic() -> None:
+    """I4 (make fuzz, seed 2002, after about 35,000 examples): 1.2.0 aborted, 1.3.0 applied, the
+    stable pods unready. The canary track held 1.3.0's Ready pod and 1.2.0's, still Ready during
+    the template change; <name> was switched to the track because the candidate had a Ready pod,
+    and the rolled-back 1.2.0 got half the traffic. The track now gains traffic only while the
+    candidate's pods are alone on it."""
+    world = SluiceLoop()
+    world.first_version_is_stable(policy=_blue_green(auto=False), replicas=2, gateway=False)
+    world.reconcile_now(fault="none")
+    world.new_version()
+    world.user_request(action="abort")
+    world.pods_become_ready(count=None, track="canary")
+    world.pods_stop_being_ready(count=None, track="stable")
+    world.reconcile_now(fault="none")
+    world.reconcile_now(fault="none")
+    world.pods_become_ready(count=1, track="canary")
+    world.reconcile_now(fault="none")
+    assert world.model.cluster.selects == frozenset({"stable"})
+    world.teardown()
+
+
 def test_a_retry_runs_under_the_policy_as_it_is_at_the_retry() -> None:
     """I1 (make fuzz, seed 1313; a defect of the model, not of Sluice): a canary aborted, its
     policy trimmed to a single weight step, then `sluice retry` in the same second the first

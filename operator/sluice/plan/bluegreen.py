@@ -39,9 +39,9 @@ def step_names(spec: BlueGreenStrategy) -> list[str]:
 
 def _before_switch(obs: Observed) -> Literal["stable", "canary"]:
     """What <name> selects before the switch: the stable track, unless it has no Ready pod while
-    the candidate has (never nothing). Only the candidate's own pods count: a rolled-back or
-    superseded version's pods still on the canary track never gain traffic."""
-    return "canary" if obs.stable.ready == 0 and obs.canary.ready_of(obs.desired_hash) > 0 else "stable"
+    the candidate has (never nothing). Only while the track holds the candidate's pods alone: a
+    rolled-back or superseded version's pods still on the canary track never gain traffic."""
+    return "canary" if obs.stable.ready == 0 and obs.canary.ready_only_of(obs.desired_hash) > 0 else "stable"
 
 
 class BlueGreen:

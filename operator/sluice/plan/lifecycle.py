@@ -327,7 +327,7 @@ def _never_nothing(obs: Observed, plan: Plan) -> None:
     by itself keeps the candidate serving until they are back). With no Ready pod on either
     track, it selects stable: traffic never goes to a candidate that has none. The canary track
     gains traffic only for the candidate in flight, and only if that candidate's own pods are
-    Ready (not a superseded or rolled-back version's pods still on the track); a candidate no
+    Ready and alone on the track (no superseded or rolled-back version's pod is); a candidate no
     longer in flight (rolled back, failed, abandoned for the stable version) keeps the traffic it
     has, but never gains any: a rollback sticks."""
     if plan.hands_off:
@@ -341,7 +341,7 @@ def _never_nothing(obs: Observed, plan: Plan) -> None:
     ready = {"stable": obs.stable.ready, "canary": obs.canary.ready if kept else 0}
     other: Literal["stable", "canary"] = "canary" if plan.active == "stable" else "stable"
     if other == "canary" and not obs.serving_canary and (
-            not in_flight(plan.status) or obs.canary.ready_of(plan.status.candidate_hash or "") == 0):
+            not in_flight(plan.status) or obs.canary.ready_only_of(plan.status.candidate_hash or "") == 0):
         return
     if ready[plan.active] == 0 and (ready[other] > 0 or plan.active == "canary"):
         plan.active = other

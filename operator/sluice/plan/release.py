@@ -34,6 +34,20 @@ from sluice.plan.types import Event, Observed, Plan
 PROBE_EVERY = 10.0  # seconds between probes of a Release stalled by input its measurements found unusable
 
 
+def replan(obs: Observed, first: Plan, now: datetime) -> Plan:
+    """The plan again, from `first` with this pass's measurements folded into its status.
+
+    A request the first plan left alone (it came as the rollout started, in the same pass) waits
+    for the next pass: a request is never applied on top of measurements it has not seen judged,
+    so a `promote` cannot restart an analysis run that a measurement of this very pass failed."""
+    pending = first.status.request
+    second = plan(dataclasses.replace(obs, status=first.status.model_copy(update={"request": None})), now)
+    if pending is not None and second.status.candidate_hash is not None:
+        second.status.request = pending
+    second.events[:0] = first.events
+    return second
+
+
 def plan(obs: Observed, now: datetime) -> Plan:
     """The next Plan for a Release. Every path ends in finalize(), which sets the conditions."""
     status = obs.status.model_copy(deep=True)

@@ -65,6 +65,14 @@ class Workload:
             return 0
         return max(0, min(self.updated, self.ready - (self.total - self.updated)))
 
+    def ready_only_of(self, template_hash: str) -> int:
+        """Ready pods of `template_hash` when they are all a Service selecting this track would
+        reach: no pod of another template (a rolled-back version's, during the template change)
+        is there, Ready or not; else 0.
+        Workload(exists=True, template_hash="a", ready=2, updated=2, total=3, foreign=1).ready_only_of("a") == 0."""
+        mine = self.ready_of(template_hash)
+        return mine if mine == self.ready and self.foreign == 0 else 0
+
 
 @dataclass(frozen=True)
 class Upstream:
