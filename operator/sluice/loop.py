@@ -184,9 +184,9 @@ class Loops:
                 status = getattr(error, "status", None)
                 if conflict:  # the Release changed under the pass: nothing to report
                     log.debug("reconcile of %s/%s: conflict %d in a row (retry in %.1fs)", *key, failures, retry)
-                elif status in REFUSED:  # refused by the API server: say so in one line
-                    log.warning("reconcile of %s/%s: the API server refused: %s (retry in %.1fs)", *key,
-                                refusal(error), retry)
+                elif status in REFUSED or type(error).__name__ == "Refused":  # the API server said no: one line
+                    log.warning("reconcile of %s/%s: %s (retry in %.1fs)", *key,
+                                getattr(error, "message", None) or f"the API server refused: {refusal(error)}", retry)
                 else:
                     log.error("reconcile of %s/%s failed (retry in %.1fs)", *key, retry, exc_info=error)
                 await asyncio.sleep(retry)  # a watch event does not cut a backoff short: it waits for it

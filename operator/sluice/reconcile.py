@@ -10,14 +10,16 @@ next one, which acts on what was written: no pass can reverse a rollback it did 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from kubernetes.client import ApiException
 from pydantic import ValidationError
 
 from sluice import API_VERSION, metrics
@@ -28,7 +30,7 @@ from sluice.api.models import ReleaseSpec, ReleaseStatus, RolloutPolicySpec
 from sluice.kube import objects
 from sluice.kube.admission import Admission
 from sluice.kube.client import Kube
-from sluice.loop import GONE
+from sluice.loop import GONE, refusal
 from sluice.plan import analysis as plan_analysis
 from sluice.plan import reasons, requires
 from sluice.plan.lifecycle import record_events, unreadable
@@ -63,6 +65,7 @@ class Context:
     admission: Admission | None = None
     now: Callable[[], datetime] | None = None  # a clock to inject; the wall clock otherwise
     posted: set[str] = dataclasses.field(default_factory=set)  # Event names this process has posted
+    refused: dict[tuple[str, str], str] = dataclasses.field(default_factory=dict)  # last refusal, by Release
 
     def __post_init__(self) -> None:
         if self.admission is None:
@@ -496,10 +499,33 @@ async def act(ctx: Context, release: Body, obs: Observed, result: Plan, router: 
     """Traffic first, then pods: a rollback takes traffic off the canary before scaling it down."""
     if result.hands_off:
         return
-    await _adopt(ctx, release, obs, seen)
-    await router.route(result, seen.services)
-    await _deployment(ctx, release, obs, result.status, "stable", result.stable, seen)
-    await _deployment(ctx, release, obs, result.status, "canary", result.canary, seen)
+    name = release["metadata"]["name"]
+    async with _refused("adopting what its writer granted"):
+        await _adopt(ctx, release, obs, seen)
+    async with _refused(f"writing the Services of {name} and its traffic weights"):
+        await router.route(result, seen.services)
+    for track, intent in (("stable", result.stable), ("canary", result.canary)):
+        async with _refused(f"writing Deployment {objects.deployment_name(name, track)}"):
+            await _deployment(ctx, release, obs, result.status, track, intent, seen)
+
+
+class Refused(Exception):
+    """The API server refused a write that carries out a plan; the loop retries with backoff and
+    the next pass shows the refusal as Stalled (reason RefusedByAPIServer) until a write succeeds."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@contextlib.asynccontextmanager
+async def _refused(what: str) -> AsyncIterator[None]:
+    try:
+        yield
+    except ApiException as error:
+        if error.status == 409 or (error.status or 0) >= 502:  # a conflict, or the server unreachable: retry
+            raise
+        raise Refused(f"the API server refused {what}: {refusal(error)}; retrying with backoff") from error
 
 
 def _dump(status: ReleaseStatus) -> Body:
@@ -552,6 +578,8 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
                             release["metadata"].get("generation"))
         await write_status(ctx, release, status, broken)
         return STALLED_RETRY
+    key = (namespace, name)
+    obs = dataclasses.replace(obs, refused=ctx.refused.get(key))
     result = make_plan(obs, now)
     if result.measure and not obs.problem:
         result, obs = await _measure(ctx, release, obs, result, now)
@@ -560,7 +588,12 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
                                    f"annotation names this Release, which now controls it"))
     record_events(result)
     await write_status(ctx, release, obs.status, result.status)  # the decision is persisted first
-    await act(ctx, release, obs, result, router, seen)
+    try:
+        await act(ctx, release, obs, result, router, seen)
+    except Refused as error:
+        ctx.refused[key] = error.message
+        raise
+    ctx.refused.pop(key, None)
     await post_events(ctx, release, result.status)
     if result.events:
         log.info("%s/%s: %s", namespace, name, "; ".join(e.message for e in result.events))

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from kubernetes.client import ApiException
 
 from sluice.kube.client import Conflict
-from sluice.reconcile import Context, reconcile
+from sluice.reconcile import Context, Refused, reconcile
 
 Body = dict[str, Any]
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -491,3 +493,35 @@ async def test_an_httproute_another_controller_manages_is_not_written(cluster: A
     assert stalled["message"].startswith("HTTPRoute shop belongs to Rollout legacy, which would undo the weights")
     assert [w for w in store.writes if w[0] != "status"] == []
     assert store.objects[("HTTPRoute", "shop", "shop")] == before
+
+
+async def test_a_write_the_api_server_refuses_is_a_stalled_condition_until_one_succeeds(cluster: Any) -> None:
+    """Given a cluster whose Service range is full, when a Release's first pass creates its
+    Service, then the pass fails with one plain refusal (the loop retries with backoff), the
+    next pass shows it as Stalled with the API server's sentence, and once the Service can be
+    created the condition clears."""
+    store, context, clock = cluster
+    full = ApiException(status=500, reason="Internal Server Error")
+    full.body = json.dumps({"kind": "Status", "message": "Internal error occurred: failed to allocate a "
+                            "serviceIP: range is full"})
+    create = store.create
+
+    async def refusing(body: Body) -> Body:
+        if body["kind"] == "Service":
+            raise full
+        return await create(body)
+
+    store.create = refusing  # type: ignore[method-assign]
+    release(store, "1.0.0")
+    with pytest.raises(Refused, match="refused writing the Services of checkout and its traffic weights: "
+                                      "Internal error occurred: failed to allocate a serviceIP: range is full"):
+        await passes(context, clock, 1)
+    with pytest.raises(Refused):
+        await passes(context, clock, 1)
+    stalled = next(c for c in status(store)["conditions"] if c["type"] == "Stalled")
+    assert stalled["status"] == "True" and stalled["reason"] == "RefusedByAPIServer"
+    assert "range is full; retrying with backoff" in stalled["message"]
+    store.create = create  # type: ignore[method-assign]
+    await passes(context, clock, 2)
+    stalled = next(c for c in status(store)["conditions"] if c["type"] == "Stalled")
+    assert stalled["status"] == "False" and status(store)["phase"] == "Succeeded"

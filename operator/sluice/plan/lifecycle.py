@@ -363,7 +363,8 @@ def finalize(obs: Observed, plan: Plan, now: datetime, stalled: str = "") -> Pla
     | Succeeded, every stable pod Ready       | True  | False                  | False   |
     | Succeeded, pods not all Ready yet       | False | True: Progressing      | False   |
     | RolledBack, Failed, paused on failure,  | False | False                  | True    |
-    |   invalid input                         |       |                        |         |
+    |   invalid input, a write the API server |       |                        |         |
+    |   refused (until one succeeds)          |       |                        |         |
     """
     status = plan.status
     status.observed_generation = obs.generation
@@ -374,7 +375,8 @@ def finalize(obs: Observed, plan: Plan, now: datetime, stalled: str = "") -> Pla
              and obs.desired_hash == status.stable_hash)
     failed_pause = phase == Phase.PAUSED and status.pause_reason in (
         reasons.ANALYSIS_FAILED, reasons.PROGRESS_DEADLINE)
-    stall_reason = stalled or (
+    refused = not stalled and obs.refused is not None
+    stall_reason = stalled or (reasons.REFUSED_BY_API if refused else "") or (
         reasons.ROLLED_BACK if phase == Phase.ROLLED_BACK
         else reasons.FAILED if phase == Phase.FAILED
         else status.pause_reason or reasons.PAUSED if failed_pause else "")
@@ -389,7 +391,7 @@ def finalize(obs: Observed, plan: Plan, now: datetime, stalled: str = "") -> Pla
                                waiting_reason if reconciling else phase.value,
                                message if reconciling else "", stamp, gen)
     conditions = set_condition(conditions, reasons.STALLED, bool(stall_reason), stall_reason or phase.value,
-                               message if stall_reason else "", stamp, gen)
+                               (obs.refused or "") if refused else message if stall_reason else "", stamp, gen)
     status.conditions = conditions
     status.replicas = {"stable": obs.stable.ready, "canary": obs.canary.ready}
     return plan
