@@ -29,7 +29,7 @@ from sluice.analysis.runner import Rejected, Subject, measure
 from sluice.api.models import ReleaseSpec, ReleaseStatus, RolloutPolicySpec
 from sluice.kube import objects
 from sluice.kube.admission import Admission
-from sluice.kube.client import Kube
+from sluice.kube.client import Conflict, Kube
 from sluice.loop import GONE, refusal
 from sluice.plan import analysis as plan_analysis
 from sluice.plan import reasons, requires
@@ -446,7 +446,8 @@ async def _deployment(ctx: Context, release: Body, obs: Observed, decided: Relea
         if observed.template_hash == digest and current is not None:
             if observed.replicas != intent.replicas:
                 await ctx.kube.merge_patch("apps/v1", "Deployment", name, namespace,
-                                           {"spec": {"replicas": intent.replicas}})
+                                           {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
+                                            "spec": {"replicas": intent.replicas}})
             return
         kept = decided.stable_spec
         if kept is not None and digest == decided.stable_hash:
@@ -463,9 +464,12 @@ async def _deployment(ctx: Context, release: Body, obs: Observed, decided: Relea
                               *((rolling.max_surge, rolling.max_unavailable) if rolling else ()))
     if current is not None and seen.drifted[track]:
         log.info("%s/%s: its pod template was changed outside Sluice; restoring it", namespace, name)
-        await ctx.kube.json_patch("apps/v1", "Deployment", name, namespace,
-                                  [{"op": "replace", "path": "/spec/template", "value": template}])
+        current = await ctx.kube.json_patch("apps/v1", "Deployment", name, namespace, [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": current["metadata"]["resourceVersion"]},
+            {"op": "replace", "path": "/spec/template", "value": template}])
     if changed(current, body, DEPLOYMENT_FIELDS) or observed.template_hash != digest:
+        if current is not None:  # a precondition: never a write over a state this pass did not see
+            body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
         await ctx.kube.write(body, exists=current is not None)
 
 
@@ -523,7 +527,9 @@ async def _refused(what: str) -> AsyncIterator[None]:
     try:
         yield
     except ApiException as error:
-        if error.status == 409 or (error.status or 0) >= 502:  # a conflict, or the server unreachable: retry
+        if error.status == 409:  # the object changed since the caches saw it: the next pass sees it
+            raise Conflict(what) from error
+        if (error.status or 0) >= 502:  # the server unreachable: retry
             raise
         raise Refused(f"the API server refused {what}: {refusal(error)}; retrying with backoff") from error
 

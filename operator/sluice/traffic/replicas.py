@@ -36,4 +36,6 @@ async def apply_services(kube: Kube, release: dict[str, Any], spec: ReleaseSpec,
                                  canary):
         current = observed.get(body["metadata"]["name"])
         if changed(current, body, SERVICE_FIELDS):
+            if current is not None:  # a precondition: never a write over a state this pass did not see
+                body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
             await kube.write(body, exists=current is not None)
