@@ -460,6 +460,12 @@ class SluiceLoop(RuleBasedStateMachine):
         rollout = self.rollout_of(first)
         self.rollout_of(done.decided.status)
         request = done.observed.request.action if done.observed.request else None
+        if rollout is not None and request == "retry" and observed.phase == Phase.PAUSED and first.request is None:
+            # a retry of a rollout paused on failure restarts its step's runs: fresh ledgers, even when
+            # the new runs start in the same second as the ones they replace
+            if first.analysis_run is not None:
+                rollout.runs.pop(first.analysis_run.step, None)
+            rollout.background = None
         if request in ("promote", "promote-full"):
             # a person promoted this rollout past the step it stood at when the pass took the request;
             # a promotion that ends the rollout in the same pass (first plan has no candidate) is the
@@ -818,6 +824,25 @@ def test_a_rolled_back_pod_left_beside_the_next_candidate_keeps_the_canary_track
     world.pods_become_ready(count=1, track="canary")
     world.reconcile_now(fault="none")
     assert world.model.cluster.selects == frozenset({"stable"})
+    world.teardown()
+
+
+def test_a_retry_after_a_failed_pause_is_judged_on_the_measurements_after_it() -> None:
+    """I1b (make fuzz, seed 3002; a defect of the model, not of Sluice): background analysis
+    failed and paused the rollout (onFailure: pause); `sluice retry` restarted the runs in the
+    same second, the version measured well and was promoted. The model had kept the failed
+    measurement in the new run's ledger, because both runs share a start time."""
+    world = SluiceLoop()
+    policy = _blue_green(auto=False)
+    policy["strategy"] = {"canary": {"steps": [{"setWeight": 0}], "backgroundAnalysis": {"startingStep": 0}}}
+    policy["onFailure"] = "pause"
+    world.first_version_is_stable(policy=policy, replicas=1, gateway=False)
+    world.user_request(action="retry")
+    world.nothing_new_happens(answer="bad", pods_come_up=False)
+    assert world.model.status.phase == Phase.PAUSED
+    world.user_request(action="retry")
+    world.nothing_new_happens(answer="good", pods_come_up=False)
+    assert world.model.status.phase == Phase.SUCCEEDED
     world.teardown()
 
 
