@@ -8,7 +8,7 @@ export KUBECONFIG ?= $(LOCAL)/kubeconfig
 WITH_BIN = PATH="$$(hack/cluster/build.sh | tail -n 1):$$PATH"
 
 .PHONY: venv binaries cluster-up cluster-down image node-up node-down crds crds-install run demo demo-down test test-unit \
-	test-e2e lint bench fuzz clean flux flux-up flux-down
+	test-e2e lint bench bench-scale fuzz clean flux flux-up flux-down
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -87,6 +87,12 @@ fuzz: venv
 
 bench: venv
 	$(VENV)/bin/python hack/bench/planner.py
+
+# Sluice at scale on the local cluster, with an operator, a namespace and a kwok node of its own
+# (hack/bench/scale.py --help); it waits for the e2e lock, as the cluster takes one such user at a
+# time. SCALE_ARGS="--releases 1000 --inflight 200" make bench-scale
+bench-scale: cluster-up crds-install demo-down
+	$(WITH_BIN) flock -o /tmp/sluice-e2e.lock $(PY) hack/bench/scale.py $(SCALE_ARGS)
 
 clean: cluster-down
 	rm -rf $(LOCAL)

@@ -846,6 +846,29 @@ def test_a_retry_after_a_failed_pause_is_judged_on_the_measurements_after_it() -
     world.teardown()
 
 
+def test_a_refused_retry_leaves_a_paused_rollout_paused() -> None:
+    """I7 (make fuzz, seed 3003): a rolling update paused by a person, then `sluice retry`, which
+    has nothing to retry. The refusal walked the steps as if the rollout were progressing: the
+    update step completed, the post-update analysis measured a 50% error rate meeting its
+    abortCondition, and the plan after measuring, paused again, never judged it. A refused
+    request now changes nothing: the rollout stays paused, and measures nothing but background
+    analysis."""
+    world = SluiceLoop()
+    world.first_version_is_stable(replicas=2, gateway=False, policy={
+        "strategy": {"rolling": {"postAnalysis": True}},
+        "analysis": {"interval": "10s", "count": 1, "metrics": [{
+            "name": "error-rate", "query": 'error-rate{version="{{version}}"}', "successCondition": "result < 0.05",
+            "failureLimit": 1, "consecutiveErrorLimit": 3, "noData": "hold", "abortCondition": "result > 0.3"}]},
+        "progressDeadline": "120s", "onFailure": "rollback"})
+    world.user_request(action="pause")
+    world.nothing_new_happens(answer="bad", pods_come_up=False)
+    world.user_request(action="retry")
+    world.reconcile_now(fault="none")
+    assert world.model.status.phase == Phase.PAUSED and world.model.status.current_step == 0
+    assert any("nothing to retry while the rollout is paused" in e for e in world.model.posted)
+    world.teardown()
+
+
 def test_a_retry_runs_under_the_policy_as_it_is_at_the_retry() -> None:
     """I1 (make fuzz, seed 1313; a defect of the model, not of Sluice): a canary aborted, its
     policy trimmed to a single weight step, then `sluice retry` in the same second the first

@@ -86,8 +86,11 @@ def _plan(obs: Observed, status: ReleaseStatus, now: datetime, strategy: Strateg
             restart_step(status, now)
             status.phase = Phase.PROGRESSING
             return _walk(obs, status, now, strategy)
-        held = _walk(obs, status, now, strategy)
-        refuse(held, "there is nothing to retry while the rollout is progressing")
+        # a refused request changes nothing: a rollout paused for a person stays paused
+        paused = status.phase == Phase.PAUSED
+        held = _hold_paused(obs, status, now, strategy) if paused else _walk(obs, status, now, strategy)
+        refuse(held, "there is nothing to retry while the rollout is " + ("paused; `sluice resume` continues it"
+                                                                          if paused else "progressing"))
         return held
     if request in ("promote", "promote-full"):
         who = _who(status)
