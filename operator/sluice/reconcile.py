@@ -327,8 +327,9 @@ async def observe(ctx: Context, release: Body) -> tuple[Observed, Router, Seen]:
               for track, body in deployments.items()}
     claims.update({("Service", service): claim("Service", body, release) for service, body in services.items()})
     conflict = next((c.refusal for key, c in claims.items() if used[key] and c.refusal), None)
+    route = await ctx.read.get(GATEWAY_API, "HTTPRoute", gateway.http_route, namespace) if gateway else None
     if gateway and not conflict:
-        conflict = _route_claim(await ctx.read.get(GATEWAY_API, "HTTPRoute", gateway.http_route, namespace), release)
+        conflict = _route_claim(route, release)
     adopting = tuple(f"{kind} {objects.deployment_name(name, key) if kind == 'Deployment' else key}"
                      for (kind, key), c in claims.items() if c.adopt and used[kind, key])
     # What is not this Release's is invisible to it; what it may adopt is its own only where it writes now.
@@ -366,6 +367,7 @@ async def observe(ctx: Context, release: Body) -> tuple[Observed, Router, Seen]:
         policy_problem=policy_problem or None, policy_problem_reason=policy_why,
         upstream=upstream, gateway=gateway is not None, preview_settled=settled,
         serving_canary=_selects_canary(services[name]),
+        route_weight=objects.route_weight(route, name) if route else None,
     )
     granted = tuple(key for key, c in claims.items() if c.adopt and used[key])
     return observed, router, Seen(deployments, services, drifted, granted)

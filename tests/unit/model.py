@@ -256,6 +256,7 @@ class Model:
             live_policy=self.policy, policy_generation=self.policy_generation,
             policy_hash=self.policy_hash(), gateway=self.gateway, preview_settled=settled,
             serving_canary="canary" in self.cluster.selects,
+            route_weight=self.cluster.route_weight if self.gateway else None,
         )
 
     def policy_hash(self) -> str:

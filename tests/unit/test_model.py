@@ -869,6 +869,26 @@ def test_a_refused_retry_leaves_a_paused_rollout_paused() -> None:
     world.teardown()
 
 
+def test_an_abandoned_candidate_keeps_no_more_route_weight_than_the_route_has() -> None:
+    """I4 (make fuzz, seed 3001, after about 35,000 examples): behind a Gateway, the stable pods
+    unready, the pass that moved 1.2.0 to weight 10 lost its act; the stable version was then
+    re-applied, abandoning 1.2.0. Its status still said weight 10, and since the stable track had
+    no Ready pod the abandoned candidate was to keep "the traffic it has": the next pass wrote
+    weight 10 to a route that carried 0. The planner now reads the route's weight."""
+    world = SluiceLoop()
+    policy = _blue_green(auto=False)
+    policy["strategy"] = {"canary": {"steps": [{"setWeight": 10}]}}
+    world.first_version_is_stable(policy=policy, replicas=1, gateway=True)
+    world.pods_stop_being_ready(count=None, track="stable")
+    world.slow_measurement(fault="none", seconds=3)
+    world.time_passes(fault="act lost after the status write", seconds=1)
+    world.stable_version_reapplied()
+    world.reconcile_now(fault="act lost after the status write")
+    world.reconcile_now(fault="none")
+    assert world.model.cluster.route_weight == 0
+    world.teardown()
+
+
 def test_a_retry_runs_under_the_policy_as_it_is_at_the_retry() -> None:
     """I1 (make fuzz, seed 1313; a defect of the model, not of Sluice): a canary aborted, its
     policy trimmed to a single weight step, then `sluice retry` in the same second the first

@@ -73,8 +73,8 @@ class World:
             generation=self.generation, spec=self.spec, desired_hash=self.digest, status=self.status,
             stable=self.stable, canary=self.canary, policy=self.policy, problem=self.problem,
             problem_reason="PolicyNotFound" if self.problem else "", unmet_requirement=self.unmet,
-            gateway=self.gateway, policy_generation=self.generation,
-            policy_hash=None if self.policy is None else str(hash(self.policy.model_dump_json())),
+            gateway=self.gateway, route_weight=self.route_weight if self.gateway else None,
+            policy_generation=self.generation, policy_hash=None if self.policy is None else str(hash(self.policy.model_dump_json())),
             preview_settled=self.preview_track == "stable" and self.stable.complete(self.digest, self.spec.replicas),
         )
 

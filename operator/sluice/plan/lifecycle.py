@@ -332,6 +332,11 @@ def _never_nothing(obs: Observed, plan: Plan) -> None:
     has, but never gains any: a rollback sticks."""
     if plan.hands_off:
         return
+    if not in_flight(plan.status) and plan.weight is not None and obs.gateway:
+        # a candidate no longer in flight keeps at most the route weight it has now (an act that
+        # would have given it more may have been lost)
+        plan.weight = min(plan.weight, obs.route_weight or 0)
+        plan.status.canary_weight = min(plan.status.canary_weight or 0, plan.weight)
     if plan.canary is not None and plan.canary.replicas < obs.canary.replicas and obs.canary.ready > 0 \
             and obs.stable.ready == 0:
         plan.canary = DeploymentIntent(plan.canary.template, obs.canary.replicas)

@@ -125,6 +125,9 @@ class Observed:
     # Service <name> selects the candidate's pods now (alone, or beside the stable's): a candidate
     # rolled back while the stable track has no Ready pod may keep that traffic, never gain it.
     serving_canary: bool = False
+    # The canary weight the HTTPRoute carries now (None: no route, or no canary backend yet): what a
+    # candidate no longer in flight has, and so the most it may keep.
+    route_weight: int | None = None
     # The API server refused the last attempt to carry out a plan for this Release (a full Service
     # range, a quota, an admission webhook): shown as Stalled until an attempt succeeds.
     refused: str | None = None
