@@ -121,7 +121,11 @@ class Operator:
         mark = self.log.stat().st_size
         self.process = subprocess.Popen([sys.executable, "-m", "sluice.cli.main", "operator"], env=self.env,
                                         stdout=self.log_file, stderr=subprocess.STDOUT)
-        wait_for("the operator to start", lambda: "sluice operator started" in self.log.read_text()[mark:], 60)
+        try:
+            wait_for("the operator to start", lambda: "sluice operator started" in self.log.read_text()[mark:], 60)
+        except AssertionError:
+            self.stop()  # never left behind to act beside the next test's operator
+            raise
 
     def kill(self) -> None:
         assert self.process is not None
