@@ -114,6 +114,14 @@ class Cluster:
             return (100 - self.route_weight) * part(self.selects) + self.route_weight * part({"canary"})
         return 100 * part(self.selects)
 
+    def served(self, gateway: bool) -> float:
+        """Percent of user traffic that lands on any Ready pod (the rest finds none)."""
+        def some(tracks: frozenset[str] | set[str]) -> float:
+            return 1.0 if sum(self.ready(t) for t in tracks) else 0.0
+        if gateway:
+            return (100 - self.route_weight) * some(self.selects) + self.route_weight * some({"canary"})
+        return 100 * some(self.selects)
+
     def copy(self) -> Cluster:
         def one(d: Deployment) -> Deployment:
             return Deployment(d.exists, d.template, d.replicas, [Pod(p.template, p.ready) for p in d.pods])

@@ -604,10 +604,13 @@ class SluiceLoop(RuleBasedStateMachine):
     # I4 ------------------------------------------------------------------------------------------
     def i4_rollback_sticks(self, done: Pass, candidate: str) -> None:
         """I4. After a rollback is decided (written to status, or acted on), no later pass sends more
-        traffic to that candidate or scales it up, until a retry or a spec change."""
+        traffic to that candidate or scales it up, until a retry or a spec change. Traffic that found
+        no Ready pod before the pass may land on it (never nothing); another version's may not."""
         gateway = self.model.gateway
         was, now = done.before.share(candidate, gateway), done.after.share(candidate, gateway)
-        promise("I4", now <= was + 1e-9,
+        # It may take traffic that found no Ready pod before (never nothing), never another version's.
+        rescued = max(0.0, done.after.served(gateway) - done.before.served(gateway))
+        promise("I4", now <= was + rescued + 1e-9,
                 f"traffic on rolled-back {candidate} rose from {was:.0f}% to {now:.0f}%", self)
         for track in ("stable", "canary"):
             old, new = done.before.track(track), done.after.track(track)
@@ -886,6 +889,27 @@ def test_an_abandoned_candidate_keeps_no_more_route_weight_than_the_route_has() 
     world.reconcile_now(fault="act lost after the status write")
     world.reconcile_now(fault="none")
     assert world.model.cluster.route_weight == 0
+    world.teardown()
+
+
+def test_traffic_that_found_no_pod_may_land_on_an_abandoned_candidate_when_nothing_else_is_ready() -> None:
+    """I4 (make fuzz, seed 3006; the model's promise was too strict): 1.2.0 half promoted behind
+    a Gateway (the stable Deployment back on 1.0.0, whose pod is unready, still runs a Ready
+    1.2.0 pod), the stable version re-applied, the canary's pods unready. The route's 10% went to
+    no pod; the pass moved it to <name>, whose only Ready pod is 1.2.0's. I4 now allows traffic
+    that found nothing to land on the candidate, never traffic another version served."""
+    world = SluiceLoop()
+    policy = _blue_green(auto=False)
+    policy["strategy"] = {"canary": {"steps": [{"setWeight": 0}, {"setWeight": 10}]}}
+    world.first_version_is_stable(policy=policy, replicas=1, gateway=True)
+    world.slow_measurement(fault="none", seconds=3)
+    world.time_passes(fault="none", seconds=1)
+    world.stable_version_reapplied()
+    world.policy_steps_trimmed(keep=1)
+    world.reconcile_now(fault="act lost after the status write")
+    world.pods_stop_being_ready(count=None, track="canary")
+    world.time_passes(fault="none", seconds=1)
+    assert world.model.cluster.served(True) == 100
     world.teardown()
 
 
