@@ -913,6 +913,23 @@ def test_traffic_that_found_no_pod_may_land_on_an_abandoned_candidate_when_nothi
     world.teardown()
 
 
+def test_a_request_sent_before_a_rollout_began_never_applies_after_it_ended() -> None:
+    """I4 (make fuzz, seed 3005): `sluice retry` was sent before 1.2.0's rollout began; the pass
+    that began it left the request for the next pass, but background analysis rolled 1.2.0 back
+    in that same pass, and the next pass retried it: the rollback was undone by a request older
+    than it. A request the rollout's end overtook is now refused, with an event."""
+    world = SluiceLoop()
+    policy = _blue_green(auto=False)
+    policy["strategy"] = {"canary": {"steps": [{"setWeight": 0}], "backgroundAnalysis": {"startingStep": 0}}}
+    world.first_version_is_stable(policy=policy, replicas=1, gateway=False)
+    world.user_request(action="retry")
+    world.nothing_new_happens(answer="bad", pods_come_up=False)
+    world.nothing_new_happens(answer="good", pods_come_up=False)
+    assert world.model.status.phase == Phase.ROLLED_BACK
+    assert any("retry refused: it came as the rollout of 1.2.0 began" in e for e in world.model.posted)
+    world.teardown()
+
+
 def test_a_retry_runs_under_the_policy_as_it_is_at_the_retry() -> None:
     """I1 (make fuzz, seed 1313; a defect of the model, not of Sluice): a canary aborted, its
     policy trimmed to a single weight step, then `sluice retry` in the same second the first

@@ -74,7 +74,8 @@ class World:
             stable=self.stable, canary=self.canary, policy=self.policy, problem=self.problem,
             problem_reason="PolicyNotFound" if self.problem else "", unmet_requirement=self.unmet,
             gateway=self.gateway, route_weight=self.route_weight if self.gateway else None,
-            policy_generation=self.generation, policy_hash=None if self.policy is None else str(hash(self.policy.model_dump_json())),
+            policy_generation=self.generation,
+            policy_hash=None if self.policy is None else str(hash(self.policy.model_dump_json())),
             preview_settled=self.preview_track == "stable" and self.stable.complete(self.digest, self.spec.replicas),
         )
 

@@ -25,6 +25,7 @@ from sluice.plan.lifecycle import (
     finalize,
     hands_off,
     in_flight,
+    refuse,
     snapshot,
     stalled,
     steady,
@@ -42,9 +43,12 @@ def replan(obs: Observed, first: Plan, now: datetime) -> Plan:
     so a `promote` cannot restart an analysis run that a measurement of this very pass failed."""
     pending = first.status.request
     second = plan(dataclasses.replace(obs, status=first.status.model_copy(update={"request": None})), now)
-    if pending is not None and second.status.candidate_hash is not None:
-        second.status.request = pending
     second.events[:0] = first.events
+    if pending is not None:
+        second.status.request = pending
+        if not in_flight(second.status):  # ended meanwhile: a request sent before never applies after
+            refuse(second, f"it came as the rollout of {first.status.candidate_version} began, which has "
+                   f"ended since ({second.status.phase.value}); send it again if it still stands")
     return second
 
 
