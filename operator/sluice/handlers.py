@@ -73,8 +73,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         elector = Elector(lease_kube, options.lease_namespace, options.lease_name, identity, timing)
     kube = await asyncio.to_thread(Kube, configuration, fence=elector.fence if elector else None)
     # Standby replicas keep their caches warm too: a takeover starts from memory, not from a list.
-    cache = await asyncio.to_thread(Cache, await asyncio.to_thread(load_configuration), kinds(),
-                                    options.namespaces, kube)
+    cache = await asyncio.to_thread(Cache, configuration, kinds(), options.namespaces, kube)
     kube.watch_writes(cache.written)
     context = Context(kube=kube, providers=Providers(cache, options.prometheus_allow), reads=cache)
     loops = Loops(lambda namespace, name: reconcile(context, namespace, name), active=elector is None,

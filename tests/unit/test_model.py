@@ -707,6 +707,15 @@ def _blue_green(auto: bool) -> dict[str, Any]:
             "progressDeadline": "60s", "onFailure": "rollback"}
 
 
+def _canary(steps: list[dict[str, Any]], background: bool = False) -> dict[str, Any]:
+    """The policy of _blue_green with a canary strategy of `steps` instead (background analysis
+    from the first step when `background`)."""
+    policy = _blue_green(auto=False)
+    policy["strategy"] = {"canary": {"steps": steps, **({"backgroundAnalysis": {"startingStep": 0}}
+                                                         if background else {})}}
+    return policy
+
+
 def test_an_aborted_blue_green_candidate_gains_no_traffic_when_the_stable_pods_fail() -> None:
     """I4 (make fuzz, seed 606): after an abort, the stable pods went unready and the canary's
     came up; <name> was switched to the rolled-back candidate so as not to serve nothing."""
@@ -798,8 +807,7 @@ def test_a_promote_waiting_as_the_rollout_starts_never_wipes_a_measurement_of_th
     run away: the rollout waited for background analysis instead of rolling back. A request is
     now applied by a first plan only, never on top of measurements it has not seen judged."""
     world = SluiceLoop()
-    policy = _blue_green(auto=False)
-    policy["strategy"] = {"canary": {"steps": [{"setWeight": 0}], "backgroundAnalysis": {"startingStep": 0}}}
+    policy = _canary([{"setWeight": 0}], background=True)
     policy["analysis"]["metrics"][0]["abortCondition"] = "result > 0.3"
     world.first_version_is_stable(policy=policy, replicas=1, gateway=False)
     world.user_request(action="promote")
@@ -836,8 +844,7 @@ def test_a_retry_after_a_failed_pause_is_judged_on_the_measurements_after_it() -
     same second, the version measured well and was promoted. The model had kept the failed
     measurement in the new run's ledger, because both runs share a start time."""
     world = SluiceLoop()
-    policy = _blue_green(auto=False)
-    policy["strategy"] = {"canary": {"steps": [{"setWeight": 0}], "backgroundAnalysis": {"startingStep": 0}}}
+    policy = _canary([{"setWeight": 0}], background=True)
     policy["onFailure"] = "pause"
     world.first_version_is_stable(policy=policy, replicas=1, gateway=False)
     world.user_request(action="retry")
@@ -879,8 +886,7 @@ def test_an_abandoned_candidate_keeps_no_more_route_weight_than_the_route_has() 
     no Ready pod the abandoned candidate was to keep "the traffic it has": the next pass wrote
     weight 10 to a route that carried 0. The planner now reads the route's weight."""
     world = SluiceLoop()
-    policy = _blue_green(auto=False)
-    policy["strategy"] = {"canary": {"steps": [{"setWeight": 10}]}}
+    policy = _canary([{"setWeight": 10}])
     world.first_version_is_stable(policy=policy, replicas=1, gateway=True)
     world.pods_stop_being_ready(count=None, track="stable")
     world.slow_measurement(fault="none", seconds=3)
@@ -899,8 +905,7 @@ def test_traffic_that_found_no_pod_may_land_on_an_abandoned_candidate_when_nothi
     no pod; the pass moved it to <name>, whose only Ready pod is 1.2.0's. I4 now allows traffic
     that found nothing to land on the candidate, never traffic another version served."""
     world = SluiceLoop()
-    policy = _blue_green(auto=False)
-    policy["strategy"] = {"canary": {"steps": [{"setWeight": 0}, {"setWeight": 10}]}}
+    policy = _canary([{"setWeight": 0}, {"setWeight": 10}])
     world.first_version_is_stable(policy=policy, replicas=1, gateway=True)
     world.slow_measurement(fault="none", seconds=3)
     world.time_passes(fault="none", seconds=1)
@@ -919,8 +924,7 @@ def test_a_request_sent_before_a_rollout_began_never_applies_after_it_ended() ->
     in that same pass, and the next pass retried it: the rollback was undone by a request older
     than it. A request the rollout's end overtook is now refused, with an event."""
     world = SluiceLoop()
-    policy = _blue_green(auto=False)
-    policy["strategy"] = {"canary": {"steps": [{"setWeight": 0}], "backgroundAnalysis": {"startingStep": 0}}}
+    policy = _canary([{"setWeight": 0}], background=True)
     world.first_version_is_stable(policy=policy, replicas=1, gateway=False)
     world.user_request(action="retry")
     world.nothing_new_happens(answer="bad", pods_come_up=False)
@@ -937,8 +941,7 @@ def test_a_retry_runs_under_the_policy_as_it_is_at_the_retry() -> None:
     so it promotes; the model had kept the first attempt's ledger, and its analysis step, because
     both attempts share a start time. Sluice announces the policy the retry runs against."""
     world = SluiceLoop()
-    policy = _blue_green(auto=False)
-    policy["strategy"] = {"canary": {"steps": [{"setWeight": 0}, {"setWeight": 0}, {"analysis": {}}]}}
+    policy = _canary([{"setWeight": 0}, {"setWeight": 0}, {"analysis": {}}])
     world.first_version_is_stable(policy=policy, replicas=1, gateway=False)
     world.reconcile_now(fault="none")
     world.user_request(action="abort")

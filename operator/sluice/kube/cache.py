@@ -53,8 +53,7 @@ class Kind:
     kind: str
     selector: str | None = None  # server-side label selector
     index: str | None = None  # a label whose value lists are kept by (namespace, value)
-    keep: tuple[str, ...] = ()  # top-level fields kept (all when empty)
-    optional: bool = False  # the API server may not serve it (a CRD not installed)
+    keep: tuple[str, ...] = ()  # top-level fields kept (all when empty; a kind not served lists empty)
 
 
 def selected(labels: dict[str, str], selector: str | None) -> bool:
@@ -395,6 +394,6 @@ def kinds() -> list[Kind]:
         Kind("v1", "Pod", selector=f"{TRACK},{NAME}", index=NAME, keep=("metadata", "status")),
         Kind("v1", "Service", selector=RELEASE, index=RELEASE),
         Kind("discovery.k8s.io/v1", "EndpointSlice", selector=RELEASE, index="kubernetes.io/service-name"),
-        Kind("gateway.networking.k8s.io/v1", "HTTPRoute", optional=True),
+        Kind("gateway.networking.k8s.io/v1", "HTTPRoute"),  # absent without the Gateway API CRDs
         Kind("v1", "Secret", selector=f"{CREDENTIAL_LABEL}=true"),
     ]
