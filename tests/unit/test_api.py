@@ -221,7 +221,8 @@ def _schemas() -> list[tuple[str, dict[str, object]]]:
 
 def test_every_duration_in_the_crds_has_an_upper_bound() -> None:
     durations = [(path, node) for path, node in _schemas() if node.get("pattern") == DURATION_PATTERN]
-    assert len(durations) == 6  # pause, autoPromotionDelay, scaleDownDelay, interval, timeout, progressDeadline
+    # pause, autoPromotionDelay, scaleDownDelay, interval, timeout, progressDeadline, bake, three hook timeouts
+    assert len(durations) == 10
     for path, node in durations:
         rules = [r["rule"] for r in node.get("x-kubernetes-validations", [])]  # type: ignore[attr-defined]
         assert any("duration(self) <= duration(" in rule for rule in rules), path

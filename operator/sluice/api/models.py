@@ -222,6 +222,61 @@ class TrafficRouting(Model):
     )
 
 
+HOOK_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+MAX_HOOK_NAME = 20  # the Job is named <release>-<hook>-<rollout digest>: 63 characters at most
+UNIQUE_HOOKS = "hook names must be unique within a stage"
+
+
+class Hook(Model):
+    """A Job Sluice runs at one point of a rollout, once per rollout (the Job is named from the
+    rollout, so an operator restart finds it instead of running it again)."""
+
+    name: str = Field(pattern=HOOK_NAME_PATTERN, max_length=MAX_HOOK_NAME,
+                      description="Name of the hook (a DNS label of at most 20 characters); part of the Job's name.")
+    template: PodTemplate = Field(
+        description="The pod the Job runs. restartPolicy defaults to Never. Variables are not substituted; "
+        "the pod gets SLUICE_RELEASE, SLUICE_VERSION, SLUICE_STABLE_VERSION and SLUICE_HOOK in its environment."
+    )
+    timeout: DayDuration | None = Field(
+        default=None,
+        description="Longest the Job may run (at most 24h); then it fails. Absent: the policy's progressDeadline "
+        "(10m without a policy).",
+    )
+    backoff_limit: int = Field(default=0, ge=0, le=10, description="Retries of a failed pod before the Job fails.")
+
+
+def _unique_hooks() -> JsonDict:
+    return _rules(_cel("self.all(h, self.exists_one(o, o.name == h.name))", UNIQUE_HOOKS))
+
+
+class Hooks(Model):
+    """Jobs around a rollout: a database backup and migration before it, a cache purge or a smoke
+    test after it. Hooks of a stage run one after another, in order."""
+
+    pre_rollout: list[Hook] = Field(
+        default_factory=list, max_length=10, json_schema_extra=_unique_hooks(),
+        description="Before any traffic moves to the candidate. A failure fails the rollout (onFailure "
+        "applies): no traffic ever reaches the candidate.",
+    )
+    post_promotion: list[Hook] = Field(
+        default_factory=list, max_length=10, json_schema_extra=_unique_hooks(),
+        description="After the candidate became stable. A failure is reported (status, event, report); "
+        "it does not roll back.",
+    )
+    post_rollback: list[Hook] = Field(
+        default_factory=list, max_length=10, json_schema_extra=_unique_hooks(),
+        description="After a rollback put all traffic back on stable. A failure is reported.",
+    )
+
+    @model_validator(mode="after")
+    def _unique(self) -> Hooks:
+        for stage in (self.pre_rollout, self.post_promotion, self.post_rollback):
+            names = [hook.name for hook in stage]
+            if len(names) != len(set(names)):
+                raise ValueError(UNIQUE_HOOKS)
+        return self
+
+
 class ReleaseSpec(Model):
     """The desired version of one application."""
 
@@ -241,6 +296,9 @@ class ReleaseSpec(Model):
     )
     analysis_args: dict[str, str] = Field(
         default_factory=dict, description="Extra variables for the policy's query templates, as {{name}}."
+    )
+    hooks: Hooks | None = Field(
+        default=None, description="Jobs run before the rollout, after a promotion and after a rollback."
     )
 
 
@@ -496,7 +554,72 @@ class Requirement(Model):
     )
 
 
+class Bake(Model):
+    """After the candidate took all traffic and became stable, keep judging it for a while with the
+    previous version kept warm: a breach rolls back to it at once."""
+
+    duration: DayDuration = Field(description="How long to watch after promotion (at most 24h).")
+    metrics: list[MetricName] | None = Field(
+        default=None, min_length=1, max_length=MAX_METRICS,
+        description="Names of the policy's metrics to run (from spec.analysis.metrics). Absent: all of them.",
+    )
+
+
+NOTIFY_ON = ("started", "step", "paused", "promoted", "rolledBack", "failed", "hook")
+ONE_URL = "a target needs exactly one of url or urlSecretRef"
+
+
+class WebhookTarget(Model):
+    """Where a notification is POSTed. A URL in a Secret (Slack's webhook URL is a credential) is
+    read only if the Secret carries the label sluice.dev/analysis-credential=true; either way the
+    address must be on the operator's allowlist."""
+
+    model_config = ConfigDict(json_schema_extra=_rules(_cel("has(self.url) != has(self.urlSecretRef)", ONE_URL)))
+
+    url: str | None = Field(default=None, pattern=URL_PATTERN, max_length=2048, description="The URL.")
+    url_secret_ref: SecretKeyRef | None = Field(default=None, description="The URL, from a Secret.")
+
+    @model_validator(mode="after")
+    def _one(self) -> WebhookTarget:
+        if (self.url is None) == (self.url_secret_ref is None):
+            raise ValueError(ONE_URL)
+        return self
+
+
+ONE_KIND = "a notify target needs exactly one of webhook or slack"
+
+
+class NotifyTarget(Model):
+    """One receiver of a Release's phase changes. Sending is retried with backoff in the background:
+    it never blocks or slows a rollout."""
+
+    model_config = ConfigDict(json_schema_extra=_rules(_cel("has(self.webhook) != has(self.slack)", ONE_KIND)))
+
+    name: str = Field(pattern=DNS_LABEL_PATTERN, max_length=63, description="Name of the target.")
+    webhook: WebhookTarget | None = Field(default=None, description="A generic JSON webhook.")
+    slack: WebhookTarget | None = Field(default=None, description="A Slack-compatible incoming webhook.")
+    on: list[Literal["started", "step", "paused", "promoted", "rolledBack", "failed", "hook"]] | None = Field(
+        default=None, min_length=1,
+        description="What to send: started, step, paused (for a person), promoted, rolledBack, failed, hook. "
+        "Absent: all of them.",
+    )
+
+    @model_validator(mode="after")
+    def _one(self) -> NotifyTarget:
+        if (self.webhook is None) == (self.slack is None):
+            raise ValueError(ONE_KIND)
+        return self
+
+
+class Link(Model):
+    """A link the deployment report hands to operations: a runbook, a dashboard."""
+
+    name: str = Field(min_length=1, max_length=63, description="What it is, e.g. runbook.")
+    url: str = Field(pattern=URL_PATTERN, max_length=2048, description="Where it is.")
+
+
 UNKNOWN_METRIC = "an analysis step names a metric that spec.analysis.metrics does not define"
+BAKE_METRICS = "bake needs spec.analysis.metrics, and names only metrics it defines"
 LONG_INTERVAL = "analysis.interval must not exceed progressDeadline, so that no wait for data outlives the deadline"
 
 
@@ -541,6 +664,15 @@ class RolloutPolicySpec(Model):
                     LONG_INTERVAL,
                     ".analysis.interval",
                 ),
+                _cel(
+                    "!has(self.bake) || (has(self.analysis) && has(self.analysis.metrics) && "
+                    "size(self.analysis.metrics) > 0 && (!has(self.bake.metrics) || self.bake.metrics.all(n, "
+                    "self.analysis.metrics.exists(m, m.name == n))))",
+                    BAKE_METRICS,
+                    ".bake",
+                ),
+                _cel("self.notify.all(t, self.notify.exists_one(o, o.name == t.name))",
+                     "notify target names must be unique", ".notify"),
             ]
         }
     )
@@ -559,6 +691,16 @@ class RolloutPolicySpec(Model):
         default_factory=list, max_length=20,
         description="Environments where this version must be running first (checked on their Deployments).",
     )
+    bake: Bake | None = Field(
+        default=None, description="Keep judging the new version after promotion, the old one kept warm."
+    )
+    notify: list[NotifyTarget] = Field(
+        default_factory=list, max_length=10, description="Who is told about phase changes (webhooks, Slack)."
+    )
+    links: list[Link] = Field(
+        default_factory=list, max_length=10,
+        description="Links for the deployment report's operations handoff (runbook, dashboard).",
+    )
 
     @model_validator(mode="after")
     def _steps_name_known_metrics(self) -> RolloutPolicySpec:
@@ -569,6 +711,20 @@ class RolloutPolicySpec(Model):
         if unknown:
             named = ", ".join(f"{name!r} (step {i})" for i, name in unknown)
             raise ValueError(f"{UNKNOWN_METRIC}: {named}")
+        return self
+
+    @model_validator(mode="after")
+    def _bake_names_known_metrics(self) -> RolloutPolicySpec:
+        known = {metric.name for metric in self.analysis.metrics}
+        if self.bake is not None and (not known or not set(self.bake.metrics or known) <= known):
+            raise ValueError(BAKE_METRICS)
+        return self
+
+    @model_validator(mode="after")
+    def _unique_targets(self) -> RolloutPolicySpec:
+        names = [target.name for target in self.notify]
+        if len(names) != len(set(names)):
+            raise ValueError("notify target names must be unique")
         return self
 
     @model_validator(mode="after")
@@ -652,6 +808,20 @@ class HistoryEntry(StatusModel):
     finished_at: str | None = None
     reason: str = ""
     template_hash: str = ""
+    changes: list[str] = Field(default_factory=list)  # what changed against the stable before it
+
+
+class HookRun(StatusModel):
+    """One hook's Job in one rollout: what `sluice report` and `sluice get` show."""
+
+    stage: Literal["preRollout", "postPromotion", "postRollback"]
+    hook: str
+    job: str
+    version: str
+    state: Literal["Pending", "Running", "Succeeded", "Failed"] = "Pending"
+    started_at: str
+    finished_at: str | None = None
+    message: str = ""
 
 
 class PolicySnapshot(StatusModel):
@@ -715,6 +885,7 @@ class ReleaseStatus(StatusModel):
     events: list[PendingEvent] = Field(default_factory=list)  # the last decision's events (outbox)
     event_seq: int = 0
     replicas: dict[str, int] = Field(default_factory=dict)  # ready pods per track, for `sluice get`
+    hooks: list[HookRun] = Field(default_factory=list)  # the hook Jobs of recent rollouts (bounded)
 
 
 class PolicyStatus(StatusModel):
