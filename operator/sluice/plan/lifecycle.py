@@ -19,7 +19,7 @@ from sluice.api.models import (
     ReleaseStatus,
     StableSpec,
 )
-from sluice.plan import reasons
+from sluice.plan import changes, reasons
 from sluice.plan.conditions import set_condition
 from sluice.plan.types import DeploymentIntent, Event, Observed, Plan, iso, seconds_since
 
@@ -72,11 +72,12 @@ def begin(obs: Observed, status: ReleaseStatus, now: datetime, strategy: str) ->
     restart_step(status, now)
 
 
-def add_history(status: ReleaseStatus, outcome: str, reason: str, now: datetime) -> None:
+def add_history(status: ReleaseStatus, outcome: str, reason: str, now: datetime,
+                changed: list[str] | None = None) -> None:
     status.history.append(HistoryEntry(
         version=status.candidate_version or "", outcome=outcome,
         started_at=status.rollout_started_at or iso(now), finished_at=iso(now), reason=reason,
-        template_hash=status.candidate_hash or "",
+        template_hash=status.candidate_hash or "", changes=changed or [],
     ))
     status.history = status.history[-MAX_HISTORY:]
 
@@ -165,10 +166,11 @@ def back_to_stable(obs: Observed, status: ReleaseStatus) -> Plan:
 def succeed(obs: Observed, status: ReleaseStatus, now: datetime, why: str) -> Plan:
     """The candidate is the stable version now: history, event, and traffic on the stable track."""
     version = obs.spec.version
+    changed = changes_of(obs, status)  # against the stable spec this promotion replaces
     status.stable_version, status.stable_hash = version, obs.desired_hash
     status.stable_spec = stable_spec(obs)
     status.phase = Phase.SUCCEEDED
-    add_history(status, "Succeeded", why, now)
+    add_history(status, "Succeeded", why, now, changed)
     clear_candidate(status)
     status.message = f"{version} is stable: {obs.spec.replicas}/{obs.spec.replicas} pods ready"
     done = back_to_stable(obs, status)
@@ -180,6 +182,13 @@ def stable_spec(obs: Observed) -> StableSpec:
     """What rebuilds the desired version's Deployment from status alone."""
     return StableSpec(version=obs.spec.version,
                       template=obs.spec.template.model_dump(by_alias=True, exclude_none=True, mode="json"))
+
+
+def changes_of(obs: Observed, status: ReleaseStatus) -> list[str]:
+    """What the desired version changes against the stable one (plan.changes), for history: the
+    deployment report reads it after the previous template is gone from status."""
+    return changes.between(status.stable_spec, obs.spec.version,
+                           obs.spec.template.model_dump(by_alias=True, exclude_none=True, mode="json"))
 
 
 def direct_rollout(obs: Observed, status: ReleaseStatus, now: datetime, first: bool) -> Plan:
@@ -200,7 +209,8 @@ def direct_rollout(obs: Observed, status: ReleaseStatus, now: datetime, first: b
     progress = f"{obs.stable.ready}/{replicas} pods of {obs.spec.version} ready"
     if waited > limit:
         if status.phase != Phase.FAILED:
-            add_history(status, "Failed", f"not Ready within {format_duration(limit)}", now)
+            add_history(status, "Failed", f"not Ready within {format_duration(limit)}", now,
+                        changes_of(obs, status))
             plan.events.append(Event("Warning", reasons.PROGRESS_DEADLINE,
                                      f"{obs.spec.version} not Ready within {format_duration(limit)}"))
         status.phase = Phase.FAILED
@@ -252,7 +262,8 @@ def fail(obs: Observed, status: ReleaseStatus, now: datetime, reason: str, messa
         status.phase = Phase.ROLLED_BACK
         status.pause_reason = None
         status.unready_since = None
-        add_history(status, "RolledBack", message, now)
+        add_history(status, "RolledBack", message, now,
+                    changes_of(obs, status) if status.candidate_hash == obs.desired_hash else None)
         plan = back_to_stable(obs, status)
         next_move = git_still_asks(obs, status)
         plan.events.append(Event(

@@ -1,0 +1,210 @@
+"""What a rollout changed, as the short list a release engineer writes in a handover: computed
+when a version is promoted or rolled back, and kept in status.history[].changes, because after a
+promotion the previous template is gone from status (status.stableSpec is the new one).
+
+Pure: two pod templates as written in the Release (no server defaults), no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sluice.api.models import StableSpec
+
+MAX_CHANGES = 20  # lines kept per rollout; status carries ten rollouts of history
+MAX_VALUE = 40  # characters of an env value or annotation shown before it is cut
+FIRST = "no earlier stable template to compare with"
+
+Body = dict[str, Any]
+
+
+def between(before: StableSpec | None, version: str, template: Body) -> list[str]:
+    """The changes from the stable version `before` to `version` running `template`.
+
+    Worked examples. One container, a new image, a new variable and a bigger CPU limit:
+
+        before = StableSpec(version="1.2.0", template={"spec": {"containers": [
+            {"name": "app", "image": "shop:1.2.0", "resources": {"limits": {"cpu": "500m"}}}]}})
+        between(before, "1.3.0", {"spec": {"containers": [
+            {"name": "app", "image": "shop:1.3.0", "env": [{"name": "FEATURE_X", "value": "on"}],
+             "resources": {"limits": {"cpu": "1"}}}]}})
+        == ["version 1.2.0 -> 1.3.0", "image app: shop:1.2.0 -> shop:1.3.0", "env FEATURE_X: added",
+            "resources app: cpu limit 500m -> 1"]
+
+    A new versioned ConfigMap and nothing else: the version line, then
+    "env LEVEL: from ConfigMap shop-v1 key level -> from ConfigMap shop-v2 key level" and
+    "config ConfigMap shop-v1 -> shop-v2". A second container gets "container proxy: added (image
+    envoy:1.28)"; a change this module has no words for is still named:
+    "container app: readinessProbe changed", "pod: nodeSelector changed".
+
+    Nothing recorded before (a first version, or a status older than stableSpec):
+    between(None, "1.0.0", t) == ["version 1.0.0: no earlier stable template to compare with"].
+    The list is never empty, so an empty history entry means "not recorded", never "no change".
+    """
+    if before is None:
+        return [f"version {version}: {FIRST}"]
+    lines = [f"version {before.version} -> {version}"] if before.version != version else []
+    old, new = before.template, template
+    lines += _metadata(old, new)
+    old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
+    several = max(len(_containers(old_spec)), len(_containers(new_spec))) > 1
+    for kind, key in (("init container", "initContainers"), ("container", "containers")):
+        lines += _containers_changed(kind, _by_name(old_spec.get(key)), _by_name(new_spec.get(key)), several)
+    lines += _config(old_spec, new_spec)
+    rest = sorted(k for k in set(old_spec) | set(new_spec) if k not in ("containers", "initContainers")
+                  and _unnamed(old_spec.get(k)) != _unnamed(new_spec.get(k)))
+    if rest:
+        lines.append(f"pod: {', '.join(rest)} changed")
+    if not lines:
+        lines.append(f"version {version}: same pod template as before")
+    if len(lines) > MAX_CHANGES:
+        lines = [*lines[:MAX_CHANGES - 1], f"... and {len(lines) - MAX_CHANGES + 1} more"]
+    return lines
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= MAX_VALUE else text[:MAX_VALUE - 3] + "..."
+
+
+def _metadata(old: Body, new: Body) -> list[str]:
+    lines = []
+    for key, singular in (("labels", "label"), ("annotations", "annotation")):
+        before = (old.get("metadata") or {}).get(key) or {}
+        after = (new.get("metadata") or {}).get(key) or {}
+        for name in sorted(set(before) | set(after)):
+            if name not in after:
+                lines.append(f"{singular} {name}: removed")
+            elif name not in before:
+                lines.append(f"{singular} {name}: added ({_short(after[name])})")
+            elif before[name] != after[name]:
+                lines.append(f"{singular} {name}: {_short(before[name])} -> {_short(after[name])}")
+    return lines
+
+
+def _containers(spec: Body) -> list[Body]:
+    return [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+
+
+def _by_name(items: list[Body] | None) -> dict[str, Body]:
+    return {str(item.get("name")): item for item in items or []}
+
+
+def _containers_changed(kind: str, before: dict[str, Body], after: dict[str, Body], several: bool) -> list[str]:
+    lines = []
+    for name in [*before, *(n for n in after if n not in before)]:
+        label = name if kind == "container" else f"{name} (init)"
+        if name not in after:
+            lines.append(f"{kind} {name}: removed")
+            continue
+        if name not in before:
+            lines.append(f"{kind} {name}: added (image {after[name].get('image')})")
+            continue
+        old, new = before[name], after[name]
+        if old.get("image") != new.get("image"):
+            lines.append(f"image {label}: {old.get('image')} -> {new.get('image')}")
+        lines += _env(label if several else "", old.get("env") or [], new.get("env") or [])
+        lines += _resources(label, old.get("resources") or {}, new.get("resources") or {})
+        rest = sorted(k for k in set(old) | set(new) if k not in ("name", "image", "env", "resources")
+                      and _unnamed(old.get(k)) != _unnamed(new.get(k)))
+        if rest:
+            lines.append(f"{kind} {name}: {', '.join(rest)} changed")
+    return lines
+
+
+def _env_value(variable: Body) -> str:
+    source = variable.get("valueFrom")
+    if not source:
+        return _short(variable.get("value", ""))
+    for key, kind in (("configMapKeyRef", "ConfigMap"), ("secretKeyRef", "Secret")):
+        if key in source:
+            return f"from {kind} {source[key].get('name')} key {source[key].get('key')}"
+    field = (source.get("fieldRef") or {}).get("fieldPath") or (source.get("resourceFieldRef") or {}).get("resource")
+    return f"from {field}" if field else "from elsewhere"
+
+
+def _env(container: str, before: list[Body], after: list[Body]) -> list[str]:
+    """"env FEATURE_X: added", "env LOG_LEVEL: info -> debug"; with several containers the
+    container is named: "env FEATURE_X in app: added"."""
+    where = f" in {container}" if container else ""
+    old, new = _by_name(before), _by_name(after)
+    lines = []
+    for name in [*old, *(n for n in new if n not in old)]:
+        if name not in new:
+            lines.append(f"env {name}{where}: removed")
+        elif name not in old:
+            lines.append(f"env {name}{where}: added")
+        elif _env_value(old[name]) != _env_value(new[name]):
+            lines.append(f"env {name}{where}: {_env_value(old[name])} -> {_env_value(new[name])}")
+        elif old[name] != new[name]:
+            lines.append(f"env {name}{where}: changed")
+    return lines
+
+
+def _resources(container: str, before: Body, after: Body) -> list[str]:
+    """"resources app: cpu limit 500m -> 1", "resources app: memory request none -> 256Mi"."""
+    lines = []
+    for key, word in (("requests", "request"), ("limits", "limit")):
+        old, new = before.get(key) or {}, after.get(key) or {}
+        for resource in sorted(set(old) | set(new)):
+            if old.get(resource) != new.get(resource):
+                lines.append(f"resources {container}: {resource} {word} {old.get(resource, 'none')} -> "
+                             f"{new.get(resource, 'none')}")
+    return lines
+
+
+def config_refs(spec: Body) -> dict[str, set[str]]:
+    """The ConfigMaps and Secrets a pod spec reads: volumes (projected too), envFrom and env.
+    config_refs({"volumes": [{"name": "c", "configMap": {"name": "shop-v2"}}]})
+    == {"ConfigMap": {"shop-v2"}, "Secret": set()}."""
+    refs: dict[str, set[str]] = {"ConfigMap": set(), "Secret": set()}
+    for volume in spec.get("volumes") or []:
+        sources = [volume, *((volume.get("projected") or {}).get("sources") or [])]
+        for source in sources:
+            if "configMap" in source:
+                refs["ConfigMap"].add(str(source["configMap"].get("name")))
+            if "secret" in source:
+                refs["Secret"].add(str(source["secret"].get("secretName") or source["secret"].get("name")))
+    for container in _containers(spec):
+        for source in container.get("envFrom") or []:
+            if "configMapRef" in source:
+                refs["ConfigMap"].add(str(source["configMapRef"].get("name")))
+            if "secretRef" in source:
+                refs["Secret"].add(str(source["secretRef"].get("name")))
+        for variable in container.get("env") or []:
+            value_from = variable.get("valueFrom") or {}
+            if "configMapKeyRef" in value_from:
+                refs["ConfigMap"].add(str(value_from["configMapKeyRef"].get("name")))
+            if "secretKeyRef" in value_from:
+                refs["Secret"].add(str(value_from["secretKeyRef"].get("name")))
+    return refs
+
+
+CONFIG_SOURCES = ("configMap", "secret", "configMapRef", "secretRef")
+
+
+def _unnamed(value: Any) -> Any:
+    """`value` without the names of the ConfigMaps and Secrets it references: a config line says
+    those, so a volume or envFrom that changed only its ConfigMap is not listed twice."""
+    if isinstance(value, list):
+        return [_unnamed(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    return {k: ({n: v for n, v in item.items() if n not in ("name", "secretName")}
+                if k in CONFIG_SOURCES and isinstance(item, dict) else _unnamed(item))
+            for k, item in value.items()}
+
+
+def _config(before: Body, after: Body) -> list[str]:
+    """Versioned configuration: "config ConfigMap shop-v1 -> shop-v2" when one name replaced
+    another, else "config Secret db-creds: added" / "...: removed"."""
+    old, new = config_refs(before), config_refs(after)
+    lines = []
+    for kind in ("ConfigMap", "Secret"):
+        gone, came = sorted(old[kind] - new[kind]), sorted(new[kind] - old[kind])
+        if len(gone) == 1 and len(came) == 1:
+            lines.append(f"config {kind} {gone[0]} -> {came[0]}")
+            continue
+        lines += [f"config {kind} {name}: removed" for name in gone]
+        lines += [f"config {kind} {name}: added" for name in came]
+    return lines
