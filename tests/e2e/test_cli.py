@@ -40,11 +40,21 @@ def test_get_list_and_report_of_a_rolled_back_release(
 
     text = sluice(kubectl, "report", "rel", "checkout").stdout
     assert text.startswith(f"# Deployment report: {kubectl.namespace}/checkout 1.2.0")
-    assert "| Outcome | **RolledBack** |" in text and f"| Environment (namespace) | `{kubectl.namespace}` |" in text
+    assert "| Outcome | **↩️ RolledBack**: metric error-rate failed" in text
+    assert f"| Environment | namespace `{kubectl.namespace}`, cluster `" in text
     assert "RolloutStarted" in text and "⚠️ RolledBack" in text
     assert "| error-rate |" in text and "| Failed |" in text
     assert "-    sim.sluice.dev/error-rate: '0.0'" in text and "+    sim.sluice.dev/error-rate: '0.4'" in text
     assert f"sluice retry checkout -n {kubectl.namespace}" in text
+    assert "- annotation sim.sluice.dev/error-rate: 0.0 -> 0.4" in text
+    assert "| 1 | setWeight 25 | 25% |" in text and "✖ failed |" in text
+
+    as_json = json.loads(sluice(kubectl, "report", "rel", "checkout", "-o", "json").stdout)
+    assert as_json["schema"] == "sluice.dev/report/v1"
+    assert as_json["summary"]["outcome"] == "RolledBack" and as_json["summary"]["previousVersion"] == "1.0.0"
+    assert as_json["changes"]["source"] == "history"
+    assert "annotation sim.sluice.dev/error-rate: 0.0 -> 0.4" in as_json["changes"]["items"]
+    assert [c["run"] for c in as_json["rollback"]["commands"]][-1] == f"sluice retry checkout -n {kubectl.namespace}"
 
 
 def test_errors_are_one_clear_line(kubectl: Kubectl) -> None:

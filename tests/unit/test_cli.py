@@ -234,12 +234,23 @@ def test_report_of_a_rolled_back_release() -> None:
                "lastTimestamp": "2026-11-28T12:01:00Z"},
               {"type": "Warning", "reason": "RolledBack", "message": "rolled back 1.2.0",
                "lastTimestamp": "2026-11-28T12:02:31Z"}]
+    # A status from before stableSpec: the stable template comes from the ReplicaSet history.
     before = {"metadata": {"labels": {"app.kubernetes.io/version": "1.1.0"}},
               "spec": {"containers": [{"name": "app", "image": "shop/checkout:1.1.0"}]}}
-    text = report.render(RELEASE, events, before, NOW)
+    text = report.render(RELEASE, events, {"metadata": {"name": "careful"}, **POLICY}, before, NOW, "kind-sluice")
     assert text.startswith("# Deployment report: shop/checkout 1.2.0")
-    assert "| Outcome | **RolledBack** |" in text and "| Duration | 1m31s |" in text
-    assert "| 12:02:31 | +1m31s | ⚠️ RolledBack | rolled back 1.2.0 |" in text
-    assert "| 12:02:30 | 2 | error-rate | 0.31 | Failed | 0.31: result < 0.05 does not hold |" in text
+    assert "| Outcome | **↩️ RolledBack**: metric error-rate failed 1 time(s) |" in text
+    assert "| Duration | 1m31s |" in text and "| Environment | namespace `shop`, cluster `kind-sluice` |" in text
+    assert "| 12:02:31 | ⚠️ RolledBack | rolled back 1.2.0 |" in text
+    assert "| 12:02:30 | 2 (analysis) | error-rate | 0.31 | Failed | 0.31: result < 0.05 does not hold |" in text
+    assert "| 2 | analysis | 20% | 12:02:00 | 12:02:31 | ✖ failed |" in text
     assert "-  - image: shop/checkout:1.1.0" in text and "+  - image: shop/checkout:1.2.0" in text
+    assert "- image app: shop/checkout:1.1.0 -> shop/checkout:1.2.0" in text
+    assert "| 3 | setWeight 100 | 100% | - | - | not reached |" in text
     assert "sluice retry checkout -n shop" in text
+
+
+def test_report_command_help_names_the_sections_and_json() -> None:
+    result = CliRunner().invoke(app, ["report", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "rollback plan" in result.output and "--output" in result.output and "json" in result.output

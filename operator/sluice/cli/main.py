@@ -207,27 +207,55 @@ def list_(
         view.listing(releases, datetime.now(UTC), all_namespaces))
 
 
+def _cluster(kubeconfig: str | None, context: str | None) -> str | None:
+    """The cluster name of the kubeconfig context in use, for the report's environment."""
+    from kubernetes import config as kconfig
+
+    try:
+        contexts, active = kconfig.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+        if context:
+            active = next(c for c in contexts if c["name"] == context)
+        cluster = active["context"].get("cluster")
+    except Exception:  # in a pod, or no kubeconfig: the report says "-"
+        return None
+    return str(cluster) if cluster else None
+
+
 @app.command()
 def report(
     kind: Annotated[str, typer.Argument(help="rel (Release)")],
     name: str,
+    output: Annotated[str | None, typer.Option(
+        "--output", "-o", help="json: the same content as one JSON object (keys: docs/report.md).")] = None,
     namespace: Namespace = None, context: Context = None, kubeconfig: Kubeconfig = None,
 ) -> None:
-    """A Markdown report of the latest rollout: summary, timeline, analysis, changes, rollback."""
+    """The deployment report of the latest rollout, in Markdown: summary, changes, timeline (steps,
+    hooks, measurements, events), zero downtime, rollback plan, next steps."""
     from sluice.cli import report as reporting
     from sluice.kube import objects
 
     if kind not in ("rel", "release", "releases"):
         fail(f"unknown kind {kind!r}: use rel")
+    if output not in (None, "json"):
+        fail(f"unknown output format {output!r}: use json (or nothing, for Markdown)")
     kube, namespace = _connect(kubeconfig, context, namespace)
     release = _release(kube, name, namespace)
-    events = [e for e in kube.list_sync("v1", "Event", namespace)
-              if (e.get("involvedObject") or {}).get("name") == name
-              and (e.get("involvedObject") or {}).get("kind") == "Release"]
-    events.sort(key=lambda e: e.get("lastTimestamp") or e.get("firstTimestamp") or "")
-    stable = kube.get_sync("apps/v1", "Deployment", objects.deployment_name(name, "stable"), namespace)
-    before = stable["spec"]["template"] if stable else None
-    typer.echo(reporting.render(release, events, before, datetime.now(UTC)), nl=False)
+    uid = release["metadata"].get("uid")
+    try:
+        events = [e for e in kube.list_sync("v1", "Event", namespace)
+                  if (e.get("involvedObject") or {}).get("name") == name
+                  and (e.get("involvedObject") or {}).get("kind") == "Release"
+                  and (e.get("involvedObject") or {}).get("uid") in (None, uid)]
+        policy = _policy_of(kube, release)
+        before = None
+        if digest := reporting.previous_template_hash(release):
+            replica_sets = kube.list_sync("apps/v1", "ReplicaSet", namespace, f"{objects.NAME}={name}")
+            before = reporting.template_in(replica_sets, objects.deployment_name(name, "stable"), digest)
+    except Exception as error:
+        fail(f"cannot read what the report needs: {getattr(error, 'reason', error)}")
+    events.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or e.get("firstTimestamp") or "")
+    render = reporting.as_json if output == "json" else reporting.render
+    typer.echo(render(release, events, policy, before, datetime.now(UTC), _cluster(kubeconfig, context)), nl=False)
 
 
 @app.command()

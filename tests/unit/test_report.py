@@ -1,0 +1,164 @@
+"""The deployment report against golden files.
+
+Each case is tests/unit/golden/<case>.input.yaml (release, events, policy, before, now, cluster:
+what `sluice report` fetches), rendered to <case>.md, and for one case also to <case>.json. The
+inputs were made by the real planner (tests/unit/report_cases.py); one captured from a real
+cluster is added the same way. After an intended change of the report:
+
+    UPDATE_GOLDEN=1 PYTHONPATH=operator pytest tests/unit/test_report.py   # rewrites the goldens
+
+and read the diff before committing it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from sluice.cli import report
+from sluice.cli.report_markdown import markdown
+
+GOLDEN = Path(__file__).parent / "golden"
+CASES = sorted(p.name.removesuffix(".input.yaml") for p in GOLDEN.glob("*.input.yaml"))
+JSON_GOLDEN = {"canary-succeeded"}
+UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
+
+
+def inputs(case: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((GOLDEN / f"{case}.input.yaml").read_text())
+    return loaded
+
+
+def args(case: str) -> tuple[Any, ...]:
+    given = inputs(case)
+    now = datetime.fromisoformat(given["now"].replace("Z", "+00:00"))
+    return given["release"], given["events"], given["policy"], given["before"], now, given["cluster"]
+
+
+def check(path: Path, text: str) -> None:
+    if UPDATE:
+        path.write_text(text)
+    assert path.exists(), f"{path.name} is missing: run with UPDATE_GOLDEN=1"
+    assert text == path.read_text(), f"{path.name} differs: run with UPDATE_GOLDEN=1 and read the diff"
+
+
+def test_the_five_cases_are_there() -> None:
+    assert CASES == ["bluegreen-succeeded", "canary-rolled-back", "canary-succeeded", "in-progress",
+                     "rolling-failed"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_markdown_golden(case: str) -> None:
+    check(GOLDEN / f"{case}.md", report.render(*args(case)))
+
+
+@pytest.mark.parametrize("case", sorted(JSON_GOLDEN))
+def test_json_golden(case: str) -> None:
+    check(GOLDEN / f"{case}.json", report.as_json(*args(case)))
+
+
+KEYS = {
+    "": {"schema", "release", "summary", "changes", "timeline", "zeroDowntime", "rollback", "handoff", "history"},
+    "summary": {"version", "previousVersion", "strategy", "policy", "environment", "startedAt", "finishedAt",
+                "durationSeconds", "duration", "outcome", "phase", "reason", "message"},
+    "changes": {"source", "items", "templateDiff", "objects"},
+    "timeline": {"steps", "hooks", "measurements", "measurementsNote", "events", "eventsNote"},
+    "zeroDowntime": {"recorded", "activeService", "readyNow", "withdrawn", "note"},
+    "rollback": {"summary", "commands", "notes"},
+    "handoff": {"watch", "cleanup", "links"},
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_json_has_the_documented_keys_and_markdown_is_its_view(case: str) -> None:
+    built = report.build(*args(case))
+    for section, keys in KEYS.items():
+        assert set(built[section] if section else built) == keys, section
+    assert built["schema"] == "sluice.dev/report/v1"
+    assert json.loads(report.as_json(*args(case))) == built
+    assert markdown(built) == report.render(*args(case))
+    documented = report.__doc__ or ""
+    assert all(key in documented for keys in KEYS.values() for key in keys)
+
+
+def test_canary_succeeded_says_what_shipped_and_how_to_go_back() -> None:
+    built = report.build(*args("canary-succeeded"))
+    assert built["summary"]["outcome"] == "Succeeded" and built["summary"]["previousVersion"] == "1.2.0"
+    assert built["summary"]["environment"] == {"namespace": "shop", "cluster": "prod-eu-1"}
+    assert built["changes"]["source"] == "history"
+    assert built["changes"]["items"] == [
+        "version 1.2.0 -> 1.3.0",
+        "image app: registry.example.com/shop/checkout:1.2.0 -> registry.example.com/shop/checkout:1.3.0",
+        "env FEATURE_X: added", "resources app: cpu limit 500m -> 1",
+        "config ConfigMap checkout-config-v7 -> checkout-config-v8"]
+    assert built["changes"]["objects"] == {
+        "deployments": ["checkout", "checkout-canary"], "services": ["checkout", "checkout-canary"],
+        "httpRoutes": ["checkout"], "jobs": ["checkout-migrate-1.3.0-7f3c9a", "checkout-smoke-test-1.3.0-7f3c9a"]}
+    steps = built["timeline"]["steps"]
+    assert [s["state"] for s in steps] == ["done"] * 6 and [s["weight"] for s in steps] == [20, 20, 50, 50, 50, 100]
+    assert all(s["endedAt"] for s in steps) and not any(s["approximate"] for s in steps)
+    assert {m["stepName"] for m in built["timeline"]["measurements"]} == {"analysis"}
+    commands = [c["run"] for c in built["rollback"]["commands"]]
+    assert commands[0].startswith("git log --oneline -S '1.3.0'")
+    assert commands[1].startswith("kubectl patch rel checkout -n shop --type json -p ")
+    assert '"value":"1.2.0"' in commands[1] and "checkout-config-v7" in commands[1]
+    assert commands[2] == "sluice promote --full checkout -n shop"
+    assert built["handoff"]["links"][0] == {"name": "runbook", "url": "https://runbooks.example.com/shop/checkout"}
+    assert "scaled to zero at once" in built["handoff"]["cleanup"][0]
+
+
+def test_the_patch_command_re_applies_the_stable_version_exactly() -> None:
+    release, *_ = args("canary-rolled-back")
+    built = report.build(*args("canary-rolled-back"))
+    patch = next(c["run"] for c in built["rollback"]["commands"] if c["run"].startswith("kubectl patch"))
+    ops = json.loads(patch.split(" -p ", 1)[1].strip("'"))
+    stable = release["status"]["stableSpec"]
+    assert ops == [{"op": "replace", "path": "/spec/version", "value": stable["version"]},
+                   {"op": "replace", "path": "/spec/template", "value": stable["template"]}]
+
+
+def test_rolled_back_canary_names_the_failing_step_and_measurement() -> None:
+    built = report.build(*args("canary-rolled-back"))
+    assert built["summary"]["outcome"] == "RolledBack"
+    states = [s["state"] for s in built["timeline"]["steps"]]
+    assert states == ["done", "failed", "notReached", "notReached", "notReached", "notReached"]
+    failed = [m for m in built["timeline"]["measurements"] if m["verdict"] == "Failed"]
+    assert failed and failed[-1]["value"] == "0.271027" and failed[-1]["step"] == 2
+    assert built["rollback"]["commands"][-1]["run"] == "sluice retry checkout -n shop"
+    assert [h["stage"] for h in built["timeline"]["hooks"]] == ["preRollout", "postRollback"]
+
+
+def test_without_events_the_steps_still_have_their_times_from_status() -> None:
+    built = report.build(*args("bluegreen-succeeded"))
+    assert built["timeline"]["events"] == [] and "an hour" in built["timeline"]["eventsNote"]
+    steps = built["timeline"]["steps"]
+    assert [s["step"] for s in steps] == ["preview", "prePromotionAnalysis", "switch", "postPromotionAnalysis",
+                                          "scaleDownDelay"]
+    assert all(s["startedAt"] and s["endedAt"] for s in steps)
+    assert [s["approximate"] for s in steps] == [
+        ["endedAt"], ["startedAt", "endedAt"], ["startedAt", "endedAt"], ["startedAt", "endedAt"], ["startedAt"]]
+    assert "kept warm on Deployment checkout for scaleDownDelay (1m)" in built["handoff"]["cleanup"][0]
+
+
+def test_a_failed_plain_rolling_update_points_back_to_the_stable_template() -> None:
+    built = report.build(*args("rolling-failed"))
+    assert built["summary"]["outcome"] == "Failed" and built["summary"]["policy"] is None
+    assert "nothing was rolled back" in built["rollback"]["summary"]
+    assert built["rollback"]["commands"][0]["run"].startswith("kubectl patch rel checkout -n shop")
+    assert built["changes"]["items"][-1] == "resources app: cpu limit 500m -> 1"
+
+
+def test_in_progress_waits_for_a_person_and_offers_abort() -> None:
+    built = report.build(*args("in-progress"))
+    assert built["summary"]["outcome"] == "InProgress" and built["summary"]["phase"] == "Paused"
+    assert built["changes"]["source"] == "status"
+    assert [s["state"] for s in built["timeline"]["steps"]] == ["done", "done", "done", "paused", "notReached"]
+    assert built["rollback"]["commands"][0]["run"] == "sluice abort checkout -n shop"
+    assert any("waits for a person" in line for line in built["handoff"]["watch"])
+    assert built["zeroDowntime"]["recorded"] is False
