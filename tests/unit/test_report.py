@@ -25,6 +25,7 @@ from sluice.cli import report
 from sluice.cli.report_markdown import markdown
 
 GOLDEN = Path(__file__).parent / "golden"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 CASES = sorted(p.name.removesuffix(".input.yaml") for p in GOLDEN.glob("*.input.yaml"))
 JSON_GOLDEN = {"canary-succeeded"}
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
@@ -162,3 +163,19 @@ def test_in_progress_waits_for_a_person_and_offers_abort() -> None:
     assert built["rollback"]["commands"][0]["run"] == "sluice abort checkout -n shop"
     assert any("waits for a person" in line for line in built["handoff"]["watch"])
     assert built["zeroDowntime"]["recorded"] is False
+
+
+DOC_HEADER = """> An example of `sluice report rel checkout -n shop`, produced by running the renderer
+> (`sluice.cli.report.render`) on `tests/unit/golden/{case}.input.yaml`: a Release whose status
+> the real planner wrote while driven through the rollout (`tests/unit/report_cases.py`), with the
+> events its passes posted. It is the golden file `tests/unit/golden/{case}.md`, kept equal by
+> `tests/unit/test_report.py` (`UPDATE_GOLDEN=1` rewrites both). Hook runs were added to that
+> status by hand, as `status.hooks` will hold them.
+
+"""
+
+
+@pytest.mark.parametrize(("doc", "case"), [("report-rolled-back.md", "canary-rolled-back"),
+                                           ("report-succeeded.md", "canary-succeeded")])
+def test_the_example_reports_in_docs_are_the_goldens(doc: str, case: str) -> None:
+    check(DOCS / doc, DOC_HEADER.format(case=case) + report.render(*args(case)))

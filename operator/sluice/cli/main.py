@@ -229,8 +229,8 @@ def report(
         "--output", "-o", help="json: the same content as one JSON object (keys: docs/report.md).")] = None,
     namespace: Namespace = None, context: Context = None, kubeconfig: Kubeconfig = None,
 ) -> None:
-    """The deployment report of the latest rollout, in Markdown: summary, changes, timeline (steps,
-    hooks, measurements, events), zero downtime, rollback plan, next steps."""
+    """The deployment report of the latest rollout (or the one under way) in Markdown: summary, changes,
+    timeline (steps, hooks, measurements, events), zero downtime, rollback plan, next steps."""
     from sluice.cli import report as reporting
     from sluice.kube import objects
 
