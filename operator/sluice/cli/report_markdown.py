@@ -105,7 +105,7 @@ def _timeline(t: Body, day: str | None) -> list[str]:
     lines += ["", "### Measurements", ""]
     if t["measurements"]:
         lines += _table(["Time", "Step", "Metric", "Value", "Verdict", "Detail"], [
-            [_clock(m["at"], day), "background" if m["step"] is None else
+            [_clock(m["at"], day), "-" if m["step"] is None else
              f"{m['step']}" + (f" ({m['stepName']})" if m["stepName"] else ""),
              m["metric"], m["value"], m["verdict"], m["message"]] for m in t["measurements"]])
     if t["measurementsNote"]:
