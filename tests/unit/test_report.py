@@ -205,3 +205,15 @@ def test_the_previous_template_is_read_from_the_stable_deployments_replica_sets(
         "metadata": {"annotations": {"team": "payments"}},
         "spec": {"containers": [{"name": "app", "image": "shop:1.2.0"}]}}
     assert report.template_in(sets, "checkout", "zzz") is None
+
+
+def test_without_the_policy_or_the_previous_template_the_report_says_what_it_cannot_know() -> None:
+    release, events, _, _, now, cluster = args("canary-succeeded")
+    built = report.build(release, events, None, None, now, cluster)
+    assert built["summary"]["policy"] == "careful-canary" and built["timeline"]["steps"] == []
+    assert built["changes"]["source"] == "history" and built["changes"]["templateDiff"] is None
+    assert [c["run"].split()[0] for c in built["rollback"]["commands"]] == ["git", "sluice"]
+    assert "1.2.0's pod template is no longer in the cluster" in built["rollback"]["notes"][0]
+    text = report.render(release, events, None, None, now, None)
+    assert "(the steps are unknown: the rollout's RolloutPolicy is gone" in text
+    assert "| Environment | namespace `shop` |" in text

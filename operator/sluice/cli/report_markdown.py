@@ -92,7 +92,8 @@ def _timeline(t: Body, day: str | None) -> list[str]:
         [r["number"], r["step"], "-" if r["weight"] is None else f"{r['weight']}%",
          _clock(r["startedAt"], day, "startedAt" in r["approximate"]),
          _clock(r["endedAt"], day, "endedAt" in r["approximate"]),
-         STATE.get(r["state"], r["state"])] for r in t["steps"]])
+         STATE.get(r["state"], r["state"])] for r in t["steps"]]) if t["steps"] else [
+        "(the steps are unknown: the rollout's RolloutPolicy is gone, or uses another strategy now)"]
     if any(r["approximate"] for r in t["steps"]):
         lines += ["", "(~: inferred from the measurements of the analysis steps, as the events are gone)"]
     lines += ["", "### Hooks", ""]
