@@ -12,7 +12,9 @@ wording does not silently change the goldens; and a golden from a real cluster i
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import hashlib
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ import yaml
 
 from sluice.api.models import HookRun, Phase, ReleaseSpec, RolloutPolicySpec, Verdict
 from sluice.kube import objects
-from sluice.plan.types import Result, iso
+from sluice.plan.types import Observed, Result, iso
 from tests.unit.world import T0, World
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -46,6 +48,14 @@ class Shop(World):
     @property
     def digest(self) -> str:
         return objects.template_hash(self.spec)
+
+    def observed(self) -> Observed:
+        """As World's, with a policy hash that is the same in every process (the inputs are files)."""
+        observed = super().observed()
+        if self.policy is None:
+            return observed
+        digest = hashlib.sha256(self.policy.model_dump_json().encode()).hexdigest()[:16]
+        return dataclasses.replace(observed, policy_hash=digest)
 
 
 def template(version: str, cpu: str = "500m", config: str = "checkout-config-v7",
@@ -159,6 +169,29 @@ def hook(stage: str, name: str, version: str, at: datetime, seconds: float, stat
                    message=message)
 
 
+def from_replica_sets(version: str, body: Body) -> Body | None:
+    """What `sluice report` reads back from the stable Deployment's ReplicaSet history: the template
+    Sluice wrote, as the API server stores it (defaults filled in), cleaned by report.template_in."""
+    from sluice.cli import report
+
+    stored = copy.deepcopy(objects.pod_template_of("checkout", version, body, "stable", "5f0c2b7d1e"))
+    stored["metadata"]["labels"]["pod-template-hash"] = "7d4b9c6f8"
+    stored["spec"].update({"dnsPolicy": "ClusterFirst", "restartPolicy": "Always", "schedulerName": "default-scheduler",
+                           "securityContext": {}, "terminationGracePeriodSeconds": 30})
+    for container in stored["spec"]["containers"]:
+        container.update({"imagePullPolicy": "IfNotPresent", "terminationMessagePath": "/dev/termination-log",
+                          "terminationMessagePolicy": "File"})
+        for port in container.get("ports", []):
+            port["protocol"] = "TCP"
+        container["readinessProbe"].update({"timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1,
+                                            "failureThreshold": 3})
+        container["readinessProbe"]["httpGet"]["scheme"] = "HTTP"
+    replica_set = {"metadata": {"name": "checkout-7d4b9c6f8",
+                                "ownerReferences": [{"kind": "Deployment", "name": "checkout", "controller": True}]},
+                   "spec": {"template": stored}}
+    return report.template_in([replica_set], "checkout", "5f0c2b7d1e")
+
+
 def release_body(run: Run) -> Body:
     status = run.world.status.model_dump(by_alias=True, exclude_none=True, mode="json")
     return {"apiVersion": "sluice.dev/v1alpha1", "kind": "Release",
@@ -183,8 +216,7 @@ def canary_succeeded() -> Body:
     run.passes(lambda n: healthy(0.003 + (n % 3) / 1000, 0.17 + (n % 4) / 100), until=ended, tick=10)
     run.world.status.hooks = [hook("preRollout", "migrate", "1.3.0", begun, 8),
                               hook("postPromotion", "smoke-test", "1.3.0", run.world.now, 25)]
-    before = {"metadata": {"annotations": {"prometheus.io/scrape": "true"}, "labels": {"team": "payments"}},
-              "spec": template("1.2.0")["spec"]}  # as `sluice report` finds it in the ReplicaSet history
+    before = from_replica_sets("1.2.0", template("1.2.0"))
     return case(run, policy("careful-canary", CANARY), before, run.world.now + timedelta(minutes=30))
 
 

@@ -8,23 +8,10 @@ that object into Markdown, so both outputs always say the same. Both are pure fu
 Status is the source: it outlives events (the API server drops them after an hour by default).
 Events only add times that status does not keep, such as when each earlier step completed.
 
-The JSON object ("schema": "sluice.dev/report/v1"; keys are stable, new ones may be added):
-  release       {name, namespace, cluster}
-  summary       {version, previousVersion, strategy, policy, environment {namespace, cluster},
-                 startedAt, finishedAt, durationSeconds, duration, outcome (Succeeded | RolledBack |
-                 Failed | Superseded | InProgress), phase, reason, message}
-  changes       {source (history | status | replicaSetHistory | notRecorded), items [str], templateDiff,
-                 objects {deployments, services, httpRoutes, jobs: [name]}}
-  timeline      {steps [{number, step, weight, startedAt, endedAt, state, approximate [key]}], hooks [{stage, hook, job,
-                 version, state, startedAt, finishedAt, message}], measurements [{at, step, stepName,
-                 metric, value, verdict, message}], measurementsNote, events [{at, type, reason,
-                 message, count}], eventsNote}
-  zeroDowntime  {recorded (bool), activeService, readyNow {stable, canary}, withdrawn [str], note}
-  rollback      {summary, commands [{what, run}], notes [str]}
-  handoff       {watch [str], cleanup [str], links [{name, url}]}
-  history       [{version, outcome, startedAt, finishedAt, reason, changes [str]}]
-Times are RFC 3339 UTC strings ("2026-11-28T12:01:00Z"); absent facts are null, never guessed.
-A step's state is one of done, skipped, current, paused, failed, stopped, notReached, unknown.
+The JSON object ("schema": "sluice.dev/report/v1") has stable keys, listed in docs/report.md
+(tests/unit/test_report.py checks that every key is there): release, summary, changes,
+timeline, zeroDowntime, rollback, handoff, history. Times are RFC 3339 UTC strings; a fact the
+report does not know is null, never guessed.
 """
 
 from __future__ import annotations
@@ -54,22 +41,45 @@ POD_DEFAULTS = {"dnsPolicy": "ClusterFirst", "restartPolicy": "Always", "schedul
                 "securityContext": {}, "terminationGracePeriodSeconds": 30}
 CONTAINER_DEFAULTS = {"imagePullPolicy": "IfNotPresent", "resources": {}, "terminationMessagePolicy": "File",
                       "terminationMessagePath": "/dev/termination-log"}
+PROBE_DEFAULTS = {"timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3}
+PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 IN_FLIGHT = (Phase.PENDING, Phase.PROGRESSING, Phase.PAUSED)
 
 
 # --- templates ---------------------------------------------------------------------------------
 
 
+def _drop(body: Body, defaults: Body) -> Body:
+    return {k: v for k, v in body.items() if defaults.get(k, object()) != v}
+
+
+def _container(container: Body) -> Body:
+    container = _drop(container, CONTAINER_DEFAULTS)
+    if "ports" in container:
+        container["ports"] = [_drop(port, {"protocol": "TCP"}) for port in container["ports"]]
+    for key in PROBES:
+        if key in container:
+            probe = _drop(container[key], PROBE_DEFAULTS)
+            if "httpGet" in probe:
+                probe["httpGet"] = _drop(probe["httpGet"], {"scheme": "HTTP"})
+            container[key] = probe
+    return container
+
+
 def _without_defaults(spec: Body) -> Body:
-    spec = {k: v for k, v in spec.items() if POD_DEFAULTS.get(k, object()) != v}
-    if "containers" in spec:
-        spec["containers"] = [{k: v for k, v in c.items() if CONTAINER_DEFAULTS.get(k, object()) != v}
-                              for c in spec["containers"]]
+    spec = _drop(spec, POD_DEFAULTS)
+    for key in ("containers", "initContainers"):
+        if key in spec:
+            spec[key] = [_container(c) for c in spec[key]]
+    if "volumes" in spec:
+        spec["volumes"] = [{k: _drop(v, {"defaultMode": 420}) if k in ("configMap", "secret") and isinstance(v, dict)
+                            else v for k, v in volume.items()} for volume in spec["volumes"]]
     return spec
 
 
 def clean(template: Body | None) -> Body | None:
-    """A pod template without what Sluice and Kubernetes add, to compare what a person wrote."""
+    """A pod template without what Sluice and Kubernetes add, to compare what a person wrote. Both
+    sides of a comparison are cleaned alike: a default its author wrote is dropped from both."""
     if template is None:
         return None
     metadata = dict(template.get("metadata") or {})
@@ -271,7 +281,9 @@ def _changes(release: Body, status: ReleaseStatus, entry: HistoryEntry | None, v
     if entry is not None and entry.changes:
         items, source = entry.changes, "history"
     elif prior is not None and template is not None:
-        items = changes.between(prior, version, template)
+        if source == "replicaSetHistory":  # stored with the API server's defaults: compare like with like
+            prior, template = StableSpec(version=prior.version, template=clean(prior.template) or {}), clean(template)
+        items = changes.between(prior, version, template or {})
     else:
         items, source = [], "notRecorded"
     return {"source": source, "items": items, "templateDiff": diff,
