@@ -242,6 +242,13 @@ def bluegreen_succeeded() -> Body:
     return case(run, policy("blue-green", BLUE_GREEN), before, run.world.now + timedelta(hours=2), events=False)
 
 
+def bluegreen_switched() -> Body:
+    run = start(BLUE_GREEN, "blue-green")
+    run.deploy(spec("1.3.0", template("1.3.0"), "blue-green"))
+    run.passes(lambda n: healthy(0.002, 0.15), until=lambda w: w.status.current_step == 4, tick=10)
+    return case(run, policy("blue-green", BLUE_GREEN), None, run.world.now + timedelta(seconds=20))
+
+
 def rolling_failed() -> Body:
     run = start(None, None)
     run.deploy(spec("1.3.0", template("1.3.0", cpu="1"), None))
@@ -266,7 +273,8 @@ def in_progress() -> Body:
 
 
 CASES = {"canary-succeeded": canary_succeeded, "canary-rolled-back": canary_rolled_back,
-         "bluegreen-succeeded": bluegreen_succeeded, "rolling-failed": rolling_failed, "in-progress": in_progress}
+         "bluegreen-succeeded": bluegreen_succeeded, "bluegreen-switched": bluegreen_switched,
+         "rolling-failed": rolling_failed, "in-progress": in_progress}
 HEADER = "# Input of a report golden test: made by tests/unit/report_cases.py with the real planner.\n"
 
 

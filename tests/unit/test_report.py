@@ -49,9 +49,9 @@ def check(path: Path, text: str) -> None:
     assert text == path.read_text(), f"{path.name} differs: run with UPDATE_GOLDEN=1 and read the diff"
 
 
-def test_the_five_cases_are_there() -> None:
-    assert CASES == ["bluegreen-succeeded", "canary-rolled-back", "canary-succeeded", "in-progress",
-                     "rolling-failed"]
+def test_the_cases_are_there() -> None:
+    assert CASES == ["bluegreen-succeeded", "bluegreen-switched", "canary-rolled-back", "canary-succeeded",
+                     "in-progress", "rolling-failed"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -217,3 +217,12 @@ def test_without_the_policy_or_the_previous_template_the_report_says_what_it_can
     text = report.render(release, events, None, None, now, None)
     assert "(the steps are unknown: the rollout's RolloutPolicy is gone" in text
     assert "| Environment | namespace `shop` |" in text
+
+
+def test_a_switched_blue_green_says_going_back_is_instant_and_until_when() -> None:
+    built = report.build(*args("bluegreen-switched"))
+    assert built["summary"]["outcome"] == "InProgress"
+    assert "The switch is done, and 1.2.0 is still warm: going back is instant." in built["rollback"]["summary"]
+    assert [s["state"] for s in built["timeline"]["steps"]] == ["done", "done", "done", "done", "current"]
+    assert built["timeline"]["steps"][-1]["startedAt"] == "2026-11-28T12:01:20Z"
+    assert built["handoff"]["cleanup"][-1] == "1.2.0 is kept warm until 12:02:20 UTC (unless the rollout is held)"

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import shlex
+from datetime import timedelta
 from typing import Any
 
+from sluice.api.durations import parse_duration
 from sluice.api.models import HistoryEntry, Phase, ReleaseStatus, RolloutPolicySpec, StableSpec
-from sluice.cli.report_timeline import event_time, stamp
+from sluice.cli.report_timeline import event_time, stamp, time_of
 from sluice.kube import objects
-from sluice.plan import reasons
+from sluice.plan import bluegreen, reasons
+from sluice.plan.types import iso
 
 Body = dict[str, Any]
 
@@ -60,8 +63,10 @@ def rollback(release: Body, status: ReleaseStatus, entry: HistoryEntry | None, v
     notes: list[str] = []
     commands: list[Body] = []
     if entry is None:
-        summary = (f"The rollout of {version} is under way: it has {status.canary_weight}% of the traffic, "
-                   f"{status.stable_version} the rest.")
+        weight, stable_version = status.canary_weight, status.stable_version
+        share = (f"{stable_version} serves all traffic" if weight == 0 else f"{version} has all the traffic"
+                 if weight == 100 else f"{version} has {weight}% of the traffic, {stable_version} the rest")
+        summary = f"The rollout of {version} is under way: {share}."
         if status.strategy == "blueGreen" and status.canary_weight == 100:
             summary += f" The switch is done, and {status.stable_version} is still warm: going back is instant."
         commands.append({"what": f"Roll back now: all traffic to {status.stable_version} at once, then the "
@@ -160,6 +165,17 @@ def handoff(release: Body, status: ReleaseStatus, policy: RolloutPolicySpec | No
     return {"watch": watch, "cleanup": _cleanup(name, status, policy, entry, version, previous), "links": links}
 
 
+def _warm_until(status: ReleaseStatus, policy: RolloutPolicySpec | None) -> str | None:
+    """When the old version stops being warm, once a blue-green rollout waits out scaleDownDelay."""
+    if policy is None or policy.strategy.blue_green is None or status.current_step is None:
+        return None
+    names = bluegreen.step_names(policy.strategy.blue_green)
+    began = time_of(status.step_started_at)
+    if began is None or status.current_step >= len(names) or names[status.current_step] != bluegreen.WARM:
+        return None
+    return iso(began + timedelta(seconds=parse_duration(policy.strategy.blue_green.scale_down_delay)))
+
+
 def _cleanup(name: str, status: ReleaseStatus, policy: RolloutPolicySpec | None, entry: HistoryEntry | None,
              version: str, previous: str | None) -> list[str]:
     canary_deployment = objects.deployment_name(name, "canary")
@@ -184,6 +200,9 @@ def _cleanup(name: str, status: ReleaseStatus, policy: RolloutPolicySpec | None,
             lines.append(f"After the switch, {old} stays warm on Deployment {name} for {kept}: a rollback "
                          f"meanwhile is an instant switch back. Then {name} takes {version} and "
                          f"{canary_deployment} is scaled to zero")
+            until = _warm_until(status, policy)
+            if until:
+                lines.append(f"{old} is kept warm until {until[11:19]} UTC (unless the rollout is held)")
     elif status.phase == Phase.FAILED:
         lines.append(f"Deployment {name} stopped part way: the pods of {old} it has not replaced keep serving "
                      f"beside those of {version}")

@@ -76,7 +76,9 @@ def _changes(c: Body) -> list[str]:
         if c["source"] == "status":
             lines += ["", "(computed from the stable template in status; recorded in history when the rollout ends)"]
     else:
-        lines.append("Not recorded: this rollout ended before the operator recorded change lists.")
+        lines.append("Not recorded: the history entry of this rollout has none (a rollout superseded or abandoned "
+                     "for the stable version, or one older than change lists), and the templates to compare "
+                     "are no longer in status.")
     touched = [(kind, c["objects"][key]) for kind, key in (
         ("Deployments", "deployments"), ("Services", "services"), ("HTTPRoute", "httpRoutes"), ("Jobs", "jobs"))]
     named = [f"{kind} {', '.join(f'`{n}`' for n in names)}" for kind, names in touched if names]
