@@ -226,3 +226,53 @@ def test_a_switched_blue_green_says_going_back_is_instant_and_until_when() -> No
     assert [s["state"] for s in built["timeline"]["steps"]] == ["done", "done", "done", "done", "current"]
     assert built["timeline"]["steps"][-1]["startedAt"] == "2026-11-28T12:01:20Z"
     assert built["handoff"]["cleanup"][-1] == "1.2.0 is kept warm until 12:02:20 UTC (unless the rollout is held)"
+
+
+class FakeKube:
+    """What `sluice report` reads, from a golden case's inputs."""
+
+    def __init__(self, given: dict[str, Any], replica_sets: list[dict[str, Any]]) -> None:
+        self.given, self.replica_sets = given, replica_sets
+
+    def get_sync(self, api_version: str, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = {"Release": self.given["release"], "RolloutPolicy": self.given["policy"]}[kind]
+        return found
+
+    def list_sync(self, api_version: str, kind: str, namespace: str | None = None,
+                  label_selector: str | None = None) -> list[dict[str, Any]]:
+        if kind == "Event":
+            stranger = {"involvedObject": {"kind": "Release", "name": "checkout", "uid": "another"},
+                        "reason": "RolloutStarted", "message": "of a Release deleted since",
+                        "lastTimestamp": self.given["now"]}
+            return [*self.given["events"], stranger]
+        assert kind == "ReplicaSet" and label_selector == "app.kubernetes.io/name=checkout"
+        return self.replica_sets
+
+
+def test_the_report_command_reads_what_the_renderer_needs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from sluice.cli import main
+
+    given = inputs("canary-succeeded")
+    digest = given["release"]["status"]["history"][-2]["templateHash"]
+    before = given["before"]
+    stored = {"metadata": {"labels": before["metadata"]["labels"],
+                           "annotations": {**before["metadata"]["annotations"], "sluice.dev/template-hash": digest}},
+              "spec": before["spec"]}
+    replica_set = {"metadata": {"ownerReferences": [{"kind": "Deployment", "name": "checkout"}]},
+                   "spec": {"template": stored}}
+    monkeypatch.setattr(main, "_connect", lambda kubeconfig, context, namespace: (
+        FakeKube(given, [replica_set]), "shop"))
+    monkeypatch.setattr(main, "_cluster", lambda kubeconfig, context: "prod-eu-1")
+    shown = CliRunner().invoke(main.app, ["report", "rel", "checkout", "-o", "json"])
+    assert shown.exit_code == 0, shown.output
+    built = json.loads(shown.output)
+    assert built["summary"]["environment"] == {"namespace": "shop", "cluster": "prod-eu-1"}
+    assert built["changes"]["templateDiff"] == report.build(*args("canary-succeeded"))["changes"]["templateDiff"]
+    assert "of a Release deleted since" not in shown.output
+    assert [c["run"].split()[0] for c in built["rollback"]["commands"]] == ["git", "kubectl", "sluice"]
+    markdown_shown = CliRunner().invoke(main.app, ["report", "rel", "checkout"])
+    assert markdown_shown.output.startswith("# Deployment report: shop/checkout 1.3.0")
+    bad = CliRunner().invoke(main.app, ["report", "rel", "checkout", "-o", "yaml"])
+    assert bad.exit_code == 1 and "unknown output format 'yaml'" in bad.output
