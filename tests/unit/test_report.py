@@ -276,3 +276,20 @@ def test_the_report_command_reads_what_the_renderer_needs(monkeypatch: pytest.Mo
     assert markdown_shown.output.startswith("# Deployment report: shop/checkout 1.3.0")
     bad = CliRunner().invoke(main.app, ["report", "rel", "checkout", "-o", "yaml"])
     assert bad.exit_code == 1 and "unknown output format 'yaml'" in bad.output
+
+
+@pytest.mark.parametrize("message", ["step 4 promoted by alice", "step 4 (pause until promoted) promoted by alice"])
+def test_step_times_from_promote_and_promote_full_events(message: str) -> None:
+    from sluice.cli.report_timeline import _step_events
+
+    def event(reason: str, text: str, at: str) -> dict[str, Any]:
+        return {"reason": reason, "message": text, "lastTimestamp": f"2026-11-28T12:{at}Z"}
+
+    window = [event("StepCompleted", "step 1/5 (setWeight 10) complete", "00:10"),
+              event("StepCompleted", "step 2/5 (analysis) complete", "00:40"),
+              event("StepCompleted", "step 3/5 (setWeight 50) complete", "00:50"),
+              event("RequestApplied", message, "07:00")]
+    assert _step_events(window, 5) == ({0: "2026-11-28T12:00:10Z", 1: "2026-11-28T12:00:40Z",
+                                        2: "2026-11-28T12:00:50Z", 3: "2026-11-28T12:07:00Z"}, None)
+    full = [*window[:2], event("RequestApplied", "promoted fully by bob", "03:00")]
+    assert _step_events(full, 5) == ({0: "2026-11-28T12:00:10Z", 1: "2026-11-28T12:00:40Z"}, 2)

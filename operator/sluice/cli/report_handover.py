@@ -14,6 +14,7 @@ from sluice.api.models import HistoryEntry, Phase, ReleaseStatus, RolloutPolicyS
 from sluice.cli.report_timeline import event_time, stamp, time_of
 from sluice.kube import objects
 from sluice.plan import bluegreen, reasons
+from sluice.plan.release import step_list
 from sluice.plan.types import iso
 
 Body = dict[str, Any]
@@ -169,7 +170,7 @@ def _warm_until(status: ReleaseStatus, policy: RolloutPolicySpec | None) -> str 
     """When the old version stops being warm, once a blue-green rollout waits out scaleDownDelay."""
     if policy is None or policy.strategy.blue_green is None or status.current_step is None:
         return None
-    names = bluegreen.step_names(policy.strategy.blue_green)
+    names = step_list(policy)
     began = time_of(status.step_started_at)
     if began is None or status.current_step >= len(names) or names[status.current_step] != bluegreen.WARM:
         return None

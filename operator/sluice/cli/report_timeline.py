@@ -15,7 +15,7 @@ from sluice.plan.types import iso, show
 
 Body = dict[str, Any]
 STEP_DONE = re.compile(r"^step (\d+)/\d+ \(.*\) complete$")
-STEP_PROMOTED = re.compile(r"^step (\d+) promoted by ")
+STEP_PROMOTED = re.compile(r"^step (\d+)( \(.*\))? promoted by ")
 EVENTS_GONE = ("no events left: the API server keeps events for an hour by default; the steps above "
                "come from status")
 
@@ -37,14 +37,16 @@ def event_time(event: Body) -> str | None:
 
 
 def _weights(policy: RolloutPolicySpec) -> list[int]:
-    """Percent of traffic on the new version once each step is done."""
-    strategy = policy.strategy
+    """Percent of traffic on the new version once each step of step_list() is done. Steps past a
+    canary's own (a bake) and past a blue-green switch run with all of it."""
+    strategy, names = policy.strategy, step_list(policy)
     if strategy.canary:
-        return [canary.weight_at(strategy.canary.steps, i) for i in range(len(strategy.canary.steps))]
+        steps = strategy.canary.steps
+        return [canary.weight_at(steps, i) if i < len(steps) else 100 for i in range(len(names))]
     if strategy.blue_green:
-        names = bluegreen.step_names(strategy.blue_green)
-        return [100 if i >= names.index(bluegreen.SWITCH) else 0 for i in range(len(names))]
-    return [100] * len(step_list(policy))
+        switch = names.index(bluegreen.SWITCH)
+        return [100 if i >= switch else 0 for i in range(len(names))]
+    return [100] * len(names)
 
 
 def _step_events(window: list[Body], count: int) -> tuple[dict[int, str], int | None]:
