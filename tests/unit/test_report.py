@@ -111,7 +111,8 @@ def test_canary_succeeded_says_what_shipped_and_how_to_go_back() -> None:
     assert '"value":"1.2.0"' in commands[1] and "checkout-config-v7" in commands[1]
     assert commands[2] == "sluice promote --full checkout -n shop"
     assert built["handoff"]["links"][0] == {"name": "runbook", "url": "https://runbooks.example.com/shop/checkout"}
-    assert "scaled to zero at once" in built["handoff"]["cleanup"][0]
+    assert built["handoff"]["cleanup"] == [
+        "Deployment checkout-canary was scaled to zero at once at promotion (1.2.0 was not kept warm)"]
 
 
 def test_the_patch_command_re_applies_the_stable_version_exactly() -> None:

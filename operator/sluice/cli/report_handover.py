@@ -185,7 +185,9 @@ def _cleanup(name: str, status: ReleaseStatus, policy: RolloutPolicySpec | None,
     succeeded = entry is not None and entry.outcome == "Succeeded"
     lines: list[str] = []
     if status.strategy == "canary":
-        lines.append(f"Deployment {canary_deployment} was scaled to zero at once when the rollout ended"
+        ended = f"at once at promotion ({old} was not kept warm)" if succeeded else \
+            f"once all traffic was back on {old}"
+        lines.append(f"Deployment {canary_deployment} was scaled to zero {ended}"
                      if done else f"At promotion, Deployment {name} takes {version} at full size and "
                      f"{canary_deployment} is scaled to zero at once"
                      + ("" if policy is not None and policy.bake is not None else f": {old} is not kept warm"))

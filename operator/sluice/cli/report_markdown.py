@@ -143,7 +143,7 @@ def _rollback(r: Body) -> list[str]:
 
 
 def _handoff(h: Body) -> list[str]:
-    lines = ["## Next steps", "", "Watch:", "", *(f"- {line}" for line in h["watch"]), "", "Old version:", "",
+    lines = ["## Next steps", "", "Watch:", "", *(f"- {line}" for line in h["watch"]), "", "Clean-up:", "",
              *(f"- {line}" for line in h["cleanup"]), ""]
     if h["links"]:
         lines += ["Links:", "", *(f"- [{link['name']}]({link['url']})" for link in h["links"]), ""]
