@@ -32,11 +32,12 @@ from sluice.kube.admission import Admission
 from sluice.kube.client import Conflict, Kube
 from sluice.loop import GONE, refusal
 from sluice.plan import analysis as plan_analysis
+from sluice.plan import hooks as plan_hooks
 from sluice.plan import reasons, requires
 from sluice.plan.lifecycle import record_events, unreadable
 from sluice.plan.release import plan as make_plan
 from sluice.plan.release import replan
-from sluice.plan.types import DeploymentIntent, Event, Observed, Plan, Upstream, Workload
+from sluice.plan.types import DeploymentIntent, Event, JobState, Observed, Plan, Upstream, Workload
 from sluice.traffic import Router, changed
 from sluice.traffic.gateway import API_VERSION as GATEWAY_API
 from sluice.traffic.gateway import GatewayRoute
@@ -370,7 +371,33 @@ async def observe(ctx: Context, release: Body) -> tuple[Observed, Router, Seen]:
         route_weight=objects.route_weight(route, name) if route else None,
     )
     granted = tuple(key for key, c in claims.items() if c.adopt and used[key])
+    observed = dataclasses.replace(observed, name=name, jobs=await _jobs(ctx, name, namespace, status))
     return observed, router, Seen(deployments, services, drifted, granted)
+
+
+async def _jobs(ctx: Context, name: str, namespace: str, status: ReleaseStatus) -> dict[str, JobState]:
+    """This Release's hook Jobs. The log of a failed one is read once, for the pass that records
+    the failure: the pods read are those the Job itself controls (by uid), no other."""
+    found: dict[str, JobState] = {}
+    unfinished = {run.job for run in status.hooks if run.state not in plan_hooks.FINISHED}
+    for job in await ctx.read.list("batch/v1", "Job", namespace, f"{objects.RELEASE}={name}"):
+        if objects.HOOK not in (job["metadata"].get("labels") or {}):
+            continue
+        active, succeeded, failed, reason = objects.job_state(job)
+        tail = await _job_log(ctx, job, namespace) if failed and job["metadata"]["name"] in unfinished else ""
+        found[job["metadata"]["name"]] = JobState(active, succeeded, failed, reason, tail)
+    return found
+
+
+async def _job_log(ctx: Context, job: Body, namespace: str) -> str:
+    uid = job["metadata"].get("uid")
+    pods = [pod for pod in await ctx.kube.list("v1", "Pod", namespace,
+                                               f"batch.kubernetes.io/job-name={job['metadata']['name']}")
+            if objects.controller_uid(pod) == uid]
+    if not pods:
+        return ""
+    last = max(pods, key=lambda pod: pod["metadata"].get("creationTimestamp") or "")
+    return objects.clean_log(await ctx.kube.pod_log(last["metadata"]["name"], namespace))
 
 
 def _selects_canary(service: Body | None) -> bool:
@@ -513,6 +540,28 @@ async def act(ctx: Context, release: Body, obs: Observed, result: Plan, router: 
     for track, intent in (("stable", result.stable), ("canary", result.canary)):
         async with _refused(f"writing Deployment {objects.deployment_name(name, track)}"):
             await _deployment(ctx, release, obs, result.status, track, intent, seen)
+    await _hook_jobs(ctx, release, obs, result)
+
+
+async def _hook_jobs(ctx: Context, release: Body, obs: Observed, result: Plan) -> None:
+    """The hook Jobs the plan names: created if absent (a Job already there under its name is
+    this run's: it was named from the run), and deleted when overdue or forgotten."""
+    namespace = release["metadata"]["namespace"]
+    for run in result.jobs:
+        hook = plan_hooks.find(obs.spec, run.stage, run.hook)
+        if hook is None or run.job in obs.jobs:
+            continue
+        body = objects.hook_job(release, run, hook, result.status.stable_version or "",
+                                plan_hooks.timeout(hook, obs))
+        async with _refused(f"creating Job {run.job} of hook {run.hook}"):
+            try:
+                await ctx.kube.create(body)
+            except ApiException as error:
+                if error.status != 409:
+                    raise
+    for job in result.delete_jobs:
+        async with _refused(f"deleting Job {job}"):
+            await ctx.kube.delete("batch/v1", "Job", job, namespace)
 
 
 class Refused(Exception):

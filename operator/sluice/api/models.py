@@ -814,6 +814,7 @@ class HistoryEntry(StatusModel):
 class HookRun(StatusModel):
     """One hook's Job in one rollout: what `sluice report` and `sluice get` show."""
 
+    rollout: str  # the rollout's id (status.rolloutId when it ran): one Job per hook per rollout
     stage: Literal["preRollout", "postPromotion", "postRollback"]
     hook: str
     job: str
@@ -868,6 +869,7 @@ class ReleaseStatus(StatusModel):
     canary_weight: int = 0
     step_started_at: str | None = None
     rollout_started_at: str | None = None
+    rollout_id: str | None = None  # names this rollout's hook Jobs: unique per rollout, retries included
     pause_reason: str | None = None
     analysis_run: AnalysisRun | None = None
     background_run: AnalysisRun | None = None

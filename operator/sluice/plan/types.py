@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-from sluice.api.models import ReleaseSpec, ReleaseStatus, RolloutPolicySpec, Verdict
+from sluice.api.models import HookRun, ReleaseSpec, ReleaseStatus, RolloutPolicySpec, Verdict
 
 
 def show(value: float) -> str:
@@ -97,6 +97,18 @@ class Upstream:
 
 
 @dataclass(frozen=True)
+class JobState:
+    """A hook's Job as observed: finished or not, and how. `log` is the tail of its last pod's
+    log, read only once the Job has failed (for the message a person on call reads)."""
+
+    active: bool = False
+    succeeded: bool = False
+    failed: bool = False
+    reason: str = ""  # the Job's Failed condition: BackoffLimitExceeded, DeadlineExceeded
+    log: str = ""
+
+
+@dataclass(frozen=True)
 class Observed:
     generation: int
     spec: ReleaseSpec
@@ -131,6 +143,9 @@ class Observed:
     # The API server refused the last attempt to carry out a plan for this Release (a full Service
     # range, a quota, an admission webhook): shown as Stalled until an attempt succeeds.
     refused: str | None = None
+    # This Release's hook Jobs, by name (those the caches hold: Sluice's own).
+    jobs: dict[str, JobState] = field(default_factory=dict)
+    name: str = ""  # the Release's name (hook Jobs are named from it)
 
 
 Template = Literal["candidate", "stable"]
@@ -171,6 +186,8 @@ class Plan:
     hands_off: bool = False  # write nothing to the cluster (an owned name belongs to someone else)
     policy: RolloutPolicySpec | None = None  # the policy this plan was made under (what to measure with)
     probe: bool = False  # measure only to learn whether the input is usable again; count nothing
+    jobs: tuple[HookRun, ...] = ()  # hook Jobs to create (if absent): status.hooks entries still Pending
+    delete_jobs: tuple[str, ...] = ()  # hook Jobs to delete: past their timeout, or of rollouts status forgot
 
 
 @dataclass(frozen=True)
