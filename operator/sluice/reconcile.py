@@ -376,8 +376,9 @@ async def observe(ctx: Context, release: Body) -> tuple[Observed, Router, Seen]:
 
 
 async def _jobs(ctx: Context, name: str, namespace: str, status: ReleaseStatus) -> dict[str, JobState]:
-    """This Release's hook Jobs. The log of a failed one is read once, for the pass that records
-    the failure: the pods read are those the Job itself controls (by uid), no other."""
+    """This Release's hook Jobs. The end of a failed one's log (its pod's termination message) is
+    read once, for the pass that records the failure, from the pods the Job itself controls (by
+    uid), no other."""
     found: dict[str, JobState] = {}
     unfinished = {run.job for run in status.hooks if run.state not in plan_hooks.FINISHED}
     for job in await ctx.read.list("batch/v1", "Job", namespace, f"{objects.RELEASE}={name}"):
@@ -397,7 +398,7 @@ async def _job_log(ctx: Context, job: Body, namespace: str) -> str:
     if not pods:
         return ""
     last = max(pods, key=lambda pod: pod["metadata"].get("creationTimestamp") or "")
-    return objects.clean_log(await ctx.kube.pod_log(last["metadata"]["name"], namespace))
+    return objects.clean_log(objects.failure_message(last))
 
 
 def _selects_canary(service: Body | None) -> bool:

@@ -671,7 +671,7 @@ class RolloutPolicySpec(Model):
                     BAKE_METRICS,
                     ".bake",
                 ),
-                _cel("self.notify.all(t, self.notify.exists_one(o, o.name == t.name))",
+                _cel("!has(self.notify) || self.notify.all(t, self.notify.exists_one(o, o.name == t.name))",
                      "notify target names must be unique", ".notify"),
             ]
         }

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
 from kubernetes import config, dynamic
-from kubernetes.client import ApiClient, ApiException, Configuration, CoreV1Api
+from kubernetes.client import ApiClient, ApiException, Configuration
 from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 
 from sluice import FIELD_MANAGER, metrics
@@ -225,19 +225,6 @@ class Kube:
                 return {}
             return result
         await self._write(call, dry_run=True)  # nothing to store: the watch reports the deletion
-
-    async def pod_log(self, name: str, namespace: str, lines: int = 20, limit: int = 8192) -> str:
-        """The end of a pod's log (its only container's, or the first's), or "" if there is none."""
-        def call() -> str:
-            metrics.API_READS.labels("Pod", "log").inc()
-            try:
-                text: str = CoreV1Api(self.dynamic.client).read_namespaced_pod_log(
-                    name, namespace, tail_lines=lines, limit_bytes=limit, _request_timeout=(CONNECT_TIMEOUT, 10))
-            except ApiException as error:
-                log.info("no log of pod %s/%s: %s", namespace, name, error.reason)
-                return ""
-            return text
-        return await self._call(call)
 
     async def event(self, regarding: Body, type_: str, reason: str, message: str, name: str | None = None) -> bool:
         """A core/v1 Event on `regarding`, as `kubectl describe` shows them. With `name`, posting

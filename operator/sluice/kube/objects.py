@@ -221,6 +221,9 @@ def hook_job(release: Body, run: HookRun, hook: Hook, stable_version: str, timeo
     given = {"SLUICE_RELEASE": name, "SLUICE_NAMESPACE": namespace, "SLUICE_VERSION": run.version,
              "SLUICE_STABLE_VERSION": stable_version, "SLUICE_HOOK": run.hook, "SLUICE_HOOK_STAGE": run.stage}
     for container in spec["containers"]:
+        # The kubelet keeps the end of a failed container's log in its status: the message a
+        # failed hook shows, read from the pod's status (no log request reaches the kubelet).
+        container.setdefault("terminationMessagePolicy", "FallbackToLogsOnError")
         env = container.setdefault("env", [])
         own = {variable.get("name") for variable in env}
         env.extend({"name": key, "value": value} for key, value in given.items() if key not in own)
@@ -250,6 +253,16 @@ def job_state(job: Body) -> tuple[bool, bool, bool, str]:
         return False, False, True, str(conditions["Failed"].get("reason") or "")
     deleting = bool((job.get("metadata") or {}).get("deletionTimestamp"))
     return not deleting, False, False, ""
+
+
+def failure_message(pod: Body) -> str:
+    """What a failed pod's containers left as their termination message (with
+    FallbackToLogsOnError, the end of the log), the last container to fail first."""
+    finished = [state["terminated"] for state in
+                ((status.get("state") or {}) for status in (pod.get("status") or {}).get("containerStatuses") or [])
+                if state.get("terminated") and state["terminated"].get("exitCode")]
+    finished.sort(key=lambda terminated: terminated.get("finishedAt") or "", reverse=True)
+    return str(finished[0].get("message") or "") if finished else ""
 
 
 def clean_log(text: str, lines: int = 8, limit: int = 600) -> str:
