@@ -240,3 +240,51 @@ def test_a_failed_job_without_a_log_says_so_plainly() -> None:
     world.later(1).step(OK)
     assert world.status.message.startswith("rolled back 2.0.0: preRollout hook migrate failed: Job ")
     assert "(DeadlineExceeded);" in world.status.message or "(DeadlineExceeded)." in world.status.message
+
+
+def test_a_failed_pods_termination_message_is_the_end_of_its_log() -> None:
+    pod = {"status": {"containerStatuses": [
+        {"state": {"terminated": {"exitCode": 0, "finishedAt": "2026-11-28T12:00:09Z", "message": "fine"}}},
+        {"state": {"terminated": {"exitCode": 3, "finishedAt": "2026-11-28T12:00:05Z",
+                                  "message": "BEGIN\nERROR:  relation \"invoices\" does not exist\n"}}}]}}
+    assert objects.clean_log(objects.failure_message(pod)) == 'BEGIN | ERROR:  relation "invoices" does not exist'
+    assert objects.failure_message({"status": {}}) == ""
+    assert objects.clean_log("x" * 700).startswith("...") and len(objects.clean_log("x" * 700)) == 600
+
+
+def test_a_hook_pod_that_would_restart_forever_is_refused() -> None:
+    bad = hook("migrate")
+    bad["template"]["spec"]["restartPolicy"] = "Always"
+    with pytest.raises(ValueError, match="restartPolicy must be Never or OnFailure, not 'Always'"):
+        Hook.model_validate(bad)
+
+
+def test_sluice_get_shows_the_latest_rollouts_hooks() -> None:
+    from datetime import UTC, datetime
+
+    from sluice.cli import view
+    world = canary_world(preRollout=[hook("migrate")])
+    world.hook_outcomes["migrate"] = "fail"
+    world.deploy("2.0.0").step(OK)
+    world.later(1).step(OK)
+    release = {"metadata": {"name": "app", "namespace": "shop"}, "spec": {"replicas": 4},
+               "status": world.status.model_dump(by_alias=True, mode="json")}
+    text = view.plain(release, None, datetime(2026, 11, 28, 12, 1, tzinfo=UTC))
+    assert "  Hooks:\n    preRollout migrate (2.0.0): Failed, Job app-migrate-" in text
+    assert "relation orders already exists" in text
+
+
+def test_lint_warns_about_labels_it_drops_from_hook_pods(tmp_path: Any) -> None:
+    from sluice.cli.lint import lint
+    labelled = hook("migrate")
+    labelled["template"]["metadata"] = {"labels": {"app.kubernetes.io/name": "shop"}}
+    manifest = tmp_path / "release.yaml"
+    import yaml
+    manifest.write_text(yaml.safe_dump({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Release", "metadata": {"name": "shop"},
+        "spec": {"version": "1.0.0", "template": {"spec": {"containers": [{"name": "app", "image": "shop:1"}]}},
+                 "hooks": {"preRollout": [labelled]}}}))
+    warnings: list[str] = []
+    errors, checked = lint([str(manifest)], lambda finding: warnings.append(str(finding)))
+    assert not errors and checked == 1
+    assert any("hook migrate: Sluice removes app.kubernetes.io/name from the hook's pods" in w for w in warnings)

@@ -244,6 +244,13 @@ class Hook(Model):
     )
     backoff_limit: int = Field(default=0, ge=0, le=10, description="Retries of a failed pod before the Job fails.")
 
+    @model_validator(mode="after")
+    def _job_restart_policy(self) -> Hook:
+        policy = self.template.spec.model_extra.get("restartPolicy") if self.template.spec.model_extra else None
+        if policy not in (None, "Never", "OnFailure"):
+            raise ValueError(f"a hook's pod runs in a Job: restartPolicy must be Never or OnFailure, not {policy!r}")
+        return self
+
 
 def _unique_hooks() -> JsonDict:
     return _rules(_cel("self.all(h, self.exists_one(o, o.name == h.name))", UNIQUE_HOOKS))

@@ -130,6 +130,23 @@ def _ratio_warnings(release: ReleaseSpec, policy: RolloutPolicySpec) -> list[str
     return out
 
 
+def _hook_warnings(release: ReleaseSpec) -> list[tuple[Path_, str]]:
+    """Hook pods never carry the labels Sluice's Services select on: a template that sets them
+    was probably copied from the application's, and Sluice drops them."""
+    out: list[tuple[Path_, str]] = []
+    stages = {"preRollout": release.hooks.pre_rollout, "postPromotion": release.hooks.post_promotion,
+              "postRollback": release.hooks.post_rollback} if release.hooks else {}
+    for stage, hooks in stages.items():
+        for index, hook in enumerate(hooks):
+            labels = (hook.template.metadata.get("labels") or {}) if isinstance(hook.template.metadata, dict) else {}
+            dropped = sorted(set(labels) & {"app.kubernetes.io/name", "app.kubernetes.io/version", "sluice.dev/track"})
+            if dropped:
+                out.append((("spec", "hooks", stage, index, "template", "metadata", "labels"),
+                            f"hook {hook.name}: Sluice removes {', '.join(dropped)} from the hook's pods, so that "
+                            "no Service of the Release ever sends them traffic"))
+    return out
+
+
 def _policy_warnings(policy: RolloutPolicySpec) -> list[str]:
     """The judge's own warnings (e.g. a ratio whose numerator can be empty), where it has them."""
     if not hasattr(judge, "warnings"):
@@ -195,6 +212,8 @@ def lint(files: list[str], warn: Callable[[Finding], None] = _echo) -> tuple[lis
         if isinstance(parsed, RolloutPolicySpec):
             found += [(("spec", "analysis"), problem) for problem in problems(parsed)]
             warnings += [(("spec", "analysis"), warning) for warning in _policy_warnings(parsed)]
+        if isinstance(parsed, ReleaseSpec):
+            warnings += _hook_warnings(parsed)
         if isinstance(parsed, ReleaseSpec) and parsed.policy_ref:
             if parsed.policy_ref.name not in policies:
                 found.append((("spec", "policyRef", "name"),
