@@ -165,8 +165,8 @@ def test_lint_checks_abort_conditions(tmp_path: Path) -> None:
     assert result.exit_code == 1
     lines = [line.split(": error: ", 1)[1] for line in result.output.splitlines() if ": error: " in line]
     assert len(lines) == 2
-    assert lines[0] == ("RolloutPolicy p: spec.analysis.metrics[1]: abortCondition needs a query: a compare metric "
-                        "has no single value to test")
+    assert lines[0] == ("RolloutPolicy p: spec.analysis.metrics[1]: abortCondition needs a query or web metric: a "
+                        "compare or job metric has no single value to test")
     assert lines[1].startswith("RolloutPolicy p: spec.analysis: metric error-rate: abortCondition is not valid CEL "
                                "over result (a number): at column 10: Syntax error")
 

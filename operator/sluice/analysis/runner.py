@@ -53,7 +53,9 @@ async def _one(provider: MetricProvider, metric: Metric, subject: Subject, windo
             stable = await provider.query_range(
                 template.render(metric.compare.query, subject.values("stable", baseline=True)), window, step)
             return waiting or judge.compare(metric, metric.compare, canary, stable)
-        assert metric.query is not None
+        if metric.query is None:
+            raise Rejected(f"metric {metric.name}: this operator cannot measure {'a web' if metric.web else 'a job'} "
+                           "metric yet")
         value = await provider.query(template.render(metric.query, subject.values(track)))
     except (QueryRejected, template.TemplateError) as error:
         raise Rejected(f"metric {metric.name}: {error}") from error
