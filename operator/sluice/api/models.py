@@ -485,7 +485,8 @@ class Compare(Model):
 ABORT_NEEDS_QUERY = "abortCondition needs a query or web metric: a compare or job metric has no single value to test"
 ONE_SOURCE = "a metric needs exactly one of query, compare, web or job"
 NEEDS_CONDITION = "a metric with a query or web needs successCondition or failureCondition"
-JOB_NO_CONDITION = "a job metric is judged by its exit code: it takes no successCondition, failureCondition or minSamples"
+JOB_NO_CONDITION = ("a job metric is judged by its exit code: it takes no successCondition, failureCondition "
+                    "or minSamples")
 WEB_URL_PATTERN = r"^https?://[^\s/?#]+[^\s#]*$"
 
 
