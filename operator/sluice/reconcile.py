@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from sluice import API_VERSION, metrics
 from sluice.analysis import judge
+from sluice.analysis.jobs import JobMeasurer
 from sluice.analysis.providers import Providers
 from sluice.analysis.runner import Rejected, Subject, measure
 from sluice.api.models import ReleaseSpec, ReleaseStatus, RolloutPolicySpec
@@ -33,6 +34,7 @@ from sluice.kube.client import Conflict, Kube
 from sluice.loop import GONE, refusal
 from sluice.plan import analysis as plan_analysis
 from sluice.plan import hooks as plan_hooks
+from sluice.plan import lifecycle as plan_lifecycle
 from sluice.plan import reasons, requires
 from sluice.plan.lifecycle import record_events, unreadable
 from sluice.plan.release import plan as make_plan
@@ -419,10 +421,16 @@ async def _measure(ctx: Context, release: Body, obs: Observed, first: Plan, now:
     assert policy is not None, "only a plan made under a policy measures"
     subject = Subject(meta["name"], meta["namespace"],
                       objects.label_version(status.candidate_version or obs.spec.version),
-                      objects.label_version(status.stable_version or ""), obs.spec.analysis_args)
+                      objects.label_version(status.stable_version or ""), obs.spec.analysis_args,
+                      service=_candidate_service(obs, first))
+    jobs = JobMeasurer(ctx.kube, ctx.read, release, plan_lifecycle.deadline(obs), now)
+    job_names = {m.name: plan_analysis.job_name(meta["name"], status, m.name, m.name not in first.measure_step)
+                 for m in policy.analysis.metrics if m.job is not None and m.name in first.measure}
     try:
-        provider = await ctx.providers.get(policy, meta["namespace"])
-        results = await measure(provider, policy, first.measure, subject, first.measure_track)
+        # Prometheus only for metrics that query it: a policy of job metrics needs no address at all
+        queried = any(m.query or m.compare for m in policy.analysis.metrics if m.name in first.measure)
+        provider = await ctx.providers.get(policy, meta["namespace"]) if queried else None
+        results = await measure(provider, policy, first.measure, subject, first.measure_track, jobs, job_names)
     except Rejected as error:
         refused = dataclasses.replace(obs, measure_problem=str(error))
         return make_plan(refused, now), refused
@@ -433,6 +441,17 @@ async def _measure(ctx: Context, release: Body, obs: Observed, first: Plan, now:
         metrics.MEASUREMENTS.labels(result.verdict.value).inc()
     plan_analysis.fold(first, results, now)
     return replan(obs, first, now), obs
+
+
+def _candidate_service(obs: Observed, first: Plan) -> str:
+    """The Service a smoke test reaches the candidate through: <name>-preview before a blue-green
+    switch, <name>-canary behind a Gateway route, else <name> (replica ratio, or after the switch)."""
+    name = obs.name
+    if first.preview and first.active == "stable" and first.preview_track == "canary":
+        return f"{name}-preview"
+    if obs.gateway and first.measure_track == "canary" and not first.preview:
+        return f"{name}-canary"
+    return name
 
 
 DEPLOYMENT_FIELDS = ("spec.replicas", "spec.strategy", "metadata.annotations", "metadata.labels",

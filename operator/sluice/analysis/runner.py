@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 
 from sluice.analysis import judge, template
+from sluice.analysis.jobs import JobMeasurer
 from sluice.analysis.prometheus import MetricProvider, ProviderError, QueryRejected
 from sluice.api.durations import parse_duration
 from sluice.api.models import Metric, RolloutPolicySpec, Verdict
@@ -22,6 +23,13 @@ class Subject:
     version: str
     stable_version: str
     args: dict[str, str]
+    service: str = ""  # the Service that reaches the candidate's pods (for job metrics)
+
+    def job_env(self, track: str) -> dict[str, str]:
+        """What a job metric's pod finds in its environment."""
+        return {"SLUICE_RELEASE": self.release, "SLUICE_NAMESPACE": self.namespace, "SLUICE_VERSION": self.version,
+                "SLUICE_STABLE_VERSION": self.stable_version, "SLUICE_TRACK": track,
+                "SLUICE_SERVICE": self.service or self.release}
 
     def values(self, track: str, baseline: bool = False) -> dict[str, str]:
         """Template variables for the candidate on `track`, or for the stable version (baseline)."""
@@ -34,9 +42,15 @@ class Rejected(Exception):
     """A query the provider refuses or a template that does not render: bad input, Stalled."""
 
 
-async def _one(provider: MetricProvider, metric: Metric, subject: Subject, window: float, track: str) -> Result:
+async def _one(provider: MetricProvider | None, metric: Metric, subject: Subject, window: float, track: str,
+               jobs: JobMeasurer | None, job_names: dict[str, str]) -> Result:
     """One measurement. Every query of the metric is asked each time, even when minSamples says to
     wait, so a query the provider refuses is found at the first measurement, not once traffic comes."""
+    if metric.job is not None:
+        if jobs is None or metric.name not in job_names:
+            raise Rejected(f"metric {metric.name}: a job metric cannot be measured here")
+        return await jobs.measure(metric, job_names[metric.name], subject.job_env(track))
+    assert provider is not None, "a query or compare metric is measured with a provider"
     try:
         waiting: Result | None = None
         if metric.min_samples is not None:
@@ -54,8 +68,7 @@ async def _one(provider: MetricProvider, metric: Metric, subject: Subject, windo
                 template.render(metric.compare.query, subject.values("stable", baseline=True)), window, step)
             return waiting or judge.compare(metric, metric.compare, canary, stable)
         if metric.query is None:
-            raise Rejected(f"metric {metric.name}: this operator cannot measure {'a web' if metric.web else 'a job'} "
-                           "metric yet")
+            raise Rejected(f"metric {metric.name}: this operator cannot measure a web metric yet")
         value = await provider.query(template.render(metric.query, subject.values(track)))
     except (QueryRejected, template.TemplateError) as error:
         raise Rejected(f"metric {metric.name}: {error}") from error
@@ -64,9 +77,11 @@ async def _one(provider: MetricProvider, metric: Metric, subject: Subject, windo
     return waiting or judge.judge(metric, value)
 
 
-async def measure(provider: MetricProvider, policy: RolloutPolicySpec, names: tuple[str, ...],
-                  subject: Subject, track: str = "canary") -> list[Result]:
+async def measure(provider: MetricProvider | None, policy: RolloutPolicySpec, names: tuple[str, ...],
+                  subject: Subject, track: str = "canary", jobs: JobMeasurer | None = None,
+                  job_names: dict[str, str] | None = None) -> list[Result]:
     """Results for the named metrics, measured concurrently. Raises Rejected on bad input."""
     metrics = [m for m in policy.analysis.metrics if m.name in names]
     window = max(30.0, 2 * parse_duration(policy.analysis.interval))
-    return list(await asyncio.gather(*(_one(provider, m, subject, window, track) for m in metrics)))
+    return list(await asyncio.gather(*(_one(provider, m, subject, window, track, jobs, job_names or {})
+                                       for m in metrics)))

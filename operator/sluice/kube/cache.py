@@ -35,7 +35,7 @@ from kubernetes.dynamic.exceptions import ResourceNotFoundError
 from kubernetes.watch.watch import iter_resp_lines
 
 from sluice import API_VERSION, metrics
-from sluice.kube.objects import CREDENTIAL_LABEL, HOOK, NAME, RELEASE, TRACK
+from sluice.kube.objects import CREDENTIAL_LABEL, NAME, RELEASE, TRACK
 
 Body = dict[str, Any]
 Change = Callable[[str, Body | None, Body | None, bool], None]  # (kind, before, after, own write)
@@ -396,5 +396,5 @@ def kinds() -> list[Kind]:
         Kind("discovery.k8s.io/v1", "EndpointSlice", selector=RELEASE, index="kubernetes.io/service-name"),
         Kind("gateway.networking.k8s.io/v1", "HTTPRoute"),  # absent without the Gateway API CRDs
         Kind("v1", "Secret", selector=f"{CREDENTIAL_LABEL}=true"),
-        Kind("batch/v1", "Job", selector=f"{RELEASE},{HOOK}", index=RELEASE, keep=("metadata", "status")),
+        Kind("batch/v1", "Job", selector=RELEASE, index=RELEASE, keep=("metadata", "status")),  # hooks, job metrics
     ]

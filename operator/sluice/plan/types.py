@@ -200,6 +200,8 @@ class Result:
     message: str
     missing: bool = False  # the provider answered, with no data (an empty result or NaN)
     tripped: bool = False  # the value met the metric's abortCondition: its run fails at once
+    job: str | None = None  # a job metric: the Job of this measurement
+    running: bool = False  # ...which has not finished: no verdict yet, polled again soon
 
 
 def canary_replicas(total: int, weight: int) -> int:
