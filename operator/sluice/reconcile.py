@@ -27,8 +27,8 @@ from sluice.analysis import judge
 from sluice.analysis.jobs import JobMeasurer
 from sluice.analysis.providers import Providers
 from sluice.analysis.runner import Rejected, Subject, measure
-from sluice.api.models import ReleaseSpec, ReleaseStatus, RolloutPolicySpec
-from sluice.kube import objects
+from sluice.api.models import PodTemplate, ReleaseSpec, ReleaseStatus, RolloutPolicySpec
+from sluice.kube import config, objects
 from sluice.kube.admission import Admission
 from sluice.kube.client import Conflict, Kube
 from sluice.loop import GONE, refusal
@@ -93,6 +93,8 @@ class Seen:
     services: dict[str, Body | None]
     drifted: dict[str, bool]
     adopting: tuple[tuple[str, str], ...] = ()  # ("Deployment", track) / ("Service", name) granted to this Release
+    copies: tuple[config.Copy, ...] = ()  # versioned config the desired template uses (sluice.kube.config)
+    unused: tuple[config.Ref, ...] = ()  # copies of this Release's config no template uses any more
 
 
 def workload(body: Body | None, pods: list[Body] | None = None, drifted: bool = False) -> Workload:
@@ -305,6 +307,8 @@ async def observe(ctx: Context, release: Body) -> tuple[Observed, Router, Seen]:
     name, namespace = meta["name"], meta["namespace"]
     status = ReleaseStatus.model_validate(release.get("status") or {})
     spec = ReleaseSpec.model_validate(release["spec"])
+    found = {kind: await ctx.read.list("v1", kind, namespace, objects.VERSIONED) for kind in ("ConfigMap", "Secret")}
+    spec, copies = _versioned_config(release, spec, status, found)
     desired = objects.template_hash(spec)
     policy, generation, digest, policy_problem, policy_why = await _policy(ctx, namespace, spec)
     # Only the names this Release writes now can conflict; another's object that merely has the name
@@ -374,7 +378,24 @@ async def observe(ctx: Context, release: Body) -> tuple[Observed, Router, Seen]:
     )
     granted = tuple(key for key, c in claims.items() if c.adopt and used[key])
     observed = dataclasses.replace(observed, name=name, jobs=await _jobs(ctx, name, namespace, status))
-    return observed, router, Seen(deployments, services, drifted, granted)
+    templates = [spec.template.model_dump(by_alias=True, exclude_none=True),
+                 *([status.stable_spec.template] if status.stable_spec else []),
+                 *(((body.get("spec") or {}).get("template") or {}) for body in deployments.values() if body)]
+    unused = tuple(config.unused(release, found, templates))
+    return observed, router, Seen(deployments, services, drifted, granted, tuple(copies), unused)
+
+
+def _versioned_config(release: Body, spec: ReleaseSpec, status: ReleaseStatus, found: dict[str, list[Body]]
+                      ) -> tuple[ReleaseSpec, list[config.Copy]]:
+    """The spec with its pod template using copies of the versioned config it reads (unchanged,
+    the same object, when it reads none): what the desired hash, the Deployments and the stable
+    template in status are all made from."""
+    template = spec.template.model_dump(by_alias=True, exclude_none=True)
+    rewritten, copies = config.versioned(template, release, found,
+                                         status.stable_spec.template if status.stable_spec else None)
+    if rewritten is template:
+        return spec, copies
+    return spec.model_copy(update={"template": PodTemplate.model_validate(rewritten)}), copies
 
 
 async def _jobs(ctx: Context, name: str, namespace: str, status: ReleaseStatus) -> dict[str, JobState]:
@@ -553,6 +574,14 @@ async def act(ctx: Context, release: Body, obs: Observed, result: Plan, router: 
     if result.hands_off:
         return
     name = release["metadata"]["name"]
+    for wanted in seen.copies:  # before any pod could need one
+        if wanted.body is not None:
+            async with _refused(f"creating {wanted.kind} {wanted.name}, the versioned copy of {wanted.original}"):
+                try:
+                    await ctx.kube.create(wanted.body)
+                except ApiException as error:
+                    if error.status != 409:
+                        raise
     async with _refused("adopting what its writer granted"):
         await _adopt(ctx, release, obs, seen)
     async with _refused(f"writing the Services of {name} and its traffic weights"):
@@ -561,6 +590,9 @@ async def act(ctx: Context, release: Body, obs: Observed, result: Plan, router: 
         async with _refused(f"writing Deployment {objects.deployment_name(name, track)}"):
             await _deployment(ctx, release, obs, result.status, track, intent, seen)
     await _hook_jobs(ctx, release, obs, result)
+    for kind, copied in seen.unused:
+        async with _refused(f"deleting {kind} {copied}, a versioned copy no template uses"):
+            await ctx.kube.delete("v1", kind, copied, release["metadata"]["namespace"])
 
 
 async def _hook_jobs(ctx: Context, release: Body, obs: Observed, result: Plan) -> None:
