@@ -31,11 +31,12 @@ from sluice.api.models import PodTemplate, ReleaseSpec, ReleaseStatus, RolloutPo
 from sluice.kube import config, objects
 from sluice.kube.admission import Admission
 from sluice.kube.client import Conflict, Kube
+from sluice.kube.upstream import upstream as upstream_facts
 from sluice.loop import GONE, refusal
 from sluice.plan import analysis as plan_analysis
 from sluice.plan import hooks as plan_hooks
 from sluice.plan import lifecycle as plan_lifecycle
-from sluice.plan import reasons, requires
+from sluice.plan import reasons
 from sluice.plan.lifecycle import record_events, unreadable
 from sluice.plan.release import plan as make_plan
 from sluice.plan.release import replan
@@ -232,38 +233,17 @@ def _first_error(error: ValidationError) -> str:
     return f"{where}: {first['msg']}"
 
 
-def _text(body: Body, key: str) -> str | None:
-    value = body.get(key)
-    return value if isinstance(value, str) else None
-
-
 async def _upstream(ctx: Context, name: str, policy: RolloutPolicySpec | None) -> tuple[Upstream, ...]:
     """What the gate needs from each namespace the policy `requires`, read here and never taken
-    from the other Release's word: its uid, and the stable Deployment it controls (plan.requires
-    decides). The other status is read as text, leniently: it can only keep the gate shut."""
+    from the other Release's word: its uid and what it declares, and the stable Deployment it
+    controls (kube.upstream builds the facts, plan.requires decides)."""
     found: list[Upstream] = []
     for requirement in policy.requires if policy else []:
         namespace = requirement.namespace
         other = await ctx.read.get(API_VERSION, "Release", name, namespace)
-        if other is None:
-            found.append(Upstream(namespace, name))
-            continue
-        said = other.get("status")
-        said = said if isinstance(said, dict) else {}
-        told = Upstream(namespace, name, release=True, phase=_text(said, "phase"),
-                        stable_version=_text(said, "stableVersion"), candidate_version=_text(said, "candidateVersion"))
-        body = await ctx.read.get("apps/v1", "Deployment", objects.deployment_name(name, "stable"), namespace)
-        if body is None:
-            found.append(told)
-            continue
-        meta, spec, state = body["metadata"], body.get("spec") or {}, body.get("status") or {}
-        template = spec.get("template") or {}
-        found.append(dataclasses.replace(
-            told, deployment=True, controlled=objects.controller_uid(body) == other["metadata"].get("uid"),
-            version=objects.version_of(template), images=tuple(sorted(requires.images_of(template).items())),
-            replicas=spec.get("replicas", 1), updated=state.get("updatedReplicas") or 0,
-            available=state.get("availableReplicas") or 0, total=state.get("replicas") or 0,
-            settled=(state.get("observedGeneration") or 0) >= meta.get("generation", 0)))
+        body = None if other is None else await ctx.read.get(
+            "apps/v1", "Deployment", objects.deployment_name(name, "stable"), namespace)
+        found.append(upstream_facts(namespace, name, other, body))
     return tuple(found)
 
 
