@@ -113,12 +113,12 @@ def test_plain_output() -> None:
     text = chain.plain("checkout", "prod", "2.0.0", chain.rows("checkout", EARLY, "prod", "2.0.0"))
     assert text == "\n".join([
         "Pipeline checkout (from prod): version 2.0.0",
-        "  dev      2.0.0  Succeeded",
+        "  dev      2.0.0           Succeeded",
         "           2.0.0 runs here",
         "           gate: none (requires nothing)",
-        "  staging  1.0.0  Succeeded",
+        "  staging  1.0.0           Succeeded",
         "           not yet: Deployment checkout in namespace staging runs 1.0.0, not 2.0.0",
-        "           gate: open",
+        "           gate: open: dev runs 2.0.0",
         "  prod     1.0.0 -> 2.0.0  Pending",
         "           not yet: Deployment checkout in namespace prod runs 1.0.0, not 2.0.0",
         f"           gate: {STAGING_GATE}",

@@ -162,27 +162,33 @@ def _ran(row: Row, version: str) -> str:
     return f"{version} runs here" if row.ran else f"not yet: {row.why_not}"
 
 
-def _gate_text(row: Row) -> str:
+def _gate_text(row: Row, version: str) -> str:
     if row.gate:
         return row.gate
-    return "open" if row.requires else "none (requires nothing)"
+    if not row.requires:
+        return "none (requires nothing)"
+    return f"open: {', '.join(row.requires)} run{'s' if len(row.requires) == 1 else ''} {version}"
 
 
 def plain(name: str, start: str, version: str, found: list[Row]) -> str:
     """The pipeline as plain text, upstream first:
 
     Pipeline checkout (from prod): version 2.0.0
-      dev      1.0.0 -> 2.0.0  Progressing
-               not yet: ...
+      dev      2.0.0           Succeeded
+               2.0.0 runs here
                gate: none (requires nothing)
+      staging  1.0.0 -> 2.0.0  Progressing
+               not yet: Deployment checkout in namespace staging runs 1.0.0, not 2.0.0
+               gate: open: dev runs 2.0.0
     """
     lines = [f"Pipeline {name} (from {start}): version {version}"]
     width = max(len(row.namespace) for row in found)
+    versions = max(len(_versions(row)) for row in found)
     for row in found:
-        lines.append(f"  {row.namespace:<{width}}  {_versions(row)}  {row.phase or '-'}")
+        lines.append(f"  {row.namespace:<{width}}  {_versions(row):<{versions}}  {row.phase or '-'}")
         pad = " " * (width + 4)
         lines.append(f"{pad}{_ran(row, version)}")
-        lines.append(f"{pad}gate: {_gate_text(row)}")
+        lines.append(f"{pad}gate: {_gate_text(row, version)}")
     return "\n".join(lines)
 
 
@@ -194,7 +200,7 @@ def rich_view(name: str, start: str, version: str, found: list[Row]) -> Table:
     for row in found:
         phase = Text(row.phase or "-", style=PHASE_STYLE.get(Phase(row.phase), "") if row.phase else "dim")
         ran = Text("✔ runs here", style="green") if row.ran else Text(f"✘ {row.why_not}", style="yellow")
-        gate = Text(_gate_text(row), style="red" if row.gate else "green" if row.requires else "dim")
+        gate = Text(_gate_text(row, version), style="red" if row.gate else "green" if row.requires else "dim")
         table.add_row(row.namespace, _versions(row), phase, ran, gate)
     return table
 
