@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
-from sluice.api.models import ReleaseSpec
+from sluice.api.models import ReleaseSpec, ReleaseStatus
 from sluice.kube import objects
 from sluice.kube.upstream import upstream
+from sluice.plan.lifecycle import stable_spec
 from sluice.plan.requires import unmet
-from sluice.plan.types import Declared, Upstream
+from sluice.plan.types import Declared, Observed, Upstream, Workload
 
 SPEC = ReleaseSpec.model_validate({"version": "1.1.0", "template": {"spec": {
     "initContainers": [{"name": "migrate", "image": "migrate:1.1.0"}],
@@ -167,3 +168,22 @@ def test_a_status_that_is_no_status_only_keeps_the_gate_shut() -> None:
     assert unmet(SPEC, (facts,)) == (f"1.1.0 is not running in namespace staging yet: {THERE} does not report "
                                      "1.1.0 as its stable version (requires)")
     assert upstream("staging", "checkout", None, None) == Upstream("staging", "checkout")
+
+
+def test_the_stable_template_status_keeps_names_the_template_sluice_wrote() -> None:
+    """status.stableSpec is stored as JSON (lifecycle.stable_spec); hashed again it must name the
+    very template the Deployment carries, or a staging whose spec moved on would close the gate."""
+    rich = ReleaseSpec.model_validate({"version": "1.1.0-rc.1+build.7", "replicas": 3, "template": {
+        "metadata": {"labels": {"team": "shop"}, "annotations": {"a": "b"}},
+        "spec": {"initContainers": [{"name": "migrate", "image": "migrate:1", "args": ["--up"]}],
+                 "containers": [{"name": "app", "image": "app@sha256:" + "0" * 64,
+                                 "ports": [{"containerPort": 8080}], "resources": {"limits": {"cpu": "500m"}},
+                                 "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}},
+                                 "env": [{"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}],
+                 "terminationGracePeriodSeconds": 30}}})
+    kept = stable_spec(Observed(generation=1, spec=rich, desired_hash="", status=ReleaseStatus(),
+                                stable=Workload(), canary=Workload()))
+    release = release_body({**STAGING_SPEC, "version": "1.2.0"},
+                           {"stableSpec": kept.model_dump(by_alias=True, mode="json")})
+    assert [d.template_hash for d in upstream("staging", "checkout", release, None).declared][1] == \
+        objects.template_hash(rich)
