@@ -106,8 +106,9 @@ def test_a_version_travels_dev_staging_prod_and_waits_where_committed_too_early(
     shown = pipeline(prod)
     assert [shown[s]["ran"] for s in STAGES] == [False, False, False]
     assert shown["prod"]["gate"] == gate, "the pipeline says what the operator says"
-    assert (shown["prod"]["phase"], shown["prod"]["desired_version"]) == ("Pending", "2.0.0")
+    assert (shown["prod"]["phase"], shown["prod"]["desiredVersion"]) == ("Pending", "2.0.0")
     assert shown["staging"]["gate"] == not_running("2.0.0", dev, "1.0.0")
+    assert shown["staging"]["whyNot"] == f"Deployment checkout in namespace {staging.namespace} runs 1.0.0, not 2.0.0"
     assert shown["dev"]["gate"] is None and shown["dev"]["requires"] == []
     plain = sluice(prod, "pipeline", "checkout").stdout
     assert plain.startswith(f"Pipeline checkout (from {prod.namespace}): version 2.0.0\n")
@@ -140,4 +141,7 @@ def test_a_version_travels_dev_staging_prod_and_waits_where_committed_too_early(
     assert history[-1]["version"] == "2.0.0" and history[-1]["outcome"] == "Succeeded"
     shown = pipeline(prod)
     assert all(shown[s]["ran"] and shown[s]["gate"] is None for s in STAGES), shown
-    assert {shown[s]["stable_version"] for s in STAGES} == {"2.0.0"}
+    assert {shown[s]["stableVersion"] for s in STAGES} == {"2.0.0"}
+    hashes = {(kubectl.get("deployment", "checkout") or {})["metadata"]["annotations"]["sluice.dev/template-hash"]
+              for kubectl in environments.values()}
+    assert len(hashes) == 3, "the same artifact, three templates of their own: the gate never asked for equal hashes"

@@ -140,9 +140,9 @@ def test_json_output() -> None:
     assert json.loads(json.dumps(found)) == found
     assert found["version"] == "2.0.0" and [e["namespace"] for e in found["environments"]] == ["dev", "staging", "prod"]
     assert found["environments"][2] == {
-        "namespace": "prod", "release": True, "desired_version": "2.0.0", "stable_version": "1.0.0",
-        "candidate_version": "2.0.0", "phase": "Pending", "message": "prod says hello", "requires": ["staging"],
-        "ran": False, "why_not": "Deployment checkout in namespace prod runs 1.0.0, not 2.0.0", "gate": STAGING_GATE}
+        "namespace": "prod", "release": True, "desiredVersion": "2.0.0", "stableVersion": "1.0.0",
+        "candidateVersion": "2.0.0", "phase": "Pending", "message": "prod says hello", "requires": ["staging"],
+        "ran": False, "whyNot": "Deployment checkout in namespace prod runs 1.0.0, not 2.0.0", "gate": STAGING_GATE}
 
 
 def cluster(environments: dict[str, Environment]) -> dict[tuple[str, str, str], Body]:

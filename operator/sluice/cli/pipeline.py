@@ -142,9 +142,16 @@ def _gate(env: Environment, spec: ReleaseSpec | None, version: str, wanted: Mapp
     return None
 
 
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
 def as_json(name: str, start: str, version: str, found: list[Row]) -> Body:
+    """The pipeline as data, field names as the Kubernetes API spells them (stableVersion)."""
     return {"release": name, "namespace": start, "version": version,
-            "environments": [{**asdict(row), "requires": list(row.requires)} for row in found]}
+            "environments": [{_camel(k): list(v) if k == "requires" else v for k, v in asdict(row).items()}
+                             for row in found]}
 
 
 def _versions(row: Row) -> str:
