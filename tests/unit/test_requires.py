@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from sluice.api.models import ReleaseSpec, ReleaseStatus
-from sluice.kube import objects
+from sluice.kube import config, objects
 from sluice.kube.upstream import upstream
 from sluice.plan.lifecycle import stable_spec
 from sluice.plan.requires import unmet
@@ -145,7 +145,7 @@ def test_the_facts_keep_the_promoted_template_when_the_spec_moved_on() -> None:
     release = release_body(newer, {"phase": "Pending", "stableVersion": "1.1.0", "candidateVersion": "1.2.0",
                                    "stableSpec": stable_spec})
     facts = upstream("staging", "checkout", release, deployment_body(release, STAGING_SPEC))
-    assert [(d.source, d.version) for d in facts.declared] == [("spec", "1.2.0"), ("status.stableSpec", "1.1.0")]
+    assert [(d.source, d.version) for d in facts.declared] == [("status.stableSpec", "1.1.0"), ("spec", "1.2.0")]
     assert unmet(SPEC, (facts,)) is None
 
 
@@ -185,5 +185,27 @@ def test_the_stable_template_status_keeps_names_the_template_sluice_wrote() -> N
                                 stable=Workload(), canary=Workload()))
     release = release_body({**STAGING_SPEC, "version": "1.2.0"},
                            {"stableSpec": kept.model_dump(by_alias=True, mode="json")})
-    assert [d.template_hash for d in upstream("staging", "checkout", release, None).declared][1] == \
-        objects.template_hash(rich)
+    promoted = upstream("staging", "checkout", release, None).declared[0]
+    assert (promoted.source, promoted.template_hash) == ("status.stableSpec", objects.template_hash(rich))
+
+
+def test_a_template_reading_versioned_config_is_named_by_the_template_sluice_wrote() -> None:
+    """Staging's pods read a ConfigMap labelled sluice.dev/versioned: Sluice runs a content-named
+    copy, so the Deployment's template (and its hash) is the rewritten one. status.stableSpec
+    keeps that one and names it; the spec's own template does not, and need not."""
+    spec = {**STAGING_SPEC, "template": {"spec": {**STAGING_SPEC["template"]["spec"], "containers": [
+        {"name": "app", "image": "app:1.1.0", "envFrom": [{"configMapRef": {"name": "app-config"}}]},
+        {"name": "debug", "image": "busybox"}]}}}
+    release = release_body(spec)
+    found = {"ConfigMap": [{"kind": "ConfigMap", "metadata": {"name": "app-config", "namespace": "staging",
+                                                              "labels": {objects.VERSIONED: "true"}},
+                            "data": {"DB": "staging-db"}}]}
+    rewritten, copies = config.versioned(spec["template"], release, found, None)
+    assert copies, "the template runs a copy"
+    ran = {**spec, "template": rewritten}
+    release["status"] = {"phase": "Succeeded", "stableVersion": "1.1.0",
+                         "stableSpec": {"version": "1.1.0", "template": rewritten}}
+    facts = upstream("staging", "checkout", release, deployment_body(release, ran))
+    assert [d.source for d in facts.declared] == ["status.stableSpec", "spec"]
+    assert facts.declared[0].template_hash == facts.template_hash != facts.declared[1].template_hash
+    assert unmet(SPEC, (facts,)) is None

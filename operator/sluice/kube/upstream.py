@@ -36,21 +36,23 @@ def _declared(source: str, version: Any, template: Any) -> Declared | None:
 
 
 def declared_by(release: Body) -> tuple[Declared, ...]:
-    """What a Release declares: its spec's template (Git's word) and, when status keeps one, the
-    template of the version it promoted last (its spec may have moved on to the next version)."""
+    """What a Release declares: first the template of the version it promoted last, as Sluice
+    wrote it (status.stableSpec: its spec may have moved on to the next version, and a template
+    reading versioned config runs content-named copies, so only this one names the Deployment's
+    template then), and its spec's template, Git's word."""
     found: list[Declared] = []
-    spec = release.get("spec") or {}
-    from_spec = _declared("spec", spec.get("version"), spec.get("template"))
-    if from_spec:
-        found.append(from_spec)
     try:
         stable = ReleaseStatus.model_validate(release.get("status") or {}).stable_spec
     except ValidationError:
         stable = None
     if stable is not None:
         kept = _declared("status.stableSpec", stable.version, stable.template)
-        if kept and kept not in found:
+        if kept:
             found.append(kept)
+    spec = release.get("spec") or {}
+    from_spec = _declared("spec", spec.get("version"), spec.get("template"))
+    if from_spec and all(from_spec.template_hash != d.template_hash for d in found):
+        found.append(from_spec)
     return tuple(found)
 
 

@@ -11,14 +11,16 @@ The gate compares, on what the operator reads itself in the required namespace (
   container and init container of this Release's template, under the same name, with the same
   image reference. Containers only the other namespace has (a debugging sidecar in staging) do
   not matter; a container only this one has was never tried there, so it closes the gate;
-- **the live pod template against what the other Release declares** (its spec, Git's word, or
-  its status.stableSpec once its spec has moved on to a newer version): the template-hash the
-  live template carries must name the template that Release declares for this version, and
-  every image declared there must be the one the live template runs. This is where the template
-  hash earns its place: it ties the running pods to a template Sluice wrote for that Release
-  (and so rolled out under that namespace's policy), while the images, read from the live
-  template and not from any annotation, catch an edit made behind Sluice's back (`kubectl set
-  image` keeps the annotation but not the image);
+- **the live pod template against what the other Release declares** (the template it promoted,
+  status.stableSpec, as Sluice wrote it: versioned config already swapped for its content-named
+  copies, and kept when its spec moves on to a newer version; or its spec's, Git's word): the
+  template-hash the live template carries must name a template that Release declares for this
+  version, and every image declared there must be the one the live template runs. This is where
+  the template hash earns its place: it ties the running pods to a template Sluice wrote for that
+  Release (and so rolled out under that namespace's policy), while the images, read from the
+  live template and not from any annotation, catch an edit made behind Sluice's back (`kubectl
+  set image` keeps the annotation but not the image). A forged stableSpec cannot open the gate:
+  it would still have to name what the Deployment, which a status patch cannot touch, runs;
 - the Deployment <name> there is the one Sluice manages for that Release (its controller
   ownerReference carries the Release's uid: a look-alike someone created proves nothing), and it
   has finished rolling out as `kubectl rollout status` means it: the Deployment controller has
