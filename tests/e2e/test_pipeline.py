@@ -45,10 +45,19 @@ def environments(env: dict[str, str]) -> Iterator[dict[str, Kubectl]]:
 
 def checkout(stage: str, version: str) -> dict[str, Any]:
     """The Release as envs/<stage>/release.yaml names it: the same image per version everywhere,
-    with settings of its own environment (so every environment's template hash differs)."""
+    with settings of its own environment (so every environment's template hash differs), and
+    config it reads from a versioned ConfigMap (so Sluice runs a content-named copy of it)."""
     body = release("checkout", version, policy="gated", replicas=2)
-    body["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "ENVIRONMENT", "value": stage}]
+    container = body["spec"]["template"]["spec"]["containers"][0]
+    container["env"] = [{"name": "ENVIRONMENT", "value": stage}]
+    container["envFrom"] = [{"configMapRef": {"name": "checkout-config"}}]
     return body
+
+
+def config(stage: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "checkout-config", "labels": {"sluice.dev/versioned": "true"}},
+            "data": {"DATABASE_URL": f"postgres://db.{stage}:5432/shop"}}
 
 
 def sluice(kubectl: Kubectl, *args: str) -> subprocess.CompletedProcess[str]:
@@ -85,7 +94,7 @@ def test_a_version_travels_dev_staging_prod_and_waits_where_committed_too_early(
     for stage, kubectl in environments.items():
         upstream = before[stage]
         requires = [{"namespace": upstream.namespace}] if upstream else []
-        kubectl.apply(policy("gated", STEPS, prometheus_url, requires=requires))
+        kubectl.apply([policy("gated", STEPS, prometheus_url, requires=requires), config(stage)])
         kubectl.apply(checkout(stage, "1.0.0"))  # a first version has nothing to wait for
     for kubectl in environments.values():
         wait_for(f"1.0.0 to be stable in {kubectl.namespace}", phase(kubectl, "checkout", "Succeeded"), 90)
@@ -145,3 +154,5 @@ def test_a_version_travels_dev_staging_prod_and_waits_where_committed_too_early(
     hashes = {(kubectl.get("deployment", "checkout") or {})["metadata"]["annotations"]["sluice.dev/template-hash"]
               for kubectl in environments.values()}
     assert len(hashes) == 3, "the same artifact, three templates of their own: the gate never asked for equal hashes"
+    read = (prod.get("deployment", "checkout") or {})["spec"]["template"]["spec"]["containers"][0]["envFrom"]
+    assert read[0]["configMapRef"]["name"].startswith("checkout-config-"), "prod runs its versioned copy"
