@@ -21,8 +21,10 @@ from rich.text import Text
 from sluice import API_VERSION
 from sluice.api.models import Phase, ReleaseSpec, ReleaseStatus, RolloutPolicySpec
 from sluice.cli.view import PHASE_STYLE
+from sluice.kube import objects
 from sluice.kube.upstream import declared_by, upstream
 from sluice.plan import requires
+from sluice.plan.types import Upstream
 
 Body = dict[str, Any]
 MAX_ENVIRONMENTS = 20  # a chain longer than this is a mistake (or a cycle), not a pipeline
@@ -97,7 +99,7 @@ def rows(name: str, environments: Mapping[str, Environment], start: str, version
     names = order(start, {ns: env.requires for ns, env in environments.items()})
     wanted = artifact(version, [environments[ns] for ns in reversed(names)])
 
-    def facts(namespace: str) -> Any:
+    def facts(namespace: str) -> Upstream:
         env = environments.get(namespace, Environment(namespace))
         return upstream(namespace, name, env.release, env.deployment)
 
@@ -126,7 +128,7 @@ def _status(release: Body | None) -> ReleaseStatus | None:
 
 
 def _gate(env: Environment, spec: ReleaseSpec | None, version: str, wanted: Mapping[str, str],
-          facts: Callable[[str], Any]) -> str | None:
+          facts: Callable[[str], Upstream]) -> str | None:
     """Why the gate into `env` is closed for `version`: when its Release asks for that version, the
     operator's own message (plan.requires.unmet on its spec); otherwise the message it will give
     once Git names the version there."""
@@ -225,7 +227,7 @@ def read(get: Callable[[str, str, str, str], Body | None], name: str, start: str
         if release is None:
             found[namespace] = Environment(namespace)
             continue
-        deployment = get("apps/v1", "Deployment", name, namespace)
+        deployment = get("apps/v1", "Deployment", objects.deployment_name(name, "stable"), namespace)
         needed, problem = _requires(get, release, namespace)
         found[namespace] = Environment(namespace, release, deployment, needed, problem)
         pending += [n for n in needed if n not in found]
