@@ -106,12 +106,13 @@ def test_a_version_travels_dev_staging_prod_and_waits_where_committed_too_early(
     assert held["message"] == f"waiting to roll out 2.0.0: {gate}"
     assert held["stableVersion"] == "1.0.0" and held["canaryWeight"] == 0
     reconciling = next(c for c in held["conditions"] if c["type"] == "Reconciling")
-    assert reconciling["status"] == "True"
+    assert reconciling["status"] == "True" and reconciling["reason"] == "RequirementNotMet"
     time.sleep(6)  # more passes than one (a gated Release is looked at again every 15 s, and on every change)
     assert prod.status("checkout")["phase"] == "Pending"
     assert (prod.get("deployment", "checkout-canary") or {}).get("spec", {}).get("replicas", 0) == 0
     assert prod.get("deployment", "checkout")["metadata"]["labels"]["app.kubernetes.io/version"] == "1.0.0"  # type: ignore[index]
     assert "RolloutStarted" not in reasons(prod), "no rollout of 2.0.0 began in prod"
+    assert reasons(prod).count("RequirementNotMet") == 1, "said once, not on every pass"
     shown = pipeline(prod)
     assert [shown[s]["ran"] for s in STAGES] == [False, False, False]
     assert shown["prod"]["gate"] == gate, "the pipeline says what the operator says"

@@ -60,9 +60,13 @@ def _plan(obs: Observed, status: ReleaseStatus, now: datetime, strategy: Strateg
         return fail(obs, status, now, reasons.ABORTED, "aborted by " + who, force_rollback=True)
     if status.phase == Phase.PENDING:
         if obs.unmet_requirement:
-            status.message = f"waiting to roll out {obs.spec.version}: {obs.unmet_requirement}"
+            waiting = f"waiting to roll out {obs.spec.version}: {obs.unmet_requirement}"
+            told = status.message == waiting  # one event per reason, not one per pass
+            status.message = waiting
             hold = back_to_stable(obs, status)
             hold.canary = None
+            if not told:
+                hold.events.append(Event("Normal", reasons.REQUIREMENT_NOT_MET, waiting))
             if request:
                 refuse(hold, obs.unmet_requirement)
             hold.requeue_after = POLL * 3

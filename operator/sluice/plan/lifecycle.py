@@ -386,6 +386,7 @@ def finalize(obs: Observed, plan: Plan, now: datetime, stalled: str = "") -> Pla
 
     | phase                                   | Ready | Reconciling            | Stalled |
     | Pending, Progressing                    | False | True: Progressing      | False   |
+    | Pending behind a `requires` gate        | False | True: RequirementNotMet| False   |
     | Paused for a person (pause, promote     | False | True: the pause reason | False   |
     |   gate, inconclusive analysis)          |       |   (WaitingForPromote)  |         |
     | Succeeded, every stable pod Ready       | True  | False                  | False   |
@@ -409,7 +410,9 @@ def finalize(obs: Observed, plan: Plan, now: datetime, stalled: str = "") -> Pla
         else reasons.FAILED if phase == Phase.FAILED
         else status.pause_reason or reasons.PAUSED if failed_pause else "")
     reconciling = not stall_reason and not ready
-    waiting_reason = (status.pause_reason or reasons.PAUSED) if phase == Phase.PAUSED else reasons.PROGRESSING
+    waiting_reason = ((status.pause_reason or reasons.PAUSED) if phase == Phase.PAUSED
+                      else reasons.REQUIREMENT_NOT_MET if phase == Phase.PENDING and obs.unmet_requirement
+                      else reasons.PROGRESSING)
     message = status.message
     conditions = status.conditions
     conditions = set_condition(conditions, reasons.READY, ready,
