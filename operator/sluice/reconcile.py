@@ -421,8 +421,8 @@ async def _measure(ctx: Context, release: Body, obs: Observed, first: Plan, now:
                       objects.label_version(status.candidate_version or obs.spec.version),
                       objects.label_version(status.stable_version or ""), obs.spec.analysis_args)
     try:
-        provider = await ctx.providers.get(policy, meta["namespace"])
-        results = await measure(provider, policy, first.measure, subject, first.measure_track)
+        sources = await ctx.providers.sources(policy, meta["namespace"], first.measure)
+        results = await measure(sources, policy, first.measure, subject, first.measure_track)
     except Rejected as error:
         refused = dataclasses.replace(obs, measure_problem=str(error))
         return make_plan(refused, now), refused
