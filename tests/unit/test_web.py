@@ -26,8 +26,15 @@ from sluice.analysis.runner import Rejected, Subject, measure
 from sluice.analysis.web import MAX_ANSWER
 from sluice.api.models import RolloutPolicySpec, Verdict
 from sluice.plan.types import Result
-from tests.unit.test_analysis_trust import first_then_candidate, secret, seen_by_user, shop
-from tests.unit.test_reconcile import Store, status
+from tests.unit.test_analysis_trust import (
+    first_then_candidate,
+    secret,
+    seen_by_user,
+    shop,
+    stalled_message,
+    traffic_unmoved,
+)
+from tests.unit.test_reconcile import Store, passes, status
 from tests.unit.world import policy_spec
 
 TOKEN = "web-token-of-the-shop"
@@ -393,3 +400,23 @@ async def test_a_release_is_judged_by_its_web_metric(endpoint: Endpoint, answer:
     assert measured and says in measured[-1]["message"], measured
     assert "remote words" not in seen_by_user(store)
     assert endpoint.heard
+
+
+async def test_a_release_whose_web_url_is_not_allowed_stalls_and_nothing_is_sent(endpoint: Endpoint) -> None:
+    """Given an operator that allows another web URL, when a policy's web metric points at this
+    endpoint, then the Release is Stalled naming the URL and --web-allow, the candidate gets no
+    traffic, and no pass (probes of the stalled input included) sends the endpoint anything."""
+    store, context, clock = shop()
+    context.providers = Providers(store, Allowlist(),  # type: ignore[arg-type]
+                                  web_allowed=Allowlist.parse(["http://health-api.monitoring:8080"], WEB))
+    store.put(web_policy_object(endpoint.url + "/rate"))
+    await first_then_candidate(store, context, clock)
+    message = stalled_message(store)
+    assert message == (f"metric error-rate: Web metric URL '{endpoint.url}/rate' is not on this operator's allowlist, "
+                       "so no request is sent to it and no Secret is read for it; an operator administrator can allow "
+                       f"it with --web-allow={endpoint.url}/rate (or SLUICE_WEB_ALLOW; the Helm value "
+                       "analysis.allowedWebAddresses), or point the metric at an allowed URL")
+    traffic_unmoved(store)
+    await passes(context, clock, 20)
+    assert endpoint.heard == []
+    traffic_unmoved(store)
