@@ -420,3 +420,43 @@ async def test_a_release_whose_web_url_is_not_allowed_stalls_and_nothing_is_sent
     await passes(context, clock, 20)
     assert endpoint.heard == []
     traffic_unmoved(store)
+
+
+LINTED = """apiVersion: sluice.dev/v1alpha1
+kind: RolloutPolicy
+metadata: {name: p}
+spec:
+  strategy: {canary: {steps: [{analysis: {}}]}}
+  analysis:
+    metrics:
+      - name: broken
+        web: {url: "http://health-api:8080/v1#frag", jsonPath: "$.a"}
+        successCondition: "result < 0.05"
+      - name: careless
+        web:
+          url: http://health-api:8080/v1/rate
+          jsonPath: "$.data["
+          method: POST
+          body: '{"app": {{release}}}'
+        successCondition: "result < 0.05"
+"""
+
+
+def test_lint_names_what_a_web_metric_cannot_do(tmp_path: Any) -> None:
+    from typer.testing import CliRunner
+
+    from sluice.cli.main import app
+    manifest = tmp_path / "web.yaml"
+    manifest.write_text(LINTED)
+    result = CliRunner().invoke(app, ["lint", str(manifest)])
+    assert result.exit_code == 1
+    assert f"{manifest}:9: error: RolloutPolicy p: spec.analysis.metrics[0].web.url: " \
+           "'http://health-api:8080/v1#frag' must be an http(s) URL such as" in result.output
+    manifest.write_text(LINTED.replace("#frag", ""))
+    result = CliRunner().invoke(app, ["lint", str(manifest)])
+    errors = [line.split(": error: ", 1)[1] for line in result.output.splitlines() if ": error: " in line]
+    assert errors == [
+        "RolloutPolicy p: spec.analysis: metric careless: web jsonPath '$.data[' is not a valid JSONPath (such as "
+        "$.data.errorRate)",
+        "RolloutPolicy p: spec.analysis: metric careless: web body is not JSON once rendered; a {{variable}} is "
+        'substituted as the contents of a JSON string, so it belongs inside quotes: {"app": "{{release}}"}'], errors

@@ -73,8 +73,10 @@ class Web:
 
     def _request(self, method: str, body: str | None) -> httpx.Request:
         endpoint = self.endpoint
-        headers = {"Accept": "application/json", "Accept-Encoding": "identity", **dict(endpoint.headers)}
-        if body is not None and not any(name.lower() == "content-type" for name in headers):
+        # Uncompressed, so MAX_ANSWER bounds what is held, not what a small gzip expands to.
+        headers = httpx.Headers({"Accept": "application/json", "Accept-Encoding": "identity"})
+        headers.update(dict(endpoint.headers))  # the policy's own, case-insensitively over ours
+        if body is not None and "content-type" not in headers:
             headers["Content-Type"] = "application/json"
         if endpoint.token:
             headers["Authorization"] = f"Bearer {endpoint.token}"
