@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sluice.analysis import judge, template
+from sluice.analysis.jobs import JobMeasurer
 from sluice.analysis.prometheus import MetricProvider, ProviderError, QueryRejected
 from sluice.analysis.web import WebProvider
 from sluice.api.durations import parse_duration
@@ -25,6 +26,13 @@ class Subject:
     version: str
     stable_version: str
     args: dict[str, str]
+    service: str = ""  # the Service that reaches the candidate's pods (for job metrics)
+
+    def job_env(self, track: str) -> dict[str, str]:
+        """What a job metric's pod finds in its environment."""
+        return {"SLUICE_RELEASE": self.release, "SLUICE_NAMESPACE": self.namespace, "SLUICE_VERSION": self.version,
+                "SLUICE_STABLE_VERSION": self.stable_version, "SLUICE_TRACK": track,
+                "SLUICE_SERVICE": self.service or self.release}
 
     def values(self, track: str, baseline: bool = False) -> dict[str, str]:
         """Template variables for the candidate on `track`, or for the stable version (baseline)."""
@@ -50,9 +58,14 @@ def asks_prometheus(metric: Metric) -> bool:
     return metric.query is not None or metric.compare is not None or metric.min_samples is not None
 
 
-async def _one(sources: Sources, metric: Metric, subject: Subject, window: float, track: str) -> Result:
+async def _one(sources: Sources, metric: Metric, subject: Subject, window: float, track: str,
+               jobs: JobMeasurer | None, job_names: dict[str, str]) -> Result:
     """One measurement. Every query of the metric is asked each time, even when minSamples says to
     wait, so a query the provider refuses is found at the first measurement, not once traffic comes."""
+    if metric.job is not None:
+        if jobs is None or metric.name not in job_names:
+            raise Rejected(f"metric {metric.name}: a job metric cannot be measured here")
+        return await jobs.measure(metric, job_names[metric.name], subject.job_env(track))
     provider = sources.prometheus  # Providers.sources gives one whenever asks_prometheus(metric)
     try:
         waiting: Result | None = None
@@ -78,9 +91,7 @@ async def _one(sources: Sources, metric: Metric, subject: Subject, window: float
             value = await sources.web[metric.name].query(body)
             return waiting or judge.judge(metric, value, empty=f"no value at {web.json_path} (absent or null)",
                                           nan=f"NaN at {web.json_path}")
-        if metric.query is None:
-            raise Rejected(f"metric {metric.name}: this operator cannot measure a job metric yet")
-        assert provider is not None
+        assert metric.query is not None and provider is not None, "a query metric is measured with Prometheus"
         value = await provider.query(template.render(metric.query, subject.values(track)))
     except (QueryRejected, template.TemplateError) as error:
         raise Rejected(f"metric {metric.name}: {error}") from error
@@ -90,8 +101,10 @@ async def _one(sources: Sources, metric: Metric, subject: Subject, window: float
 
 
 async def measure(sources: Sources, policy: RolloutPolicySpec, names: tuple[str, ...],
-                  subject: Subject, track: str = "canary") -> list[Result]:
+                  subject: Subject, track: str = "canary", jobs: JobMeasurer | None = None,
+                  job_names: dict[str, str] | None = None) -> list[Result]:
     """Results for the named metrics, measured concurrently. Raises Rejected on bad input."""
     metrics = [m for m in policy.analysis.metrics if m.name in names]
     window = max(30.0, 2 * parse_duration(policy.analysis.interval))
-    return list(await asyncio.gather(*(_one(sources, m, subject, window, track) for m in metrics)))
+    return list(await asyncio.gather(*(_one(sources, m, subject, window, track, jobs, job_names or {})
+                                       for m in metrics)))

@@ -863,6 +863,7 @@ class MetricRun(StatusModel):
     waiting_since: str | None = None  # first Waiting measurement since the last judged one
     waiting_for_traffic: bool = False  # ...and it waits for minSamples, not for data
     tripped_by: str | None = None  # the value (as shown) that met abortCondition: the run has failed
+    job: str | None = None  # a job metric's measurement in progress: the Job that will give its verdict
 
 
 class AnalysisRun(StatusModel):

@@ -231,6 +231,40 @@ def report(
 
 
 @app.command()
+def pipeline(
+    name: str,
+    version: Annotated[str | None, typer.Option(
+        "--version", help="The version to follow (default: the one this Release asks for).")] = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="json")] = None,
+    namespace: Namespace = None, context: Context = None, kubeconfig: Kubeconfig = None,
+) -> None:
+    """One version's way through the environments this Release `requires` (dev -> staging -> prod)."""
+    from kubernetes.client import ApiException
+    from rich.console import Console
+
+    from sluice.cli import pipeline as chain
+
+    if output not in (None, "json"):
+        fail(f"unknown output format {output!r}: use json")
+    kube, namespace = _connect(kubeconfig, context, namespace)
+    release = _release(kube, name, namespace)
+    try:
+        environments = chain.read(kube.get_sync, name, namespace)
+    except ApiException as error:
+        fail(f"cannot read the pipeline of {name}: {error.reason}")
+    wanted = version or release["spec"]["version"]
+    rows = chain.rows(name, environments, namespace, wanted)
+    if output == "json":
+        typer.echo(json.dumps(chain.as_json(name, namespace, wanted, rows), indent=2))
+        return
+    console = Console()
+    if not console.is_terminal:
+        typer.echo(chain.plain(name, namespace, wanted, rows))
+        return
+    console.print(chain.rich_view(name, namespace, wanted, rows))
+
+
+@app.command()
 def lint(files: Annotated[list[str], typer.Argument(help="Manifest files (YAML, many documents each).")]) -> None:
     """Check manifests offline as the API server would, and more; file:line errors, exit 1."""
     from sluice.cli.lint import lint as check

@@ -23,6 +23,8 @@ TEMPLATE_HASH = "sluice.dev/template-hash"
 CREDENTIAL_LABEL = "sluice.dev/analysis-credential"  # a Secret analysis may read carries it, set to "true"
 FULL_VERSION = "sluice.dev/version"  # the whole version; the label holds a label-safe form of it
 HOOK = "sluice.dev/hook"  # on a hook's Job: the hook's name
+# "true" on a ConfigMap/Secret whose versions roll out with the code; "copy" on Sluice's copy of one
+VERSIONED = "sluice.dev/versioned"
 STAGE = "sluice.dev/hook-stage"
 ROLLOUT = "sluice.dev/rollout"
 

@@ -75,6 +75,18 @@ class Workload:
 
 
 @dataclass(frozen=True)
+class Declared:
+    """A pod template the other Release declares, and which version it is for: its spec's (Git's
+    word) or its status.stableSpec's (the version it promoted last). `template_hash` is computed by
+    observe from that template, the way Sluice names the template it writes (kube.objects)."""
+
+    source: str  # "spec" or "status.stableSpec"
+    version: str
+    template_hash: str
+    images: tuple[tuple[str, str], ...] = ()  # (container name, image), init containers too
+
+
+@dataclass(frozen=True)
 class Upstream:
     """What observe read in one namespace that `requires` names: the facts plan.requires decides on.
     Never the other Release's status alone (see plan.requires)."""
@@ -91,6 +103,8 @@ class Upstream:
     available: int = 0
     total: int = 0  # status.replicas: pods of every template
     settled: bool = False  # status.observedGeneration has caught up with metadata.generation
+    template_hash: str | None = None  # the sluice.dev/template-hash its live pod template carries
+    declared: tuple[Declared, ...] = ()  # the templates the other Release declares (spec, stableSpec)
     phase: str | None = None  # the other Release's status, read only to keep the gate shut
     stable_version: str | None = None
     candidate_version: str | None = None
@@ -200,6 +214,8 @@ class Result:
     message: str
     missing: bool = False  # the provider answered, with no data (an empty result or NaN)
     tripped: bool = False  # the value met the metric's abortCondition: its run fails at once
+    job: str | None = None  # a job metric: the Job of this measurement
+    running: bool = False  # ...which has not finished: no verdict yet, polled again soon
 
 
 def canary_replicas(total: int, weight: int) -> int:
