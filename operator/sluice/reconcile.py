@@ -428,10 +428,9 @@ async def _measure(ctx: Context, release: Body, obs: Observed, first: Plan, now:
     job_names = {m.name: plan_analysis.job_name(meta["name"], status, m.name, m.name not in first.measure_step)
                  for m in policy.analysis.metrics if m.job is not None and m.name in first.measure}
     try:
-        # Prometheus only for metrics that query it: a policy of job metrics needs no address at all
-        queried = any(m.query or m.compare for m in policy.analysis.metrics if m.name in first.measure)
-        provider = await ctx.providers.get(policy, meta["namespace"]) if queried else None
-        results = await measure(provider, policy, first.measure, subject, first.measure_track, jobs, job_names)
+        # Prometheus only for metrics that ask it: a policy of job or web metrics needs no address at all
+        sources = await ctx.providers.sources(policy, meta["namespace"], first.measure)
+        results = await measure(sources, policy, first.measure, subject, first.measure_track, jobs, job_names)
     except Rejected as error:
         refused = dataclasses.replace(obs, measure_problem=str(error))
         return make_plan(refused, now), refused

@@ -233,6 +233,10 @@ class Flaky:
             raise Rejected(f"Secret prom-token with key token not found in namespace {namespace}")
         return self
 
+    async def sources(self, policy: Any, namespace: str, names: tuple[str, ...]) -> Any:
+        from sluice.analysis.runner import Sources
+        return Sources(await self.get(policy, namespace))
+
     async def query(self, promql: str) -> float | None:
         return self.value
 

@@ -25,6 +25,7 @@ from sluice.api.models import (
     PERCENT_PATTERN,
     SEMVER_PATTERN,
     URL_PATTERN,
+    WEB_URL_PATTERN,
     ReleaseSpec,
     RolloutPolicySpec,
 )
@@ -89,6 +90,8 @@ PATTERNS = {
     DNS_LABEL_PATTERN: "must be a DNS label: lowercase letters, digits and '-'",
     PERCENT_PATTERN: "must be a percentage such as 10%",
     URL_PATTERN: "must be an http(s) URL such as http://prometheus.monitoring:9090: no spaces, query or fragment",
+    WEB_URL_PATTERN: "must be an http(s) URL such as http://health-api.monitoring:8080/v1/rate?window=1m: no spaces "
+                     "or fragment",
 }
 
 

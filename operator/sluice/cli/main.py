@@ -291,6 +291,11 @@ def operator(
         help="A Prometheus that analysis may query: scheme://host[:port][/path-prefix]; repeat for more. "
              "Scheme, host and port must match exactly (no port: 80 or 443). Default: "
              "$SLUICE_PROMETHEUS_ALLOW (comma-separated); with neither, any address (a warning).")] = None,
+    web_allow: Annotated[list[str] | None, typer.Option(
+        "--web-allow", metavar="URL",
+        help="A URL prefix that web metrics may call: scheme://host[:port][/path-prefix]; repeat for more. "
+             "Default: $SLUICE_WEB_ALLOW (comma-separated); with neither, none if a Prometheus allowlist is "
+             "set, else any URL (a warning).")] = None,
     leader_elect: Annotated[bool, typer.Option(
         "--leader-elect", help="Act only while holding a Lease, so replicas can run side by side.")] = False,
     lease_namespace: Annotated[str, typer.Option(
@@ -307,10 +312,11 @@ def operator(
         help="Reconcile passes running at once; the other Releases wait their turn.")] = 32,
 ) -> None:
     """Run the operator in the foreground against the current kubeconfig (all namespaces by default)."""
-    from sluice.analysis.addresses import Allowlist
+    from sluice.analysis.addresses import WEB, Allowlist
 
     try:  # the flag wins over the variable
         allowed = Allowlist.parse(prometheus_allow) if prometheus_allow else Allowlist.from_environment()
+        web_allowed = Allowlist.parse(web_allow, WEB) if web_allow else Allowlist.from_environment(WEB)
     except ValueError as error:
         fail(str(error), code=2)
 
@@ -323,7 +329,8 @@ def operator(
     options = handlers.Options(
         namespaces=namespace or [], verbose=verbose, metrics_address=metrics_address,
         health_address=health_address, leader_election=leader_elect, lease_namespace=lease_namespace,
-        lease_name=lease_name, timing=timing, prometheus_allow=allowed, concurrency=concurrency)
+        lease_name=lease_name, timing=timing, prometheus_allow=allowed, web_allow=web_allowed,
+        concurrency=concurrency)
     try:
         handlers.run(options)
     except KeyboardInterrupt:
