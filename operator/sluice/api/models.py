@@ -502,7 +502,7 @@ class WebMetric(Model):
     body: str | None = Field(
         default=None, max_length=MAX_QUERY,
         description="JSON body of a POST. Variables {{release}}, {{namespace}}, {{version}}, {{track}} and the "
-        "Release's analysisArgs are substituted as JSON string contents (escaped).",
+        "Release's analysisArgs are substituted as JSON string contents (escaped), so each must sit inside quotes.",
     )
     headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers (not secret).")
     bearer_token_secret_ref: SecretKeyRef | None = Field(default=None, description="Bearer token, from a Secret.")
@@ -567,7 +567,7 @@ class Metric(Model):
         default=None, min_length=1, max_length=MAX_CONDITION,
         description="CEL over `result` (a number); true for one measurement fails the analysis at once, "
         "whatever failureLimit says (then onFailure applies): a tripwire for the catastrophic case, "
-        "e.g. result > 0.5. Only for a query metric; not tested below minSamples or on no data."
+        "e.g. result > 0.5. Only for a query or web metric; not tested below minSamples or on no data."
     )
     failure_limit: int = Field(
         default=0, ge=0,
@@ -578,8 +578,8 @@ class Metric(Model):
     )
     no_data: NoData = Field(
         default=NoData.INCONCLUSIVE,
-        description="An empty result or NaN: inconclusive (pauses the rollout), hold (wait for data, within "
-        "progressDeadline) or fail.",
+        description="An empty result or NaN (for a web metric: no value at jsonPath, or null): inconclusive "
+        "(pauses the rollout), hold (wait for data, within progressDeadline) or fail.",
     )
     min_samples: MinSamples | None = Field(default=None, description="Too little traffic: wait, don't judge.")
     compare: Compare | None = Field(default=None, description="Statistical comparison with the stable version.")
