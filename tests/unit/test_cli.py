@@ -243,3 +243,11 @@ def test_report_of_a_rolled_back_release() -> None:
     assert "| 12:02:30 | 2 | error-rate | 0.31 | Failed | 0.31: result < 0.05 does not hold |" in text
     assert "-  - image: shop/checkout:1.1.0" in text and "+  - image: shop/checkout:1.2.0" in text
     assert "sluice retry checkout -n shop" in text
+
+
+@pytest.mark.parametrize("command", ["promote", "abort", "retry", "pause", "resume", "get", "list", "report",
+                                     "pipeline", "lint", "operator"])
+def test_every_commands_help_prints(command: str) -> None:
+    result = CliRunner().invoke(app, [command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output

@@ -18,8 +18,9 @@ import yaml
 from sluice import API_VERSION
 from sluice.api.models import Phase, ReleaseStatus
 
+# Help texts are plain text: "[:port][/path-prefix]" must not be read as rich markup.
 app = typer.Typer(help="Sluice: progressive delivery for Kubernetes.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
+                  pretty_exceptions_enable=False, add_completion=False, rich_markup_mode=None)
 
 Namespace = Annotated[str | None, typer.Option("--namespace", "-n", help="Namespace (default: the context's).")]
 Context = Annotated[str | None, typer.Option("--context", help="kubeconfig context to use.")]
