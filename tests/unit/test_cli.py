@@ -165,8 +165,8 @@ def test_lint_checks_abort_conditions(tmp_path: Path) -> None:
     assert result.exit_code == 1
     lines = [line.split(": error: ", 1)[1] for line in result.output.splitlines() if ": error: " in line]
     assert len(lines) == 2
-    assert lines[0] == ("RolloutPolicy p: spec.analysis.metrics[1]: abortCondition needs a query: a compare metric "
-                        "has no single value to test")
+    assert lines[0] == ("RolloutPolicy p: spec.analysis.metrics[1]: abortCondition needs a query or web metric: a "
+                        "compare or job metric has no single value to test")
     assert lines[1].startswith("RolloutPolicy p: spec.analysis: metric error-rate: abortCondition is not valid CEL "
                                "over result (a number): at column 10: Syntax error")
 
@@ -254,3 +254,11 @@ def test_report_command_help_names_the_sections_and_json() -> None:
     result = CliRunner().invoke(app, ["report", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     assert "rollback plan" in result.output and "--output" in result.output and "json" in result.output
+
+
+@pytest.mark.parametrize("command", ["promote", "abort", "retry", "pause", "resume", "get", "list", "report",
+                                     "pipeline", "lint", "operator"])
+def test_every_commands_help_prints(command: str) -> None:
+    result = CliRunner().invoke(app, [command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
