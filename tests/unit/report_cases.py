@@ -1,7 +1,6 @@
 """The inputs of the report's golden tests, made by the real planner: each case drives a World
-(tests/unit/world.py) through a rollout, so status is exactly what the operator writes, and keeps
-the events each pass posted, with their times. Hook runs are added by hand, in the shape of
-status.hooks (HookRun), as the hooks engineer's operator will write them.
+(tests/unit/world.py) through a rollout, so status is exactly what the operator writes (hook
+runs included: the World runs hook Jobs), and keeps the events each pass posted, with their times.
 
     PYTHONPATH=operator python -m tests.unit.report_cases   # writes tests/unit/golden/<case>.input.yaml
 
@@ -21,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from sluice.api.models import HookRun, Phase, ReleaseSpec, RolloutPolicySpec, Verdict
+from sluice.api.models import Phase, ReleaseSpec, RolloutPolicySpec, Verdict
 from sluice.kube import objects
 from sluice.plan.types import Observed, Result, iso
 from tests.unit.world import T0, World
@@ -51,7 +50,7 @@ class Shop(World):
 
     def observed(self) -> Observed:
         """As World's, with a policy hash that is the same in every process (the inputs are files)."""
-        observed = super().observed()
+        observed = dataclasses.replace(super().observed(), name="checkout")
         if self.policy is None:
             return observed
         digest = hashlib.sha256(self.policy.model_dump_json().encode()).hexdigest()[:16]
@@ -73,8 +72,18 @@ def template(version: str, cpu: str = "500m", config: str = "checkout-config-v7"
     }
 
 
-def spec(version: str, body: Body, policy: str | None, route: bool = False) -> ReleaseSpec:
+def job(name: str, image: str, *args: str) -> Body:
+    return {"name": name, "template": {"spec": {"containers": [{"name": name, "image": image, "args": list(args)}]}}}
+
+
+MIGRATE = job("migrate", "registry.example.com/shop/checkout-migrate:1.3.0", "migrate", "up")
+SMOKE = job("smoke-test", "registry.example.com/shop/smoke:2", "--target", "http://checkout")
+RESTORE = job("restore-flags", "registry.example.com/shop/flags:1", "restore", "checkout")
+
+
+def spec(version: str, body: Body, policy: str | None, route: bool = False, hooks: Body | None = None) -> ReleaseSpec:
     return ReleaseSpec.model_validate({
+        "hooks": hooks,
         "version": version, "replicas": 4, "template": body, "service": {"port": 80, "targetPort": "http"},
         "policyRef": {"name": policy} if policy else None,
         "trafficRouting": {"gatewayAPI": {"httpRoute": "checkout"}} if route else None,
@@ -161,14 +170,6 @@ def start(strategy: Body | None, name: str | None, route: bool = False) -> Run:
     return run
 
 
-def hook(stage: str, name: str, version: str, at: datetime, seconds: float, state: str = "Succeeded",
-         message: str = "") -> HookRun:
-    return HookRun(stage=stage, hook=name, job=f"checkout-{name}-{objects.label_version(version)}-7f3c9a",  # type: ignore[arg-type]
-                   version=version, state=state, started_at=iso(at),  # type: ignore[arg-type]
-                   finished_at=iso(at + timedelta(seconds=seconds)) if state in ("Succeeded", "Failed") else None,
-                   message=message)
-
-
 def from_replica_sets(version: str, body: Body) -> Body | None:
     """What `sluice report` reads back from the stable Deployment's ReplicaSet history: the template
     Sluice wrote, as the API server stores it (defaults filled in), cleaned by report.template_in."""
@@ -211,11 +212,9 @@ def case(run: Run, policy_body: Body | None, before: Body | None, now: datetime,
 def canary_succeeded() -> Body:
     run = start(CANARY, "careful-canary", route=True)
     new = template("1.3.0", cpu="1", config="checkout-config-v8", env=[{"name": "FEATURE_X", "value": "on"}])
-    run.deploy(spec("1.3.0", new, "careful-canary", route=True))
-    begun = run.world.now
+    run.deploy(spec("1.3.0", new, "careful-canary", route=True,
+                    hooks={"preRollout": [MIGRATE], "postPromotion": [SMOKE]}))
     run.passes(lambda n: healthy(0.003 + (n % 3) / 1000, 0.17 + (n % 4) / 100), until=ended, tick=10)
-    run.world.status.hooks = [hook("preRollout", "migrate", "1.3.0", begun, 8),
-                              hook("postPromotion", "smoke-test", "1.3.0", run.world.now, 25)]
     before = from_replica_sets("1.2.0", template("1.2.0"))
     return case(run, policy("careful-canary", CANARY), before, run.world.now + timedelta(minutes=30))
 
@@ -223,12 +222,8 @@ def canary_succeeded() -> Body:
 def canary_rolled_back() -> Body:
     run = start(CANARY, "careful-canary")
     new = template("1.3.0", env=[{"name": "FEATURE_X", "value": "on"}])
-    run.deploy(spec("1.3.0", new, "careful-canary"))
-    begun = run.world.now
+    run.deploy(spec("1.3.0", new, "careful-canary", hooks={"preRollout": [MIGRATE], "postRollback": [RESTORE]}))
     run.passes(failing(), until=ended, tick=10)
-    run.world.status.hooks = [
-        hook("preRollout", "migrate", "1.3.0", begun, 8),
-        hook("postRollback", "restore-flags", "1.3.0", run.world.now, 8)]
     return case(run, policy("careful-canary", CANARY), None, run.world.now + timedelta(minutes=12))
 
 
@@ -265,10 +260,8 @@ def rolling_failed() -> Body:
 def in_progress() -> Body:
     run = start(CANARY_GATED, "gated-canary", route=True)
     new = template("1.3.0", env=[{"name": "FEATURE_X", "value": "on"}])
-    run.deploy(spec("1.3.0", new, "gated-canary", route=True))
-    begun = run.world.now
+    run.deploy(spec("1.3.0", new, "gated-canary", route=True, hooks={"preRollout": [MIGRATE]}))
     run.passes(lambda n: healthy(0.006, 0.2), until=lambda w: w.phase == Phase.PAUSED, tick=10)
-    run.world.status.hooks = [hook("preRollout", "migrate", "1.3.0", begun, 8)]
     return case(run, policy("gated-canary", CANARY_GATED), None, run.world.now + timedelta(minutes=4))
 
 

@@ -100,7 +100,7 @@ def test_canary_succeeded_says_what_shipped_and_how_to_go_back() -> None:
         "config ConfigMap checkout-config-v7 -> checkout-config-v8"]
     assert built["changes"]["objects"] == {
         "deployments": ["checkout", "checkout-canary"], "services": ["checkout", "checkout-canary"],
-        "httpRoutes": ["checkout"], "jobs": ["checkout-migrate-1.3.0-7f3c9a", "checkout-smoke-test-1.3.0-7f3c9a"]}
+        "httpRoutes": ["checkout"], "jobs": ["checkout-migrate-3bc78cf3", "checkout-smoke-test-e0bb6d2a"]}
     steps = built["timeline"]["steps"]
     assert [s["state"] for s in steps] == ["done"] * 6 and [s["weight"] for s in steps] == [20, 20, 50, 50, 50, 100]
     assert all(s["endedAt"] for s in steps) and not any(s["approximate"] for s in steps)
@@ -170,8 +170,8 @@ DOC_HEADER = """> An example of `sluice report rel checkout -n shop`, produced b
 > (`sluice.cli.report.render`) on `tests/unit/golden/{case}.input.yaml`: a Release whose status
 > the real planner wrote while driven through the rollout (`tests/unit/report_cases.py`), with the
 > events its passes posted. It is the golden file `tests/unit/golden/{case}.md`, kept equal by
-> `tests/unit/test_report.py` (`UPDATE_GOLDEN=1` rewrites both). Hook runs were added to that
-> status by hand, as `status.hooks` will hold them.
+> `tests/unit/test_report.py` (`UPDATE_GOLDEN=1` rewrites both). The hook Jobs ran in that
+> simulated cluster too.
 
 """
 

@@ -177,7 +177,10 @@ def build(release: Body, events: list[Body], policy: Body | None, before: Body |
     status = ReleaseStatus.model_validate(release.get("status") or {})
     entry = _subject(status)
     version = (entry.version if entry else status.candidate_version) or status.stable_version or spec["version"]
-    started = stamp(entry.started_at if entry else status.rollout_started_at)
+    stepping = stamp(entry.started_at if entry else status.rollout_started_at)  # when the first step began
+    # preRollout hooks run before that, and are part of the rollout
+    gates = [h.started_at for h in report_timeline.hook_runs(status, version, stepping) if h.stage == "preRollout"]
+    started = min([*gates, stepping]) if stepping else stepping
     finished = stamp(entry.finished_at) if entry else None
     begun = time_of(started)
     seconds = round(((time_of(finished) or now) - begun).total_seconds()) if begun else None
@@ -199,12 +202,12 @@ def build(release: Body, events: list[Body], policy: Body | None, before: Body |
         "schema": SCHEMA,
         "release": {"name": name, "namespace": namespace, "cluster": cluster},
         "summary": summary,
-        "changes": _changes(release, status, entry, version, prior, source),
+        "changes": _changes(release, status, entry, version, started, prior, source),
         "timeline": report_timeline.timeline(status, parsed, policy_name is not None and status.strategy != "initial",
-                                             entry, version, started, window),
+                                             entry, version, stepping, window),
         "zeroDowntime": report_handover.zero_downtime(name, status, window),
         "rollback": report_handover.rollback(release, status, entry, version, previous, prior, source),
-        "handoff": report_handover.handoff(release, status, parsed, entry, version, previous, policy),
+        "handoff": report_handover.handoff(release, status, parsed, entry, version, started, previous, policy),
         "history": [{"version": h.version, "outcome": h.outcome, "startedAt": h.started_at,
                      "finishedAt": h.finished_at, "reason": h.reason, "changes": h.changes}
                     for h in reversed(status.history)],
@@ -234,7 +237,7 @@ def _previous_version(status: ReleaseStatus, entry: HistoryEntry | None) -> str 
 # --- changes -----------------------------------------------------------------------------------
 
 
-def _objects(release: Body, status: ReleaseStatus, version: str) -> Body:
+def _objects(release: Body, status: ReleaseStatus, version: str, started: str | None) -> Body:
     name, spec = release["metadata"]["name"], release["spec"]
     route = ((spec.get("trafficRouting") or {}).get("gatewayAPI") or {}).get("httpRoute")
     deployments, services = [name], [name]
@@ -244,7 +247,7 @@ def _objects(release: Body, status: ReleaseStatus, version: str) -> Body:
             services.append(f"{name}-canary")
         if status.strategy == "blueGreen":
             services.append(f"{name}-preview")
-    jobs = [h.job for h in status.hooks if h.version == version]
+    jobs = [h.job for h in report_timeline.hook_runs(status, version, started)]
     return {"deployments": deployments, "services": services, "httpRoutes": [route] if route else [],
             "jobs": list(dict.fromkeys(jobs))}
 
@@ -271,7 +274,7 @@ def _reported_template(release: Body, status: ReleaseStatus, entry: HistoryEntry
     return template
 
 
-def _changes(release: Body, status: ReleaseStatus, entry: HistoryEntry | None, version: str,
+def _changes(release: Body, status: ReleaseStatus, entry: HistoryEntry | None, version: str, started: str | None,
              prior: StableSpec | None, source: str) -> Body:
     """The change list recorded in history at promotion or rollback; for the rollout under way
     (or one older than the recording) it is computed the same way (plan.changes) from what is
@@ -287,6 +290,6 @@ def _changes(release: Body, status: ReleaseStatus, entry: HistoryEntry | None, v
     else:
         items, source = [], "notRecorded"
     return {"source": source, "items": items, "templateDiff": diff,
-            "objects": _objects(release, status, version)}
+            "objects": _objects(release, status, version, started)}
 
 

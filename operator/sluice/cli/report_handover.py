@@ -11,7 +11,7 @@ from typing import Any
 
 from sluice.api.durations import parse_duration
 from sluice.api.models import HistoryEntry, Phase, ReleaseStatus, RolloutPolicySpec, StableSpec
-from sluice.cli.report_timeline import event_time, stamp, time_of
+from sluice.cli.report_timeline import event_time, hook_runs, stamp, time_of
 from sluice.kube import objects
 from sluice.plan import bluegreen, reasons
 from sluice.plan.release import step_list
@@ -134,7 +134,7 @@ def rollback(release: Body, status: ReleaseStatus, entry: HistoryEntry | None, v
 
 
 def handoff(release: Body, status: ReleaseStatus, policy: RolloutPolicySpec | None, entry: HistoryEntry | None,
-             version: str, previous: str | None, raw_policy: Body | None) -> Body:
+            version: str, started: str | None, previous: str | None, raw_policy: Body | None) -> Body:
     name, namespace = release["metadata"]["name"], release["metadata"]["namespace"]
     flags = f"{name} -n {namespace}"
     watch: list[str] = []
@@ -157,8 +157,8 @@ def handoff(release: Body, status: ReleaseStatus, policy: RolloutPolicySpec | No
         rule = metric.success_condition or (f"fails when {metric.failure_condition}" if metric.failure_condition
                                             else "against the stable version")
         watch.append(f"metric {metric.name} ({rule}) for {subject}")
-    for hook in status.hooks:
-        if hook.version == version and hook.stage != "preRollout":
+    for hook in hook_runs(status, version, started):
+        if hook.stage != "preRollout":
             watch.append(f"{hook.stage} hook {hook.hook} (Job {hook.job}): {hook.state}"
                          + (f", {hook.message}" if hook.message else ""))
     spec = (raw_policy or {}).get("spec") or {}

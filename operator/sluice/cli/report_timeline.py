@@ -7,7 +7,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from sluice.api.models import HistoryEntry, Phase, ReleaseStatus, RolloutPolicySpec
+from sluice.api.models import HistoryEntry, HookRun, Phase, ReleaseStatus, RolloutPolicySpec
 from sluice.plan import bluegreen, canary, reasons
 from sluice.plan.analysis import MAX_MEASUREMENTS
 from sluice.plan.release import step_list
@@ -34,6 +34,14 @@ def stamp(text: str | None) -> str | None:
 def event_time(event: Body) -> str | None:
     found = event.get("lastTimestamp") or event.get("eventTime") or event.get("firstTimestamp")
     return str(found) if found else None
+
+
+def hook_runs(status: ReleaseStatus, version: str, since: str | None) -> list[HookRun]:
+    """The hook runs of the reported rollout: those of status.rolloutId (the latest rollout's
+    id, kept after it ended), or for a status older than ids, this version's since it started."""
+    if status.rollout_id:
+        return [h for h in status.hooks if h.rollout == status.rollout_id]
+    return [h for h in status.hooks if h.version == version and h.started_at >= (since or "")]
 
 
 def _weights(policy: RolloutPolicySpec) -> list[int]:
@@ -146,7 +154,7 @@ def timeline(status: ReleaseStatus, policy: RolloutPolicySpec | None, planned: b
         note = "no measurements of this version"
     hooks = [{"stage": h.stage, "hook": h.hook, "job": h.job, "version": h.version, "state": h.state,
               "startedAt": h.started_at, "finishedAt": h.finished_at, "message": h.message}
-             for h in status.hooks if h.version == version and h.started_at >= since]
+             for h in hook_runs(status, version, started)]
     events = [{"at": stamp(event_time(e)), "type": e.get("type", "Normal"), "reason": e.get("reason", ""),
                "message": e.get("message", ""), "count": e.get("count") or 1} for e in window]
     return {"steps": _steps(status, policy, planned, entry, started, window, measurements), "hooks": hooks,
