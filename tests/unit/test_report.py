@@ -68,7 +68,7 @@ KEYS = {
     "": {"schema", "release", "summary", "changes", "timeline", "zeroDowntime", "rollback", "handoff", "history"},
     "summary": {"version", "previousVersion", "strategy", "policy", "environment", "startedAt", "finishedAt",
                 "durationSeconds", "duration", "outcome", "phase", "reason", "message"},
-    "changes": {"source", "items", "templateDiff", "objects"},
+    "changes": {"source", "items", "templateDiff", "note", "objects"},
     "timeline": {"steps", "hooks", "measurements", "measurementsNote", "events", "eventsNote"},
     "zeroDowntime": {"recorded", "activeService", "readyNow", "withdrawn", "note"},
     "rollback": {"summary", "commands", "notes"},
@@ -294,3 +294,13 @@ def test_step_times_from_promote_and_promote_full_events(message: str) -> None:
                                         2: "2026-11-28T12:00:50Z", 3: "2026-11-28T12:07:00Z"}, None)
     full = [*window[:2], event("RequestApplied", "promoted fully by bob", "03:00")]
     assert _step_events(full, 5) == ({0: "2026-11-28T12:00:10Z", 1: "2026-11-28T12:00:40Z"}, 2)
+
+
+def test_in_flight_with_versioned_config_the_list_says_what_it_compares() -> None:
+    release, events, policy, before, now, cluster = args("in-progress")
+    copies = json.loads(json.dumps(release).replace('"checkout-config-v7"', '"checkout-config-v7-3f2a9c1b0d"'))
+    copies["spec"] = release["spec"]  # the spec names the original; stableSpec, as Sluice wrote it, the copy
+    built = report.build(copies, events, policy, before, now, cluster)
+    assert "config ConfigMap checkout-config-v7-3f2a9c1b0d -> checkout-config-v7" in built["changes"]["items"]
+    assert built["changes"]["note"].startswith("versioned config: the stable version reads Sluice's content-named")
+    assert report.build(*args("in-progress"))["changes"]["note"] is None

@@ -289,7 +289,20 @@ def _changes(release: Body, status: ReleaseStatus, entry: HistoryEntry | None, v
         items = changes.between(prior, version, template or {})
     else:
         items, source = [], "notRecorded"
-    return {"source": source, "items": items, "templateDiff": diff,
+    return {"source": source, "items": items, "templateDiff": diff, "note": _versioned_note(prior, template, source),
             "objects": _objects(release, status, version, started)}
+
+
+def _versioned_note(prior: StableSpec | None, template: Body | None, source: str) -> str | None:
+    """The spec names versioned config by its original name, while the stable template in status
+    reads Sluice's content-named copies: a list computed from the two says so."""
+    if source == "history" or prior is None or template is None:
+        return None
+    old = changes.config_refs(prior.template.get("spec") or {})
+    new = changes.config_refs(template.get("spec") or {})
+    if not any(changes.copy_of(name) in new[kind] for kind in old for name in old[kind]):
+        return None
+    return ("versioned config: the stable version reads Sluice's content-named copies, the spec names the "
+            "originals; the candidate's own copies are recorded in history when the rollout ends")
 
 

@@ -75,6 +75,8 @@ def _changes(c: Body) -> list[str]:
         lines += [f"- {item}" for item in c["items"]]
         if c["source"] == "status":
             lines += ["", "(computed from the stable template in status; recorded in history when the rollout ends)"]
+        if c["note"]:
+            lines += ["", f"({c['note']})"]
     else:
         lines.append("Not recorded: the history entry of this rollout has none (a rollout superseded or abandoned "
                      "for the stable version, or one older than change lists), and the templates to compare "

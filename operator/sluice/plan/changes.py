@@ -7,6 +7,7 @@ Pure: two pod templates as written in the Release (no server defaults), no I/O.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sluice.api.models import StableSpec
@@ -14,6 +15,7 @@ from sluice.api.models import StableSpec
 MAX_CHANGES = 20  # lines kept per rollout; status carries ten rollouts of history
 MAX_VALUE = 40  # characters of an env value or annotation shown before it is cut
 FIRST = "no earlier stable template to compare with"
+VERSIONED_COPY = re.compile(r"(.+)-([0-9a-f]{10})")
 
 Body = dict[str, Any]
 
@@ -31,7 +33,8 @@ def between(before: StableSpec | None, version: str, template: Body) -> list[str
         == ["version 1.2.0 -> 1.3.0", "image app: shop:1.2.0 -> shop:1.3.0", "env FEATURE_X: added",
             "resources app: cpu limit 500m -> 1"]
 
-    A new versioned ConfigMap and nothing else: the version line, then
+    A versioned ConfigMap (one Sluice copies by content) edited: "config ConfigMap shop-config: new
+    content (3f2a9c1b0d -> 9bc1d4e7aa)". A ConfigMap renamed in the template: the version line, then
     "env LEVEL: from ConfigMap shop-v1 key level -> from ConfigMap shop-v2 key level" and
     "config ConfigMap shop-v1 -> shop-v2". A second container gets "container proxy: added (image
     envoy:1.28)"; a change this module has no words for is still named:
@@ -45,12 +48,12 @@ def between(before: StableSpec | None, version: str, template: Body) -> list[str
         return [f"version {version}: {FIRST}"]
     lines = [f"version {before.version} -> {version}"] if before.version != version else []
     old, new = before.template, template
-    lines += _metadata(old, new)
     old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
     several = max(len(_containers(old_spec)), len(_containers(new_spec))) > 1
-    for kind, key in (("init container", "initContainers"), ("container", "containers")):
+    for kind, key in (("container", "containers"), ("init container", "initContainers")):
         lines += _containers_changed(kind, _by_name(old_spec.get(key)), _by_name(new_spec.get(key)), several)
     lines += _config(old_spec, new_spec)
+    lines += _metadata(old, new)
     rest = sorted(k for k in set(old_spec) | set(new_spec) if k not in ("containers", "initContainers")
                   and _unnamed(old_spec.get(k)) != _unnamed(new_spec.get(k)))
     if rest:
@@ -195,13 +198,28 @@ def _unnamed(value: Any) -> Any:
             for k, item in value.items()}
 
 
+def copy_of(name: str) -> str | None:
+    """The original of a versioned config copy, which Sluice names `<original>-<10 hex of its
+    content>`: copy_of("shop-config-3f2a9c1b0d") == "shop-config"; copy_of("shop-config") is None."""
+    found = VERSIONED_COPY.fullmatch(name)
+    return found.group(1) if found else None
+
+
 def _config(before: Body, after: Body) -> list[str]:
-    """Versioned configuration: "config ConfigMap shop-v1 -> shop-v2" when one name replaced
-    another, else "config Secret db-creds: added" / "...: removed"."""
+    """Configuration: "config ConfigMap shop-v1 -> shop-v2" when one name replaced another, else
+    "config Secret db-creds: added" / "...: removed". Versioned config (a content-named copy
+    Sluice made) says what changed: "config ConfigMap shop-config: new content (3f2a9c1b0d ->
+    9bc1d4e7aa)"."""
     old, new = config_refs(before), config_refs(after)
     lines = []
     for kind in ("ConfigMap", "Secret"):
         gone, came = sorted(old[kind] - new[kind]), sorted(new[kind] - old[kind])
+        for name in list(gone):
+            twin = next((c for c in came if copy_of(c) is not None and copy_of(c) == copy_of(name)), None)
+            if twin is not None:
+                lines.append(f"config {kind} {copy_of(name)}: new content ({name[-10:]} -> {twin[-10:]})")
+                gone.remove(name)
+                came.remove(twin)
         if len(gone) == 1 and len(came) == 1:
             lines.append(f"config {kind} {gone[0]} -> {came[0]}")
             continue
