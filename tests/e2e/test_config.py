@@ -69,6 +69,9 @@ def test_a_rollback_restores_the_old_config_with_the_old_pods(
     assert data(kubectl, "configmap", v1_config) == {"GREETING": "hello from v1"}
     assert data(kubectl, "secret", v1_secret) == {"TOKEN": "dG9rZW4tMQ=="}  # token-1
     assert status["stableVersion"] == "1.0.0"
+    changes = status["history"][-1]["changes"]  # what `sluice report` lists
+    assert f"config ConfigMap shop-config: new content ({v1_config[-10:]} -> {v2_config[-10:]})" in changes
+    assert f"config Secret shop-token: new content ({v1_secret[-10:]} -> {v2_secret[-10:]})" in changes
 
 
 def test_a_config_change_alone_is_a_rollout_and_the_old_copy_goes_once_unused(
@@ -90,5 +93,6 @@ def test_a_config_change_alone_is_a_rollout_and_the_old_copy_goes_once_unused(
     assert same_secret == secret, "an unchanged Secret keeps its copy"
     history = kubectl.status("shop")["history"]
     assert history[-1]["outcome"] == "Succeeded" and history[-1]["version"] == "1.0.0"
+    assert history[-1]["changes"] == [f"config ConfigMap shop-config: new content ({before[-10:]} -> {after[-10:]})"]
     wait_for("the old copy, used by no template, to be deleted",
              lambda: kubectl.get("configmap", before) is None and used_by(kubectl, "shop-canary")[0] == after, 60)
