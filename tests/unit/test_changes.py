@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sluice.api.models import Phase, StableSpec
 from sluice.plan.changes import MAX_CHANGES, between, config_refs
@@ -147,3 +149,20 @@ def test_a_failed_plain_rolling_update_records_its_changes() -> None:
     assert world.status.history[-1].outcome == "Failed"
     assert world.status.history[-1].changes == [
         "version 1.0.0 -> 1.1.0", "image app: example.com/app:1.0.0 -> example.com/app:1.1.0"]
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(
+                        ["spec", "metadata", "containers", "initContainers", "env", "envFrom", "valueFrom", "name",
+                         "image", "resources", "limits", "volumes", "configMap", "secret", "projected", "sources",
+                         "secretKeyRef", "labels", "x"]), inner, max_size=4), max_leaves=20)
+
+
+@given(JSON, JSON)
+@settings(max_examples=300, deadline=None)
+def test_no_template_makes_it_raise(before: Any, after: Any) -> None:
+    """The operator calls it on every promotion and rollback: input no schema checked (an env that
+    is a string, a volume's configMap that is null) must never crash a pass."""
+    template = after if isinstance(after, dict) else {"spec": after}
+    lines = between(StableSpec(version="1", template=before if isinstance(before, dict) else {}), "2", template)
+    assert lines and len(lines) <= MAX_CHANGES and all(isinstance(line, str) for line in lines)

@@ -47,11 +47,12 @@ def between(before: StableSpec | None, version: str, template: Body) -> list[str
     if before is None:
         return [f"version {version}: {FIRST}"]
     lines = [f"version {before.version} -> {version}"] if before.version != version else []
-    old, new = before.template, template
-    old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
+    old, new = _dict(before.template), _dict(template)
+    old_spec, new_spec = _dict(old.get("spec")), _dict(new.get("spec"))
     several = max(len(_containers(old_spec)), len(_containers(new_spec))) > 1
     for kind, key in (("container", "containers"), ("init container", "initContainers")):
-        lines += _containers_changed(kind, _by_name(old_spec.get(key)), _by_name(new_spec.get(key)), several)
+        lines += _containers_changed(kind, _by_name(_dicts(old_spec.get(key))), _by_name(_dicts(new_spec.get(key))),
+                                     several)
     lines += _config(old_spec, new_spec)
     lines += _metadata(old, new)
     rest = sorted(k for k in set(old_spec) | set(new_spec) if k not in ("containers", "initContainers")
@@ -65,6 +66,16 @@ def between(before: StableSpec | None, version: str, template: Body) -> list[str
     return lines
 
 
+def _dict(value: Any) -> Body:
+    """A mapping where one is expected; anything else (input no schema checked) as empty."""
+    return value if isinstance(value, dict) else {}
+
+
+def _dicts(value: Any) -> list[Body]:
+    """The mappings of a list where a list of them is expected; anything else as none."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
 def _short(value: Any) -> str:
     text = str(value)
     return text if len(text) <= MAX_VALUE else text[:MAX_VALUE - 3] + "..."
@@ -73,8 +84,8 @@ def _short(value: Any) -> str:
 def _metadata(old: Body, new: Body) -> list[str]:
     lines = []
     for key, singular in (("labels", "label"), ("annotations", "annotation")):
-        before = (old.get("metadata") or {}).get(key) or {}
-        after = (new.get("metadata") or {}).get(key) or {}
+        before = _dict(_dict(old.get("metadata")).get(key))
+        after = _dict(_dict(new.get("metadata")).get(key))
         for name in sorted(set(before) | set(after)):
             if name not in after:
                 lines.append(f"{singular} {name}: removed")
@@ -86,11 +97,11 @@ def _metadata(old: Body, new: Body) -> list[str]:
 
 
 def _containers(spec: Body) -> list[Body]:
-    return [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+    return [*_dicts(spec.get("initContainers")), *_dicts(spec.get("containers"))]
 
 
-def _by_name(items: list[Body] | None) -> dict[str, Body]:
-    return {str(item.get("name")): item for item in items or []}
+def _by_name(items: list[Body]) -> dict[str, Body]:
+    return {str(item.get("name")): item for item in items}
 
 
 def _containers_changed(kind: str, before: dict[str, Body], after: dict[str, Body], several: bool) -> list[str]:
@@ -106,8 +117,8 @@ def _containers_changed(kind: str, before: dict[str, Body], after: dict[str, Bod
         old, new = before[name], after[name]
         if old.get("image") != new.get("image"):
             lines.append(f"image {label}: {old.get('image')} -> {new.get('image')}")
-        lines += _env(label if several else "", old.get("env") or [], new.get("env") or [])
-        lines += _resources(label, old.get("resources") or {}, new.get("resources") or {})
+        lines += _env(label if several else "", _dicts(old.get("env")), _dicts(new.get("env")))
+        lines += _resources(label, _dict(old.get("resources")), _dict(new.get("resources")))
         rest = sorted(k for k in set(old) | set(new) if k not in ("name", "image", "env", "resources")
                       and _unnamed(old.get(k)) != _unnamed(new.get(k)))
         if rest:
@@ -116,13 +127,14 @@ def _containers_changed(kind: str, before: dict[str, Body], after: dict[str, Bod
 
 
 def _env_value(variable: Body) -> str:
-    source = variable.get("valueFrom")
+    source = _dict(variable.get("valueFrom"))
     if not source:
         return _short(variable.get("value", ""))
     for key, kind in (("configMapKeyRef", "ConfigMap"), ("secretKeyRef", "Secret")):
         if key in source:
-            return f"from {kind} {source[key].get('name')} key {source[key].get('key')}"
-    field = (source.get("fieldRef") or {}).get("fieldPath") or (source.get("resourceFieldRef") or {}).get("resource")
+            ref = _dict(source[key])
+            return f"from {kind} {ref.get('name')} key {ref.get('key')}"
+    field = _dict(source.get("fieldRef")).get("fieldPath") or _dict(source.get("resourceFieldRef")).get("resource")
     return f"from {field}" if field else "from elsewhere"
 
 
@@ -148,7 +160,7 @@ def _resources(container: str, before: Body, after: Body) -> list[str]:
     """"resources app: cpu limit 500m -> 1", "resources app: memory request none -> 256Mi"."""
     lines = []
     for key, word in (("requests", "request"), ("limits", "limit")):
-        old, new = before.get(key) or {}, after.get(key) or {}
+        old, new = _dict(before.get(key)), _dict(after.get(key))
         for resource in sorted(set(old) | set(new)):
             if old.get(resource) != new.get(resource):
                 lines.append(f"resources {container}: {resource} {word} {old.get(resource, 'none')} -> "
@@ -161,25 +173,23 @@ def config_refs(spec: Body) -> dict[str, set[str]]:
     config_refs({"volumes": [{"name": "c", "configMap": {"name": "shop-v2"}}]})
     == {"ConfigMap": {"shop-v2"}, "Secret": set()}."""
     refs: dict[str, set[str]] = {"ConfigMap": set(), "Secret": set()}
-    for volume in spec.get("volumes") or []:
-        sources = [volume, *((volume.get("projected") or {}).get("sources") or [])]
-        for source in sources:
-            if "configMap" in source:
-                refs["ConfigMap"].add(str(source["configMap"].get("name")))
-            if "secret" in source:
-                refs["Secret"].add(str(source["secret"].get("secretName") or source["secret"].get("name")))
+    def add(kind: str, ref: Any, key: str = "name") -> None:
+        name = _dict(ref).get(key)
+        if name:
+            refs[kind].add(str(name))
+
+    for volume in _dicts(spec.get("volumes")):
+        for source in [volume, *_dicts(_dict(volume.get("projected")).get("sources"))]:
+            add("ConfigMap", source.get("configMap"))
+            add("Secret", source.get("secret"), "secretName")
+            add("Secret", source.get("secret"))
     for container in _containers(spec):
-        for source in container.get("envFrom") or []:
-            if "configMapRef" in source:
-                refs["ConfigMap"].add(str(source["configMapRef"].get("name")))
-            if "secretRef" in source:
-                refs["Secret"].add(str(source["secretRef"].get("name")))
-        for variable in container.get("env") or []:
-            value_from = variable.get("valueFrom") or {}
-            if "configMapKeyRef" in value_from:
-                refs["ConfigMap"].add(str(value_from["configMapKeyRef"].get("name")))
-            if "secretKeyRef" in value_from:
-                refs["Secret"].add(str(value_from["secretKeyRef"].get("name")))
+        for source in _dicts(container.get("envFrom")):
+            add("ConfigMap", source.get("configMapRef"))
+            add("Secret", source.get("secretRef"))
+        for variable in _dicts(container.get("env")):
+            add("ConfigMap", _dict(variable.get("valueFrom")).get("configMapKeyRef"))
+            add("Secret", _dict(variable.get("valueFrom")).get("secretKeyRef"))
     return refs
 
 
