@@ -166,7 +166,7 @@ def _policy(policy: Body | None, status: ReleaseStatus) -> tuple[RolloutPolicySp
 
 def build(release: Body, events: list[Body], policy: Body | None, before: Body | None, now: datetime,
           cluster: str | None = None) -> Body:
-    """The report as one JSON object (see the module docstring for its keys).
+    """The report as one JSON object (its keys: docs/report.md).
 
     `events` are the Release's core/v1 Events, `policy` its RolloutPolicy (or None), `before` the
     pod template of the version before the reported one when status does not hold it (after a
