@@ -51,6 +51,14 @@ def _origin(url: httpx.URL) -> tuple[str, str, int]:
     return url.scheme, url.host.rstrip("."), url.port or DEFAULT_PORTS[url.scheme]
 
 
+def origin(address: str) -> str:
+    """scheme://host[:port] of an address, as an allowlist entry would name it, and nothing of its
+    user name, path or query (a webhook's path is often its credential):
+    origin("https://hooks.slack.com/services/T0/B0/x") == "https://hooks.slack.com"."""
+    url = httpx.URL(address)
+    return str(Entry(*_origin(url), ()))
+
+
 def _segments(path: str) -> list[str]:
     return [part for part in path.split("/") if part]
 
@@ -79,43 +87,45 @@ class Entry:
         return f"{self.scheme}://{host}{port}/{'/'.join(self.path)}".rstrip("/")
 
 
-def parse_entry(text: str) -> Entry:
-    """One allowlist entry, or ValueError with a sentence for the operator's administrator."""
+def parse_entry(text: str, flag: str = FLAG) -> Entry:
+    """One allowlist entry, or ValueError with a sentence for the operator's administrator that
+    names the `flag` it came from (the notification allowlist is parsed here too)."""
     text = text.strip()
     try:
         url = httpx.URL(text)
     except (httpx.InvalidURL, ValueError, TypeError):
-        raise ValueError(f"{FLAG} {shown(text)} is not a URL such as http://prometheus.monitoring:9090") from None
+        raise ValueError(f"{flag} {shown(text)} is not a URL such as http://prometheus.monitoring:9090") from None
     if url.scheme not in DEFAULT_PORTS or not url.host:
-        raise ValueError(f"{FLAG} {shown(text)} must be http:// or https:// and a host, "
+        raise ValueError(f"{flag} {shown(text)} must be http:// or https:// and a host, "
                          "such as http://prometheus.monitoring:9090")
     if url.userinfo:
-        raise ValueError(f"{FLAG} {shown(text)} must not carry a user name or password")
+        raise ValueError(f"{flag} {shown(text)} must not carry a user name or password")
     if url.query or url.fragment:
-        raise ValueError(f"{FLAG} {shown(text)} must not have a query (?) or fragment (#)")
+        raise ValueError(f"{flag} {shown(text)} must not have a query (?) or fragment (#)")
     parts = _segments(url.path)
     written = _segments(urlsplit(text).path)  # as typed: httpx would quietly resolve "/a/../b"
     raw = url.raw_path.decode("ascii", "replace").lower()
     if any(mark in raw for mark in _AMBIGUOUS) or {".", ".."} & {*parts, *written}:
-        raise ValueError(f"{FLAG} {shown(text)} has a path with '.', '..' or an encoded '/', '.' or '\\'")
+        raise ValueError(f"{flag} {shown(text)} has a path with '.', '..' or an encoded '/', '.' or '\\'")
     scheme, host, port = _origin(url)
     return Entry(scheme, host, port, tuple(parts))
 
 
 @dataclass(frozen=True)
 class Allowlist:
-    """The addresses analysis may call; empty allows every address (the operator warns once)."""
+    """The addresses analysis (or notifications) may call; empty allows every address (the operator
+    warns once)."""
 
     entries: tuple[Entry, ...] = ()
 
     @classmethod
-    def parse(cls, texts: list[str]) -> Allowlist:
+    def parse(cls, texts: list[str], flag: str = FLAG) -> Allowlist:
         """Entries from flags or the environment variable; blank entries are skipped."""
-        return cls(tuple(parse_entry(text) for text in texts if text.strip()))
+        return cls(tuple(parse_entry(text, flag) for text in texts if text.strip()))
 
     @classmethod
-    def from_environment(cls) -> Allowlist:
-        return cls.parse(split(os.environ.get(ENVIRONMENT, "")))
+    def from_environment(cls, variable: str = ENVIRONMENT, flag: str = FLAG) -> Allowlist:
+        return cls.parse(split(os.environ.get(variable, "")), flag)
 
     def __bool__(self) -> bool:
         return bool(self.entries)
