@@ -28,6 +28,9 @@ from sluice.kube.cache import Cache, kinds
 from sluice.kube.client import Kube, load_configuration
 from sluice.leader import Elector, Timing
 from sluice.loop import CONCURRENCY, Loops
+from sluice.notify import ENVIRONMENT as WEBHOOK_ENVIRONMENT
+from sluice.notify import FLAG as WEBHOOK_FLAG
+from sluice.notify import Notifier
 from sluice.reconcile import Context, reconcile
 from sluice.wakeups import woken
 
@@ -47,6 +50,8 @@ class Options:
     lease_name: str = "sluice-leader"
     timing: Timing = field(default_factory=Timing)
     prometheus_allow: Allowlist = field(default_factory=Allowlist.from_environment)
+    webhook_allow: Allowlist = field(
+        default_factory=lambda: Allowlist.from_environment(WEBHOOK_ENVIRONMENT, WEBHOOK_FLAG))
     concurrency: int = CONCURRENCY
 
 
@@ -75,10 +80,13 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Standby replicas keep their caches warm too: a takeover starts from memory, not from a list.
     cache = await asyncio.to_thread(Cache, configuration, kinds(), options.namespaces, kube)
     kube.watch_writes(cache.written)
-    context = Context(kube=kube, providers=Providers(cache, options.prometheus_allow), reads=cache)
+    # Notifications read their Secrets from the cache too, and say what they refuse in events.
+    notifier = Notifier(cache, kube, options.webhook_allow)
+    context = Context(kube=kube, providers=Providers(cache, options.prometheus_allow), reads=cache,
+                      notifier=notifier)
     loops = Loops(lambda namespace, name: reconcile(context, namespace, name), active=elector is None,
                   concurrency=options.concurrency)
-    state.update(context=context, loops=loops, elector=elector, cache=cache)
+    state.update(context=context, loops=loops, elector=elector, cache=cache, notifier=notifier)
     cache.subscribe(functools.partial(_wake, cache, loops))
     await cache.start()
     await cache.synced()
@@ -100,6 +108,7 @@ async def cleanup(**_: Any) -> None:
         state["election"].cancel()
         await state["elector"].release()
     await state["loops"].stop()
+    await state["notifier"].close()  # what is queued gets a few seconds, while the caches still answer
     state["cache"].stop()
     await state["context"].providers.close()
 

@@ -20,10 +20,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from sluice import metrics
 from sluice.analysis.addresses import Allowlist
 from sluice.api.models import PendingEvent, Phase, ReleaseStatus, RolloutPolicySpec
+from sluice.cli.main import app
 from sluice.notify import FLAG, KINDS, Notifier, retry_delay, usable_url
 from sluice.plan import reasons
 from sluice.reconcile import Context
@@ -470,6 +472,31 @@ async def test_a_secret_that_cannot_be_used_sends_nothing_and_says_why(stored: B
     assert (type_, reason) == ("Warning", "NotificationRefused")
     assert message.startswith(says), message
     assert "SECRET" not in message
+
+
+def test_the_operator_command_refuses_a_bad_webhook_entry_from_the_flag_or_the_environment() -> None:
+    runner = CliRunner()
+    done = runner.invoke(app, ["operator", "--webhook-allow", "hooks.slack.com"])
+    assert done.exit_code == 2 and "--webhook-allow 'hooks.slack.com' must be http:// or https://" in done.output
+    done = runner.invoke(app, ["operator"], env={"SLUICE_WEBHOOK_ALLOW": "https://hooks.slack.com, ftp://nope"})
+    assert done.exit_code == 2 and "--webhook-allow 'ftp://nope'" in done.output
+
+
+def test_the_environment_lists_webhook_entries_and_an_empty_list_is_warned_of(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("SLUICE_WEBHOOK_ALLOW", "https://hooks.slack.com,http://hooks.internal:8080/sluice")
+    monkeypatch.setenv("SLUICE_PROMETHEUS_ALLOW", "")
+    with caplog.at_level(logging.INFO, logger="sluice"):
+        sender = Notifier(Secrets())
+    assert str(sender.allowed) == "https://hooks.slack.com, http://hooks.internal:8080/sluice"
+    assert "notifications may go to: https://hooks.slack.com, http://hooks.internal:8080/sluice" in caplog.text
+    monkeypatch.setenv("SLUICE_WEBHOOK_ALLOW", "")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="sluice"):
+        Notifier(Secrets())
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and warned[0].startswith("no notification allowlist (--webhook-allow, "
+                                                     "SLUICE_WEBHOOK_ALLOW)")
 
 
 @pytest.mark.parametrize(("text", "usable"), [

@@ -257,6 +257,11 @@ def operator(
         help="A Prometheus that analysis may query: scheme://host[:port][/path-prefix]; repeat for more. "
              "Scheme, host and port must match exactly (no port: 80 or 443). Default: "
              "$SLUICE_PROMETHEUS_ALLOW (comma-separated); with neither, any address (a warning).")] = None,
+    webhook_allow: Annotated[list[str] | None, typer.Option(
+        "--webhook-allow", metavar="URL",
+        help="An address that notifications (RolloutPolicy spec.notify) may be sent to: "
+             "scheme://host[:port][/path-prefix]; repeat for more. Matched as --prometheus-allow. Default: "
+             "$SLUICE_WEBHOOK_ALLOW (comma-separated); with neither, any address (a warning).")] = None,
     leader_elect: Annotated[bool, typer.Option(
         "--leader-elect", help="Act only while holding a Lease, so replicas can run side by side.")] = False,
     lease_namespace: Annotated[str, typer.Option(
@@ -274,9 +279,13 @@ def operator(
 ) -> None:
     """Run the operator in the foreground against the current kubeconfig (all namespaces by default)."""
     from sluice.analysis.addresses import Allowlist
+    from sluice.notify import ENVIRONMENT as WEBHOOK_ENVIRONMENT
+    from sluice.notify import FLAG as WEBHOOK_FLAG
 
     try:  # the flag wins over the variable
         allowed = Allowlist.parse(prometheus_allow) if prometheus_allow else Allowlist.from_environment()
+        webhooks = Allowlist.parse(webhook_allow, WEBHOOK_FLAG) if webhook_allow else \
+            Allowlist.from_environment(WEBHOOK_ENVIRONMENT, WEBHOOK_FLAG)
     except ValueError as error:
         fail(str(error), code=2)
 
@@ -289,7 +298,8 @@ def operator(
     options = handlers.Options(
         namespaces=namespace or [], verbose=verbose, metrics_address=metrics_address,
         health_address=health_address, leader_election=leader_elect, lease_namespace=lease_namespace,
-        lease_name=lease_name, timing=timing, prometheus_allow=allowed, concurrency=concurrency)
+        lease_name=lease_name, timing=timing, prometheus_allow=allowed, webhook_allow=webhooks,
+        concurrency=concurrency)
     try:
         handlers.run(options)
     except KeyboardInterrupt:
