@@ -22,14 +22,12 @@ from typing import Any
 import kopf
 
 from sluice import metrics
-from sluice.analysis.addresses import Allowlist
+from sluice.analysis.addresses import WEBHOOK_ENVIRONMENT, WEBHOOK_FLAG, Allowlist
 from sluice.analysis.providers import Providers
 from sluice.kube.cache import Cache, kinds
 from sluice.kube.client import Kube, load_configuration
 from sluice.leader import Elector, Timing
 from sluice.loop import CONCURRENCY, Loops
-from sluice.notify import ENVIRONMENT as WEBHOOK_ENVIRONMENT
-from sluice.notify import FLAG as WEBHOOK_FLAG
 from sluice.notify import Notifier
 from sluice.reconcile import Context, reconcile
 from sluice.wakeups import woken

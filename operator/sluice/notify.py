@@ -49,7 +49,7 @@ from typing import Any, Protocol
 import httpx
 
 from sluice import metrics
-from sluice.analysis.addresses import Allowlist, origin
+from sluice.analysis.addresses import WEBHOOK_ENVIRONMENT, WEBHOOK_FLAG, Allowlist, origin, usable_url
 from sluice.analysis.providers import SecretSource, read_secret
 from sluice.analysis.runner import Rejected
 from sluice.api.models import NotifyTarget, PendingEvent, ReleaseStatus, RolloutPolicySpec, WebhookTarget
@@ -60,8 +60,7 @@ log = logging.getLogger(__name__)
 Body = dict[str, Any]
 Lane = tuple[str, str, str]  # (namespace, policy, target): one receiver as a policy names it
 
-FLAG = "--webhook-allow"
-ENVIRONMENT = "SLUICE_WEBHOOK_ALLOW"
+FLAG, ENVIRONMENT = WEBHOOK_FLAG, WEBHOOK_ENVIRONMENT
 HELM_VALUE = "notify.allowedAddresses"
 
 # Event reasons -> the `on` kinds of NotifyTarget. Hook events come from the hook Jobs' code.
@@ -196,19 +195,6 @@ class Job:
     regarding: Body  # the Release, for a Warning event
     seq: int
     queued: float  # monotonic
-
-
-def usable_url(text: str) -> bool:
-    """An http(s) URL with a host that a request can go to: usable_url("https://hooks.slack.com/x")
-    is True; "hooks.slack.com/x", "ftp://h/x", a URL with a space or a fragment are not."""
-    if not text or len(text) > 2048 or any(char.isspace() for char in text):
-        return False
-    try:
-        url = httpx.URL(text)
-    except (httpx.InvalidURL, ValueError, TypeError):
-        return False
-    return url.scheme in ("http", "https") and bool(url.host) and not url.fragment and \
-        (url.port is None or 1 <= url.port <= 65535)
 
 
 class Notifier:
@@ -364,6 +350,8 @@ class Notifier:
         target, namespace = job.target, job.lane[0]
         if target.url is not None:
             url, where = target.url, "its url"
+            if not usable_url(url):  # the schema's pattern is looser than a request
+                raise Rejected(f"notify target {job.lane[2]}: its url is not an http(s) URL with a host")
         else:
             ref = target.url_secret_ref
             assert ref is not None

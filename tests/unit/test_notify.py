@@ -546,3 +546,89 @@ async def test_a_rollout_is_told_in_order_and_a_receiver_down_changes_nothing(re
     assert receiver.bodies[-1]["version"] == "1.1.0" and receiver.bodies[-1]["stableVersion"] == "1.1.0"
     await sender.close(grace=0.1)
     assert "remote words" not in json.dumps(status(store)) + json.dumps(list(store.events.values()))
+
+
+# --- sluice lint ------------------------------------------------------------------------------
+
+LINTED = """\
+apiVersion: sluice.dev/v1alpha1
+kind: RolloutPolicy
+metadata: {name: careful}
+spec:
+  strategy: {canary: {steps: [{setWeight: 50}]}}
+  notify:
+    - name: deploys
+      webhook: {url: "http://hooks.internal:8080/sluice"}
+    - name: team
+      slack: {urlSecretRef: {name: slack-url, key: url}}
+      on: [promoted, rolledBack, failed]
+    - name: elsewhere
+      webhook: {url: "https://evil.example.com/private/T0SECRET"}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: slack-url}
+stringData: {url: "https://hooks.slack.com/services/T0SECRET/B0SECRET/x"}
+"""
+
+
+def test_lint_warns_of_targets_the_operator_would_not_use(tmp_path: Any) -> None:
+    manifest = tmp_path / "policy.yaml"
+    manifest.write_text(LINTED)
+    done = CliRunner().invoke(app, ["lint", str(manifest), "--webhook-allow", "http://hooks.internal:8080"])
+    assert done.exit_code == 0, done.output
+    warnings = [line for line in done.output.splitlines() if ": warning: " in line]
+    assert warnings == [
+        f"{manifest}:10: warning: RolloutPolicy careful: spec.notify[1].slack.urlSecretRef: notify target team: "
+        "Secret slack-url has no label sluice.dev/analysis-credential=true, so the operator will not read it and "
+        "sends nothing",
+        f"{manifest}:13: warning: RolloutPolicy careful: spec.notify[2].webhook.url: notify target elsewhere: "
+        "https://evil.example.com is not on the --webhook-allow list given (http://hooks.internal:8080), so the "
+        "operator would send nothing to it",
+    ]
+    assert "SECRET" not in done.output
+    labelled = LINTED.replace("metadata: {name: slack-url}",
+                              "metadata: {name: slack-url, labels: {sluice.dev/analysis-credential: 'true'}}")
+    manifest.write_text(labelled)
+    done = CliRunner().invoke(app, ["lint", str(manifest)], env={"SLUICE_WEBHOOK_ALLOW": "https://hooks.slack.com"})
+    warnings = [line.split(": warning: ")[1] for line in done.output.splitlines() if ": warning: " in line]
+    assert warnings == [
+        "RolloutPolicy careful: spec.notify[0].webhook.url: notify target deploys: http://hooks.internal:8080 is "
+        "not on the --webhook-allow list given (https://hooks.slack.com), so the operator would send nothing to it",
+        "RolloutPolicy careful: spec.notify[2].webhook.url: notify target elsewhere: https://evil.example.com is "
+        "not on the --webhook-allow list given (https://hooks.slack.com), so the operator would send nothing to it",
+    ]
+    done = CliRunner().invoke(app, ["lint", str(manifest)], env={"SLUICE_WEBHOOK_ALLOW": ""})
+    assert ": warning: " not in done.output, "no allowlist given: addresses are not judged"
+
+
+def test_lint_knows_the_notify_fields(tmp_path: Any) -> None:
+    manifest = tmp_path / "policy.yaml"
+    manifest.write_text("""\
+apiVersion: sluice.dev/v1alpha1
+kind: RolloutPolicy
+metadata: {name: careful}
+spec:
+  strategy: {canary: {steps: [{setWeight: 50}]}}
+  notify:
+    - name: both
+      webhook: {url: "http://a.example.com/x", urlSecretRef: {name: s, key: url}}
+    - name: both
+      webhook: {url: "http://a.example.com/x"}
+      slack: {url: "http://b.example.com/x"}
+    - name: Bad_Name
+      webhook: {url: "a.example.com/x"}
+      on: [deployed]
+""")
+    done = CliRunner().invoke(app, ["lint", str(manifest)], env={"SLUICE_WEBHOOK_ALLOW": ""})
+    assert done.exit_code == 1
+    errors = [line.split(": error: ")[1] for line in done.output.splitlines() if ": error: " in line]
+    prefix = "RolloutPolicy careful: spec.notify"
+    for wanted in [f"{prefix}[0].webhook: a target needs exactly one of url or urlSecretRef",
+                   f"{prefix}[1]: a notify target needs exactly one of webhook or slack",
+                   f"{prefix}[2].name: 'Bad_Name' must be a DNS label",
+                   f"{prefix}[2].webhook.url: 'a.example.com/x' must be an http(s) URL",
+                   f"{prefix}[2].on[0]: Input should be 'started', 'step', 'paused', 'promoted', 'rolledBack', "
+                   "'failed' or 'hook'"]:
+        assert any(error.startswith(wanted) for error in errors), (wanted, errors)
+    assert any("notify target names must be unique" in error for error in errors), errors

@@ -29,6 +29,9 @@ import httpx
 
 FLAG = "--prometheus-allow"
 ENVIRONMENT = "SLUICE_PROMETHEUS_ALLOW"
+# Notifications (sluice.notify) have their own list, parsed and matched the same way.
+WEBHOOK_FLAG = "--webhook-allow"
+WEBHOOK_ENVIRONMENT = "SLUICE_WEBHOOK_ALLOW"
 DEFAULT_PORTS = {"http": 80, "https": 443}
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
 # A path that a server or proxy may read differently from how it is written: never matches a prefix.
@@ -57,6 +60,19 @@ def origin(address: str) -> str:
     origin("https://hooks.slack.com/services/T0/B0/x") == "https://hooks.slack.com"."""
     url = httpx.URL(address)
     return str(Entry(*_origin(url), ()))
+
+
+def usable_url(text: str) -> bool:
+    """An http(s) URL with a host that a request can go to: usable_url("https://hooks.slack.com/x")
+    is True; "hooks.slack.com/x", "ftp://h/x", a URL with a space or a fragment are not."""
+    if not text or len(text) > 2048 or any(char.isspace() for char in text):
+        return False
+    try:
+        url = httpx.URL(text)
+    except (httpx.InvalidURL, ValueError, TypeError):
+        return False
+    return url.scheme in ("http", "https") and bool(url.host) and not url.fragment and \
+        (url.port is None or 1 <= url.port <= 65535)
 
 
 def _segments(path: str) -> list[str]:

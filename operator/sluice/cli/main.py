@@ -231,11 +231,23 @@ def report(
 
 
 @app.command()
-def lint(files: Annotated[list[str], typer.Argument(help="Manifest files (YAML, many documents each).")]) -> None:
+def lint(
+    files: Annotated[list[str], typer.Argument(help="Manifest files (YAML, many documents each).")],
+    webhook_allow: Annotated[list[str] | None, typer.Option(
+        "--webhook-allow", metavar="URL",
+        help="The operator's notification allowlist (as `sluice operator --webhook-allow`): warn of notify "
+             "targets off it. Default: $SLUICE_WEBHOOK_ALLOW; with neither, addresses are not checked.")] = None,
+) -> None:
     """Check manifests offline as the API server would, and more; file:line errors, exit 1."""
+    from sluice.analysis.addresses import WEBHOOK_ENVIRONMENT, WEBHOOK_FLAG, Allowlist
     from sluice.cli.lint import lint as check
 
-    findings, documents = check(files)
+    try:
+        allowed = Allowlist.parse(webhook_allow, WEBHOOK_FLAG) if webhook_allow else \
+            Allowlist.from_environment(WEBHOOK_ENVIRONMENT, WEBHOOK_FLAG)
+    except ValueError as error:
+        fail(str(error), code=2)
+    findings, documents = check(files, webhook_allow=allowed)
     for finding in findings:
         typer.echo(str(finding), err=True)
     summary = f"{len(files)} file(s), {documents} Sluice document(s), {len(findings)} error(s)"
@@ -278,9 +290,7 @@ def operator(
         help="Reconcile passes running at once; the other Releases wait their turn.")] = 32,
 ) -> None:
     """Run the operator in the foreground against the current kubeconfig (all namespaces by default)."""
-    from sluice.analysis.addresses import Allowlist
-    from sluice.notify import ENVIRONMENT as WEBHOOK_ENVIRONMENT
-    from sluice.notify import FLAG as WEBHOOK_FLAG
+    from sluice.analysis.addresses import WEBHOOK_ENVIRONMENT, WEBHOOK_FLAG, Allowlist
 
     try:  # the flag wins over the variable
         allowed = Allowlist.parse(prometheus_allow) if prometheus_allow else Allowlist.from_environment()
