@@ -387,12 +387,16 @@ async def test_a_receiver_that_is_down_delays_no_other_target(receiver: Receiver
 
 
 async def test_close_gives_the_queue_a_grace_period_and_counts_what_is_left(receiver: Receiver) -> None:
-    receiver.delay = 0.3
     sender = notifier()
-    before = count("webhook", "dropped")
-    sender.send(a_release(), IN_FLIGHT, a_policy(webhook(receiver.url)), [event(n) for n in range(1, 6)])
-    await sender.close(grace=0.45)
-    assert len(receiver.got) == 2
+    before, sent = count("webhook", "dropped"), count("webhook", "sent")
+    sender.send(a_release(), IN_FLIGHT, a_policy(webhook(receiver.url)), [event(1)])
+    await until("the first delivered", lambda: count("webhook", "sent") == sent + 1)
+    receiver.delay = 10.0  # from now on, every answer comes too late
+    sender.send(a_release(), IN_FLIGHT, a_policy(webhook(receiver.url)), [event(n) for n in range(2, 6)])
+    await until("the second in flight", lambda: len(receiver.got) == 2)
+    started = time.monotonic()
+    await sender.close(grace=0.2)
+    assert time.monotonic() - started < 1.0
     assert count("webhook", "dropped") == before + 4  # three waiting, one cut off in flight
     sender.send(a_release(), IN_FLIGHT, a_policy(webhook(receiver.url)), [event(9)])
     await asyncio.sleep(0.1)
@@ -561,7 +565,7 @@ spec:
       webhook: {url: "http://hooks.internal:8080/sluice"}
     - name: team
       slack: {urlSecretRef: {name: slack-url, key: url}}
-      on: [promoted, rolledBack, failed]
+      "on": [promoted, rolledBack, failed]
     - name: elsewhere
       webhook: {url: "https://evil.example.com/private/T0SECRET"}
 ---
@@ -618,7 +622,7 @@ spec:
       slack: {url: "http://b.example.com/x"}
     - name: Bad_Name
       webhook: {url: "a.example.com/x"}
-      on: [deployed]
+      "on": [deployed]
 """)
     done = CliRunner().invoke(app, ["lint", str(manifest)], env={"SLUICE_WEBHOOK_ALLOW": ""})
     assert done.exit_code == 1
@@ -632,3 +636,12 @@ spec:
                    "'failed' or 'hook'"]:
         assert any(error.startswith(wanted) for error in errors), (wanted, errors)
     assert any("notify target names must be unique" in error for error in errors), errors
+
+
+def test_lint_refuses_an_unquoted_on_that_kubectl_would_read_as_true(tmp_path: Any) -> None:
+    manifest = tmp_path / "policy.yaml"
+    manifest.write_text(LINTED.replace('"on": [promoted', "on: [promoted"))
+    done = CliRunner().invoke(app, ["lint", str(manifest)], env={"SLUICE_WEBHOOK_ALLOW": ""})
+    assert done.exit_code == 1
+    assert f"{manifest}:11: error: RolloutPolicy careful: spec.notify[1].on: kubectl reads the unquoted key on as " \
+        'true (YAML 1.1), so the API server never sees it: write "on":' in done.output.splitlines()

@@ -60,6 +60,25 @@ def _load(node: yaml.Node, lines: dict[Path_, int], path: Path_ = ()) -> Any:
     return yaml.safe_load(yaml.serialize(node))
 
 
+BOOLEAN = "tag:yaml.org,2002:bool"
+
+
+def _boolean_keys(node: yaml.Node, path: Path_ = ()) -> list[Path_]:
+    """Keys written as a plain YAML 1.1 boolean (on, off, yes, no): kubectl reads `on:` as the key
+    "true", which the API server then refuses as an unknown field, or drops. A notify target's
+    `on` must be quoted: "on": [promoted]."""
+    found: list[Path_] = []
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if key.tag == BOOLEAN and not key.style:
+                found.append((*path, key.value))
+            found += _boolean_keys(value, (*path, key.value))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            found += _boolean_keys(item, (*path, i))
+    return found
+
+
 def _line(lines: dict[Path_, int], path: Path_) -> int:
     for cut in range(len(path), -1, -1):
         if path[:cut] in lines:
@@ -225,6 +244,10 @@ def lint(files: list[str], warn: Callable[[Finding], None] = _echo,
             body = _load(node, lines)
             if isinstance(body, dict) and body.get("apiVersion") == API_VERSION:
                 documents.append((name, body, lines))
+                who = f"{body.get('kind')} {(body.get('metadata') or {}).get('name', '?')}"
+                findings += [Finding(name, _line(lines, path), f"{who}: {_dotted(path)}: kubectl reads the unquoted "
+                                     f"key {path[-1]} as true (YAML 1.1), so the API server never sees it: "
+                                     f'write "{path[-1]}":') for path in _boolean_keys(node)]
             elif isinstance(body, dict) and body.get("apiVersion") == "v1" and body.get("kind") == "Secret":
                 meta = body.get("metadata") or {}
                 secrets[(meta.get("namespace"), str(meta.get("name")))] = body
