@@ -249,6 +249,8 @@ class Notifier:
     def _send(self, release: Body, status: ReleaseStatus, policy: RolloutPolicySpec,
               events: Sequence[PendingEvent]) -> None:
         meta = release["metadata"]
+        if len(self.floors) > 10 * REMEMBERED:  # Releases deleted long ago; a live one only loses its carry-over
+            self.floors.clear()
         # The first time this process meets a Release, what its status had decided before is an
         # earlier process's to send (or was sent by it): a restart repeats nothing.
         floor = self.floors.setdefault(meta["uid"], int((release.get("status") or {}).get("eventSeq") or 0))

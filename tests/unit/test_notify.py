@@ -17,16 +17,16 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from typer.testing import CliRunner
 
 from sluice import metrics
-from sluice.analysis.addresses import Allowlist
+from sluice.analysis.addresses import Allowlist, usable_url
 from sluice.api.models import PendingEvent, Phase, ReleaseStatus, RolloutPolicySpec
 from sluice.cli.main import app
-from sluice.notify import FLAG, KINDS, Notifier, retry_delay, usable_url
+from sluice.notify import FLAG, KINDS, Notifier, retry_delay
 from sluice.plan import reasons
 from sluice.reconcile import Context
 from tests.unit.test_analysis_trust import secret
@@ -154,7 +154,7 @@ IN_FLIGHT = ReleaseStatus(phase=Phase.PROGRESSING, stable_version="1.1.0", candi
 
 
 def event(number: int, reason: str = reasons.ROLLOUT_STARTED, message: str = "rolling out 1.2.0",
-          type_: str = "Normal") -> PendingEvent:
+          type_: Literal["Normal", "Warning"] = "Normal") -> PendingEvent:
     return PendingEvent(id=str(number), type=type_, reason=reason, message=message)
 
 
@@ -174,7 +174,7 @@ async def until(what: str, check: Any, timeout: float = 5.0) -> None:
 
 
 def count(kind: str, result: str) -> float:
-    return metrics.NOTIFICATIONS.labels(kind, result)._value.get()  # type: ignore[attr-defined, no-any-return]
+    return metrics.NOTIFICATIONS.labels(kind, result)._value.get()  # type: ignore[no-any-return]
 
 
 # --- Which events, which targets ---------------------------------------------------------------
@@ -550,6 +550,31 @@ async def test_a_rollout_is_told_in_order_and_a_receiver_down_changes_nothing(re
     assert receiver.bodies[-1]["version"] == "1.1.0" and receiver.bodies[-1]["stableVersion"] == "1.1.0"
     await sender.close(grace=0.1)
     assert "remote words" not in json.dumps(status(store)) + json.dumps(list(store.events.values()))
+
+
+async def test_a_restarted_operator_tells_only_what_it_decides_itself(receiver: Receiver) -> None:
+    store, clock = Store(), [T0]
+    first = notifier()
+    context = Context(kube=store, providers=Providers(), now=lambda: clock[0], notifier=first)  # type: ignore[arg-type]
+    notifying(store, webhook(receiver.url))
+    release(store, "1.0.0")
+    await passes(context, clock, 3)
+    release(store, "1.1.0")
+    await passes(context, clock, 4)
+    await until("the pause told", lambda: len(receiver.got) == 4)
+    await first.close()
+    assert status(store)["events"][-1]["reason"] == "WaitingForPromote", "the outbox still holds the last events"
+    second = notifier()  # a new process: its passes post the outbox again, idempotently
+    restarted = Context(kube=store, providers=Providers(), now=lambda: clock[0], notifier=second)  # type: ignore[arg-type]
+    await passes(restarted, clock, 2)
+    request(store, "promote")
+    await passes(restarted, clock, 4)
+    await until("the promotion told", lambda: len(receiver.got) == 6)
+    await asyncio.sleep(0.1)
+    await second.close()
+    assert [(b["event"], b["version"]) for b in receiver.bodies] == [
+        ("promoted", "1.0.0"), ("started", "1.1.0"), ("step", "1.1.0"), ("paused", "1.1.0"),
+        ("step", "1.1.0"), ("promoted", "1.1.0")]
 
 
 # --- sluice lint ------------------------------------------------------------------------------
