@@ -16,13 +16,13 @@ import os
 import socket
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import kopf
 
 from sluice import metrics
-from sluice.analysis.addresses import WEBHOOK_ENVIRONMENT, WEBHOOK_FLAG, Allowlist
+from sluice.analysis.addresses import WEB, WEBHOOK, Allowlist
 from sluice.analysis.providers import Providers
 from sluice.kube.cache import Cache, kinds
 from sluice.kube.client import Kube, load_configuration
@@ -48,8 +48,8 @@ class Options:
     lease_name: str = "sluice-leader"
     timing: Timing = field(default_factory=Timing)
     prometheus_allow: Allowlist = field(default_factory=Allowlist.from_environment)
-    webhook_allow: Allowlist = field(
-        default_factory=lambda: Allowlist.from_environment(WEBHOOK_ENVIRONMENT, WEBHOOK_FLAG))
+    web_allow: Allowlist = field(default_factory=lambda: Allowlist.from_environment(WEB))
+    webhook_allow: Allowlist = field(default_factory=lambda: Allowlist.from_environment(WEBHOOK))
     concurrency: int = CONCURRENCY
 
 
@@ -78,10 +78,12 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Standby replicas keep their caches warm too: a takeover starts from memory, not from a list.
     cache = await asyncio.to_thread(Cache, configuration, kinds(), options.namespaces, kube)
     kube.watch_writes(cache.written)
-    # Notifications read their Secrets from the cache too, and say what they refuse in events.
-    notifier = Notifier(cache, kube, options.webhook_allow)
-    context = Context(kube=kube, providers=Providers(cache, options.prometheus_allow), reads=cache,
-                      notifier=notifier)
+    providers = Providers(cache, options.prometheus_allow, web_allowed=options.web_allow)
+    # Notifications read their Secrets from the cache too, and say what they refuse in events. Like
+    # web metrics, they go nowhere unallowed once the administrator has restricted analysis.
+    webhooks = replace(options.webhook_allow, closed=bool(options.prometheus_allow) and not options.webhook_allow)
+    notifier = Notifier(cache, kube, webhooks)
+    context = Context(kube=kube, providers=providers, reads=cache, notifier=notifier)
     loops = Loops(lambda namespace, name: reconcile(context, namespace, name), active=elector is None,
                   concurrency=options.concurrency)
     state.update(context=context, loops=loops, elector=elector, cache=cache, notifier=notifier)

@@ -49,7 +49,7 @@ from typing import Any, Protocol
 import httpx
 
 from sluice import metrics
-from sluice.analysis.addresses import WEBHOOK_ENVIRONMENT, WEBHOOK_FLAG, Allowlist, origin, usable_url
+from sluice.analysis.addresses import PROMETHEUS, WEBHOOK, Allowlist, origin, usable_url
 from sluice.analysis.providers import SecretSource, read_secret
 from sluice.analysis.runner import Rejected
 from sluice.api.models import NotifyTarget, PendingEvent, ReleaseStatus, RolloutPolicySpec, WebhookTarget
@@ -60,11 +60,9 @@ log = logging.getLogger(__name__)
 Body = dict[str, Any]
 Lane = tuple[str, str, str]  # (namespace, policy, target): one receiver as a policy names it
 
-FLAG, ENVIRONMENT = WEBHOOK_FLAG, WEBHOOK_ENVIRONMENT
-HELM_VALUE = "notify.allowedAddresses"
+FLAG, ENVIRONMENT, HELM_VALUE = WEBHOOK.flag, WEBHOOK.environment, WEBHOOK.helm
 
-# Event reasons -> the `on` kinds of NotifyTarget. Hook events come from the hook Jobs' code.
-HOOK_SUCCEEDED, HOOK_FAILED = "HookSucceeded", "HookFailed"
+# Event reasons -> the `on` kinds of NotifyTarget.
 KINDS = {
     reasons.ROLLOUT_STARTED: "started",
     reasons.STEP_COMPLETED: "step",
@@ -75,8 +73,8 @@ KINDS = {
     reasons.ROLLED_BACK: "rolledBack",
     reasons.FAST_ROLLBACK: "rolledBack",  # the stable version re-applied mid-rollout
     reasons.PROGRESS_DEADLINE: "failed",  # a direct rollout not Ready in time: phase Failed
-    HOOK_SUCCEEDED: "hook",
-    HOOK_FAILED: "hook",
+    reasons.HOOK_SUCCEEDED: "hook",  # a hook Job (preRollout, postPromotion, postRollback) ended
+    reasons.HOOK_FAILED: "hook",
 }
 
 TIMEOUT = 5.0  # seconds for one request, connection to answer
@@ -207,7 +205,7 @@ class Notifier:
                  jitter: Callable[[], float] = random.random,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.secrets, self.events = secrets, events
-        self.allowed = Allowlist.from_environment(ENVIRONMENT, FLAG) if allowed is None else allowed
+        self.allowed = Allowlist.from_environment(WEBHOOK) if allowed is None else allowed
         self.timeout, self.attempts = timeout, max(1, attempts)
         self.first_delay, self.max_delay = first_delay, max_delay
         self.capacity, self.clock, self.jitter = max(1, capacity), clock, jitter
@@ -228,6 +226,8 @@ class Notifier:
         httpx_log.setLevel(max(httpx_log.getEffectiveLevel(), logging.WARNING))
         if self.allowed:
             log.info("notifications may go to: %s", self.allowed)
+        elif self.allowed.closed:
+            log.info("notifications may go nowhere: %s restricts analysis and %s is not set", PROMETHEUS.flag, FLAG)
         else:
             log.warning("no notification allowlist (%s, %s): any RolloutPolicy may have the operator POST its "
                         "Releases' events to any address, with the URL from any labelled Secret in its namespace",
@@ -367,9 +367,11 @@ class Notifier:
                                "(no spaces, no #fragment)")
         if not self.allowed.allows(url):
             allow = origin(url)
+            empty = f" (it is empty while {PROMETHEUS.flag} restricts analysis)" if self.allowed.closed and \
+                not self.allowed else ""
             raise Rejected(f"notify target {job.lane[2]}: {where} goes to {allow}, which is not on this operator's "
-                           f"notification allowlist; an operator administrator can allow it with {FLAG}={allow} "
-                           f"(or {ENVIRONMENT}; the Helm value {HELM_VALUE})")
+                           f"notification allowlist{empty}; an operator administrator can allow it with "
+                           f"{FLAG}={allow} (or {ENVIRONMENT}; the Helm value {HELM_VALUE})")
         return url
 
     async def _post(self, job: Job, url: str, content: bytes) -> tuple[str, bool, float | None]:

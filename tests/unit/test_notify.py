@@ -23,10 +23,10 @@ import pytest
 from typer.testing import CliRunner
 
 from sluice import metrics
-from sluice.analysis.addresses import Allowlist, usable_url
+from sluice.analysis.addresses import WEBHOOK, Allowlist, usable_url
 from sluice.api.models import PendingEvent, Phase, ReleaseStatus, RolloutPolicySpec
 from sluice.cli.main import app
-from sluice.notify import FLAG, KINDS, Notifier, retry_delay
+from sluice.notify import KINDS, Notifier, retry_delay
 from sluice.plan import reasons
 from sluice.reconcile import Context
 from tests.unit.test_analysis_trust import secret
@@ -163,7 +163,7 @@ def notifier(secrets: Secrets | None = None, events: Events | None = None, allow
     settings.setdefault("first_delay", 0.02)
     settings.setdefault("timeout", 1.0)
     settings.setdefault("jitter", lambda: 0.0)
-    return Notifier(secrets or Secrets(), events or Events(), Allowlist.parse(allowed or [], FLAG), **settings)
+    return Notifier(secrets or Secrets(), events or Events(), Allowlist.parse(allowed or [], WEBHOOK), **settings)
 
 
 async def until(what: str, check: Any, timeout: float = 5.0) -> None:
@@ -424,6 +424,22 @@ async def test_an_address_off_the_allowlist_gets_nothing_and_the_release_says_wh
                        f"{receiver.url} (or SLUICE_WEBHOOK_ALLOW; the Helm value notify.allowedAddresses); nothing "
                        "is sent to it, and the rollout is not affected")
     assert "SECRET" not in caplog.text + message
+
+
+async def test_with_analysis_restricted_and_no_webhook_list_notifications_go_nowhere(receiver: Receiver) -> None:
+    """The operator closes an empty webhook list when --prometheus-allow is set (sluice.handlers),
+    as it does for web metrics: whoever restricted analysis meant it for notifications too."""
+    events = Events()
+    sender = Notifier(Secrets(), events, Allowlist(setting=WEBHOOK, closed=True), first_delay=0.01)
+    sender.send(a_release(), IN_FLIGHT, a_policy(webhook(receiver.url + "/x")), [event(1)])
+    await until("a refusal", lambda: events.posted)
+    await sender.close()
+    assert receiver.got == []
+    (_, reason, message), = events.posted.values()
+    assert reason == "NotificationRefused"
+    assert f"goes to {receiver.url}, which is not on this operator's notification allowlist (it is empty while " \
+           f"--prometheus-allow restricts analysis); an operator administrator can allow it with --webhook-allow=" \
+           f"{receiver.url} " in message
 
 
 async def test_an_allowed_address_is_sent_to(receiver: Receiver) -> None:

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from sluice import API_VERSION
 from sluice.analysis import cel, judge
-from sluice.analysis.addresses import WEBHOOK_FLAG, Allowlist, origin, usable_url
+from sluice.analysis.addresses import WEBHOOK, Allowlist, origin, usable_url
 from sluice.analysis.judge import problems
 from sluice.api.crdgen import policy_crd, release_crd
 from sluice.api.durations import DURATION_PATTERN
@@ -30,6 +30,7 @@ from sluice.api.models import (
     PERCENT_PATTERN,
     SEMVER_PATTERN,
     URL_PATTERN,
+    WEB_URL_PATTERN,
     ReleaseSpec,
     RolloutPolicySpec,
 )
@@ -114,6 +115,8 @@ PATTERNS = {
     DNS_LABEL_PATTERN: "must be a DNS label: lowercase letters, digits and '-'",
     PERCENT_PATTERN: "must be a percentage such as 10%",
     URL_PATTERN: "must be an http(s) URL such as http://prometheus.monitoring:9090: no spaces, query or fragment",
+    WEB_URL_PATTERN: "must be an http(s) URL such as http://health-api.monitoring:8080/v1/rate?window=1m: no spaces "
+                     "or fragment",
 }
 
 
@@ -152,6 +155,23 @@ def _ratio_warnings(release: ReleaseSpec, policy: RolloutPolicySpec) -> list[str
         if abs(real - weight) > RATIO_SLACK:
             out.append(f"setWeight {weight} becomes {real}% with replicas {release.replicas} by replica ratio; "
                        "use trafficRouting or more replicas")
+    return out
+
+
+def _hook_warnings(release: ReleaseSpec) -> list[tuple[Path_, str]]:
+    """Hook pods never carry the labels Sluice's Services select on: a template that sets them
+    was probably copied from the application's, and Sluice drops them."""
+    out: list[tuple[Path_, str]] = []
+    stages = {"preRollout": release.hooks.pre_rollout, "postPromotion": release.hooks.post_promotion,
+              "postRollback": release.hooks.post_rollback} if release.hooks else {}
+    for stage, hooks in stages.items():
+        for index, hook in enumerate(hooks):
+            labels = (hook.template.metadata.get("labels") or {}) if isinstance(hook.template.metadata, dict) else {}
+            dropped = sorted(set(labels) & {"app.kubernetes.io/name", "app.kubernetes.io/version", "sluice.dev/track"})
+            if dropped:
+                out.append((("spec", "hooks", stage, index, "template", "metadata", "labels"),
+                            f"hook {hook.name}: Sluice removes {', '.join(dropped)} from the hook's pods, so that "
+                            "no Service of the Release ever sends them traffic"))
     return out
 
 
@@ -209,7 +229,7 @@ def _notify_warnings(policy: RolloutPolicySpec, namespace: str | None, secrets: 
         if url is None or allowed is None or not allowed or not usable_url(url):
             continue
         if not allowed.allows(url):
-            out.append((where, f"notify target {target.name}: {origin(url)} is not on the {WEBHOOK_FLAG} list "
+            out.append((where, f"notify target {target.name}: {origin(url)} is not on the {WEBHOOK.flag} list "
                                f"given ({allowed}), so the operator would send nothing to it"))
     return out
 
@@ -284,6 +304,8 @@ def lint(files: list[str], warn: Callable[[Finding], None] = _echo,
             warnings += [(("spec", "analysis"), warning) for warning in _policy_warnings(parsed)]
             warnings += _notify_warnings(parsed, (body.get("metadata") or {}).get("namespace"), secrets,
                                          webhook_allow)
+        if isinstance(parsed, ReleaseSpec):
+            warnings += _hook_warnings(parsed)
         if isinstance(parsed, ReleaseSpec) and parsed.policy_ref:
             if parsed.policy_ref.name not in policies:
                 found.append((("spec", "policyRef", "name"),
