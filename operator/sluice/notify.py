@@ -17,7 +17,8 @@ Release's Events or status.history, which are the record.
 Trust. The address comes from the policy, or from a Secret (a Slack webhook URL is a credential);
 the Secret is read only if it carries the label sluice.dev/analysis-credential=true (the watch
 cache holds no other), and the address must be on the operator's notification allowlist
-(`--webhook-allow`, SLUICE_WEBHOOK_ALLOW; sluice.analysis.addresses, empty allows any address).
+(`--webhook-allow`, SLUICE_WEBHOOK_ALLOW; sluice.analysis.addresses: empty allows any address,
+unless `--prometheus-allow` is set, then none).
 A target that cannot be used is skipped, and a Warning event on the Release says why, once per
 cause; the rollout goes on. Messages and logs show an address as scheme://host[:port] only: a
 webhook's path or query is often its secret. Redirects are not followed (they would leave the
