@@ -16,18 +16,19 @@ import os
 import socket
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import kopf
 
 from sluice import metrics
-from sluice.analysis.addresses import WEB, Allowlist
+from sluice.analysis.addresses import WEB, WEBHOOK, Allowlist
 from sluice.analysis.providers import Providers
 from sluice.kube.cache import Cache, kinds
 from sluice.kube.client import Kube, load_configuration
 from sluice.leader import Elector, Timing
 from sluice.loop import CONCURRENCY, Loops
+from sluice.notify import Notifier
 from sluice.reconcile import Context, reconcile
 from sluice.wakeups import woken
 
@@ -48,6 +49,7 @@ class Options:
     timing: Timing = field(default_factory=Timing)
     prometheus_allow: Allowlist = field(default_factory=Allowlist.from_environment)
     web_allow: Allowlist = field(default_factory=lambda: Allowlist.from_environment(WEB))
+    webhook_allow: Allowlist = field(default_factory=lambda: Allowlist.from_environment(WEBHOOK))
     concurrency: int = CONCURRENCY
 
 
@@ -77,10 +79,14 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     cache = await asyncio.to_thread(Cache, configuration, kinds(), options.namespaces, kube)
     kube.watch_writes(cache.written)
     providers = Providers(cache, options.prometheus_allow, web_allowed=options.web_allow)
-    context = Context(kube=kube, providers=providers, reads=cache)
+    # Notifications read their Secrets from the cache too, and say what they refuse in events. Like
+    # web metrics, they go nowhere unallowed once the administrator has restricted analysis.
+    webhooks = replace(options.webhook_allow, closed=bool(options.prometheus_allow) and not options.webhook_allow)
+    notifier = Notifier(cache, kube, webhooks)
+    context = Context(kube=kube, providers=providers, reads=cache, notifier=notifier)
     loops = Loops(lambda namespace, name: reconcile(context, namespace, name), active=elector is None,
                   concurrency=options.concurrency)
-    state.update(context=context, loops=loops, elector=elector, cache=cache)
+    state.update(context=context, loops=loops, elector=elector, cache=cache, notifier=notifier)
     cache.subscribe(functools.partial(_wake, cache, loops))
     await cache.start()
     await cache.synced()
@@ -102,6 +108,7 @@ async def cleanup(**_: Any) -> None:
         state["election"].cancel()
         await state["elector"].release()
     await state["loops"].stop()
+    await state["notifier"].close()  # what is queued gets a few seconds, while the caches still answer
     state["cache"].stop()
     await state["context"].providers.close()
 

@@ -15,7 +15,7 @@ import dataclasses
 import hashlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -27,7 +27,7 @@ from sluice.analysis import judge
 from sluice.analysis.jobs import JobMeasurer
 from sluice.analysis.providers import Providers
 from sluice.analysis.runner import Rejected, Subject, measure
-from sluice.api.models import PodTemplate, ReleaseSpec, ReleaseStatus, RolloutPolicySpec
+from sluice.api.models import PendingEvent, PodTemplate, ReleaseSpec, ReleaseStatus, RolloutPolicySpec
 from sluice.kube import config, objects
 from sluice.kube.admission import Admission
 from sluice.kube.client import Conflict, Kube
@@ -61,6 +61,14 @@ class Reads(Protocol):
                    label_selector: str | None = None) -> list[Body]: ...
 
 
+class Notify(Protocol):
+    """Where a pass hands the events it has posted (sluice.notify.Notifier): it queues them for the
+    policy's notify targets and returns at once; sending never slows or changes a rollout."""
+
+    def send(self, release: Body, status: ReleaseStatus, policy: RolloutPolicySpec | None,
+             events: Sequence[PendingEvent]) -> None: ...
+
+
 @dataclasses.dataclass
 class Context:
     kube: Kube  # writes, and the few reads no cache answers
@@ -70,6 +78,7 @@ class Context:
     now: Callable[[], datetime] | None = None  # a clock to inject; the wall clock otherwise
     posted: set[str] = dataclasses.field(default_factory=set)  # Event names this process has posted
     refused: dict[tuple[str, str], str] = dataclasses.field(default_factory=dict)  # last refusal, by Release
+    notifier: Notify | None = None  # the policies' notify targets; none in tests that do not ask
 
     def __post_init__(self) -> None:
         if self.admission is None:
@@ -683,6 +692,8 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
         raise
     ctx.refused.pop(key, None)
     await post_events(ctx, release, result.status)
+    if ctx.notifier is not None:  # the live policy's targets, told in the background
+        ctx.notifier.send(release, result.status, obs.policy, result.status.events)
     if result.events:
         log.info("%s/%s: %s", namespace, name, "; ".join(e.message for e in result.events))
     stuck = obs.problem or obs.conflict or result.status.input_problem

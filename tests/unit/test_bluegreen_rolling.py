@@ -73,6 +73,9 @@ def test_blue_green_waits_for_promote_without_auto_promotion() -> None:
     world.deploy("2.0.0").settle()
     assert world.phase == Phase.PAUSED and world.status.pause_reason == reasons.WAITING_FOR_PROMOTE
     assert world.active == "stable" and "waiting for `sluice promote`" in world.status.message
+    world.later(600).settle()
+    assert [e for e in world.events if e.startswith(reasons.WAITING_FOR_PROMOTE)] == [
+        "WaitingForPromote: 2.0.0 is ready behind the preview and waits for `sluice promote`"]
     world.request("promote").step()
     assert world.active == "canary" and world.status.canary_weight == 100
 

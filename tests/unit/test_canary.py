@@ -201,6 +201,15 @@ def test_a_tripped_abort_condition_in_background_analysis_rolls_back_during_a_pa
     assert "background analysis: metric error-rate met its abortCondition" in world.status.message
 
 
+def test_a_pause_for_a_person_is_announced_once_in_an_event() -> None:
+    world = first_version(policy_spec([{"setWeight": 25}, {"pause": {}}, {"setWeight": 100}]), gateway=True)
+    world.deploy("1.1.0").settle(OK, passes=2)
+    world.later(600).settle(OK)
+    assert world.phase == Phase.PAUSED and world.status.pause_reason == reasons.WAITING_FOR_PROMOTE
+    waiting = [e for e in world.events if e.startswith(reasons.WAITING_FOR_PROMOTE)]
+    assert waiting == ["WaitingForPromote: 1.1.0 waits for `sluice promote` at step 2/3 (pause), weight 25%"]
+
+
 def test_on_failure_pause_freezes_traffic_where_it_is() -> None:
     world = first_version(policy_spec(STEPS, onFailure="pause"), gateway=True)
     world.deploy("1.1.0").settle(OK, passes=2)

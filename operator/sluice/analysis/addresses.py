@@ -6,6 +6,9 @@ whoever may write a policy could otherwise have the operator carry a namespace's
 (`sluice operator --prometheus-allow`, or SLUICE_PROMETHEUS_ALLOW); an address outside the list
 is refused before a Secret is read or a request is sent.
 
+Notifications have a list of their own too (`--webhook-allow`, SLUICE_WEBHOOK_ALLOW; sluice.notify),
+closed in the same way.
+
 Web metrics have a list of their own (`--web-allow`, SLUICE_WEB_ALLOW), read by the same code: a
 Prometheus entry lets a policy run queries, a web entry lets it send any GET or POST, with any
 body, to any path below it, so allowing the first must not quietly allow the second. An operator
@@ -51,6 +54,9 @@ PROMETHEUS = Setting("Prometheus address", "--prometheus-allow", "SLUICE_PROMETH
                      "or point the policy at an allowed Prometheus")
 WEB = Setting("web metric URL", "--web-allow", "SLUICE_WEB_ALLOW", "analysis.allowedWebAddresses",
               "http://metrics-api.monitoring:8080/v1", "or point the metric at an allowed URL")
+# Notifications (sluice.notify): where a policy's notify targets may be POSTed to.
+WEBHOOK = Setting("notification address", "--webhook-allow", "SLUICE_WEBHOOK_ALLOW", "notify.allowedAddresses",
+                  "https://hooks.slack.com", "or point the target at an allowed address")
 FLAG = PROMETHEUS.flag
 ENVIRONMENT = PROMETHEUS.environment
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -73,6 +79,27 @@ def shown(address: str) -> str:
 
 def _origin(url: httpx.URL) -> tuple[str, str, int]:
     return url.scheme, url.host.rstrip("."), url.port or DEFAULT_PORTS[url.scheme]
+
+
+def origin(address: str) -> str:
+    """scheme://host[:port] of an address, as an allowlist entry would name it, and nothing of its
+    user name, path or query (a webhook's path is often its credential):
+    origin("https://hooks.slack.com/services/T0/B0/x") == "https://hooks.slack.com"."""
+    url = httpx.URL(address)
+    return str(Entry(*_origin(url), ()))
+
+
+def usable_url(text: str) -> bool:
+    """An http(s) URL with a host that a request can go to: usable_url("https://hooks.slack.com/x")
+    is True; "hooks.slack.com/x", "ftp://h/x", a URL with a space or a fragment are not."""
+    if not text or len(text) > 2048 or any(char.isspace() for char in text):
+        return False
+    try:
+        url = httpx.URL(text)
+    except (httpx.InvalidURL, ValueError, TypeError):
+        return False
+    return url.scheme in ("http", "https") and bool(url.host) and not url.fragment and \
+        (url.port is None or 1 <= url.port <= 65535)
 
 
 def _segments(path: str) -> list[str]:

@@ -98,6 +98,30 @@ def check_ca(pem: str, ref: SecretKeyRef) -> ssl.SSLContext:
             from error
 
 
+async def read_secret(secrets: SecretSource, namespace: str, ref: SecretKeyRef) -> str:
+    """The text under `ref` in a Secret marked for Sluice (label sluice.dev/analysis-credential=true),
+    or Rejected with a sentence that names the Secret and the key, never the value."""
+    secret = await secrets.get("v1", "Secret", ref.name, namespace)
+    if secret is None:  # the operator's cache holds only labelled Secrets: an unlabelled one is not found
+        raise Rejected(f"Secret {ref.name} not found in namespace {namespace}, or not marked for analysis: "
+                       f"Sluice reads a Secret for a RolloutPolicy only if it has the label "
+                       f"{CREDENTIAL_LABEL}=true (kubectl label secret {ref.name} -n {namespace} "
+                       f"{CREDENTIAL_LABEL}=true)")
+    labels = (secret.get("metadata") or {}).get("labels") or {}
+    if labels.get(CREDENTIAL_LABEL) != "true":
+        raise Rejected(f"Secret {ref.name} in namespace {namespace} is not marked for analysis: Sluice reads a "
+                       f"Secret for a RolloutPolicy only if it has the label {CREDENTIAL_LABEL}=true "
+                       f"(kubectl label secret {ref.name} -n {namespace} {CREDENTIAL_LABEL}=true)")
+    data = secret.get("data") or {}
+    if ref.key not in data:
+        raise Rejected(f"Secret {ref.name} with key {ref.key} not found in namespace {namespace}")
+    try:
+        return base64.b64decode(data[ref.key], validate=True).decode("utf-8").strip()
+    except (binascii.Error, ValueError, TypeError) as error:  # UnicodeDecodeError is a ValueError
+        raise Rejected(f"Secret {ref.name}, key {ref.key}, in namespace {namespace} is not UTF-8 text") \
+            from error
+
+
 @dataclass(frozen=True)
 class Source:
     """Where a connection comes from: one client is kept per source, and rebuilt (the old one
@@ -145,27 +169,7 @@ class Providers:
                         WEB.environment)
 
     async def _secret(self, namespace: str, ref: SecretKeyRef | None) -> str | None:
-        if ref is None:
-            return None
-        secret = await self.kube.get("v1", "Secret", ref.name, namespace)
-        if secret is None:  # the operator's cache holds only labelled Secrets: an unlabelled one is not found
-            raise Rejected(f"Secret {ref.name} not found in namespace {namespace}, or not marked for analysis: "
-                           f"Sluice reads a Secret for a RolloutPolicy only if it has the label "
-                           f"{CREDENTIAL_LABEL}=true (kubectl label secret {ref.name} -n {namespace} "
-                           f"{CREDENTIAL_LABEL}=true)")
-        labels = (secret.get("metadata") or {}).get("labels") or {}
-        if labels.get(CREDENTIAL_LABEL) != "true":
-            raise Rejected(f"Secret {ref.name} in namespace {namespace} is not marked for analysis: Sluice reads a "
-                           f"Secret for a RolloutPolicy only if it has the label {CREDENTIAL_LABEL}=true "
-                           f"(kubectl label secret {ref.name} -n {namespace} {CREDENTIAL_LABEL}=true)")
-        data = secret.get("data") or {}
-        if ref.key not in data:
-            raise Rejected(f"Secret {ref.name} with key {ref.key} not found in namespace {namespace}")
-        try:
-            return base64.b64decode(data[ref.key], validate=True).decode("utf-8").strip()
-        except (binascii.Error, ValueError, TypeError) as error:  # UnicodeDecodeError is a ValueError
-            raise Rejected(f"Secret {ref.name}, key {ref.key}, in namespace {namespace} is not UTF-8 text") \
-                from error
+        return None if ref is None else await read_secret(self.kube, namespace, ref)
 
     async def sources(self, policy: RolloutPolicySpec, namespace: str, names: tuple[str, ...]) -> Sources:
         """Where the named metrics are measured: Prometheus only if one of them asks it, and each web

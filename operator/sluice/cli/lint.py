@@ -2,10 +2,14 @@
 check them (the schema, and the CRDs' own CEL rules, evaluated with cel-expr-python) and beyond
 (query templates render, conditions compile, referenced policies exist in the same files).
 Each problem is reported as file:line; warnings (valid, but probably not what was meant) too,
-without failing the run."""
+without failing the run. Given the operator's notification allowlist (`--webhook-allow`, or
+SLUICE_WEBHOOK_ALLOW), it warns of notify targets the operator would send nothing to; Secrets in
+the same files that a target's urlSecretRef names are checked for the label the operator needs."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +21,7 @@ from pydantic import ValidationError
 
 from sluice import API_VERSION
 from sluice.analysis import cel, judge
+from sluice.analysis.addresses import WEBHOOK, Allowlist, origin, usable_url
 from sluice.analysis.judge import problems
 from sluice.api.crdgen import policy_crd, release_crd
 from sluice.api.durations import DURATION_PATTERN
@@ -29,6 +34,7 @@ from sluice.api.models import (
     ReleaseSpec,
     RolloutPolicySpec,
 )
+from sluice.kube.objects import CREDENTIAL_LABEL
 from sluice.plan.types import canary_replicas, effective_weight
 
 Path_ = tuple[str | int, ...]
@@ -53,6 +59,25 @@ def _load(node: yaml.Node, lines: dict[Path_, int], path: Path_ = ()) -> Any:
     if isinstance(node, yaml.SequenceNode):
         return [_load(item, lines, (*path, i)) for i, item in enumerate(node.value)]
     return yaml.safe_load(yaml.serialize(node))
+
+
+BOOLEAN = "tag:yaml.org,2002:bool"
+
+
+def _boolean_keys(node: yaml.Node, path: Path_ = ()) -> list[Path_]:
+    """Keys written as a plain YAML 1.1 boolean (on, off, yes, no): kubectl reads `on:` as the key
+    "true", which the API server then refuses as an unknown field, or drops. A notify target's
+    `on` must be quoted: "on": [promoted]."""
+    found: list[Path_] = []
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if key.tag == BOOLEAN and not key.style:
+                found.append((*path, key.value))
+            found += _boolean_keys(value, (*path, key.value))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            found += _boolean_keys(item, (*path, i))
+    return found
 
 
 def _line(lines: dict[Path_, int], path: Path_) -> int:
@@ -157,15 +182,70 @@ def _policy_warnings(policy: RolloutPolicySpec) -> list[str]:
     return [str(w) for w in judge.warnings(policy)]
 
 
+def _secret_text(secret: dict[str, Any], key: str) -> str | None:
+    """The value under `key` of a Secret manifest (stringData, else base64 data), or None."""
+    plain = secret.get("stringData") or {}
+    if isinstance(plain, dict) and isinstance(plain.get(key), str):
+        return str(plain[key]).strip()
+    data = secret.get("data") or {}
+    if not isinstance(data, dict) or not isinstance(data.get(key), str):
+        return None
+    try:
+        return base64.b64decode(data[key], validate=True).decode("utf-8").strip()
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _notify_warnings(policy: RolloutPolicySpec, namespace: str | None, secrets: dict[tuple[str | None, str], Any],
+                     allowed: Allowlist | None) -> list[tuple[Path_, str]]:
+    """Notify targets the operator would skip: an address off the given allowlist, a Secret among
+    the files without the label the operator reads Secrets by, or with no usable URL. An address
+    is shown as its origin only: a webhook's path is its credential."""
+    out: list[tuple[Path_, str]] = []
+    for i, target in enumerate(policy.notify):
+        field = "webhook" if target.webhook else "slack"
+        hook = target.webhook or target.slack
+        assert hook is not None
+        url: str | None = hook.url
+        where: Path_ = ("spec", "notify", i, field, "url")
+        ref = hook.url_secret_ref
+        if ref is not None:
+            where = ("spec", "notify", i, field, "urlSecretRef")
+            secret = secrets.get((namespace, ref.name)) or next(  # a document without a namespace: by name
+                (body for (where_, name), body in secrets.items()
+                 if name == ref.name and (where_ is None or namespace is None)), None)
+            if secret is None:
+                continue  # not among the files: nothing to check offline
+            labels = (secret.get("metadata") or {}).get("labels") or {}
+            if str(labels.get(CREDENTIAL_LABEL)).lower() != "true":
+                out.append((where, f"notify target {target.name}: Secret {ref.name} has no label "
+                                   f"{CREDENTIAL_LABEL}=true, so the operator will not read it and sends nothing"))
+                continue
+            url = _secret_text(secret, ref.key)
+            if url is None or not usable_url(url):
+                out.append((where, f"notify target {target.name}: Secret {ref.name} has no http(s) URL under key "
+                                   f"{ref.key}, so nothing is sent"))
+                continue
+        if url is None or allowed is None or not allowed or not usable_url(url):
+            continue
+        if not allowed.allows(url):
+            out.append((where, f"notify target {target.name}: {origin(url)} is not on the {WEBHOOK.flag} list "
+                               f"given ({allowed}), so the operator would send nothing to it"))
+    return out
+
+
 def _echo(finding: Finding) -> None:
     typer.echo(str(finding), err=True)
 
 
-def lint(files: list[str], warn: Callable[[Finding], None] = _echo) -> tuple[list[Finding], int]:
+def lint(files: list[str], warn: Callable[[Finding], None] = _echo,
+         webhook_allow: Allowlist | None = None) -> tuple[list[Finding], int]:
     """Errors over every file, and how many Sluice documents were checked. Warnings go to `warn`
-    (stderr by default) and are not among the errors: they do not fail the run."""
+    (stderr by default) and are not among the errors: they do not fail the run. `webhook_allow`
+    is the operator's notification allowlist, if the caller knows it."""
     findings: list[Finding] = []
     documents: list[tuple[str, dict[str, Any], dict[Path_, int]]] = []
+    secrets: dict[tuple[str | None, str], Any] = {}  # (namespace, name) -> a Secret among the files
     for name in files:
         try:
             text = Path(name).read_text()
@@ -184,6 +264,13 @@ def lint(files: list[str], warn: Callable[[Finding], None] = _echo) -> tuple[lis
             body = _load(node, lines)
             if isinstance(body, dict) and body.get("apiVersion") == API_VERSION:
                 documents.append((name, body, lines))
+                who = f"{body.get('kind')} {(body.get('metadata') or {}).get('name', '?')}"
+                findings += [Finding(name, _line(lines, path), f"{who}: {_dotted(path)}: kubectl reads the unquoted "
+                                     f"key {path[-1]} as true (YAML 1.1), so the API server never sees it: "
+                                     f'write "{path[-1]}":') for path in _boolean_keys(node)]
+            elif isinstance(body, dict) and body.get("apiVersion") == "v1" and body.get("kind") == "Secret":
+                meta = body.get("metadata") or {}
+                secrets[(meta.get("namespace"), str(meta.get("name")))] = body
     policies: dict[str, RolloutPolicySpec | None] = {}
     for _, body, _ in documents:
         if body.get("kind") == "RolloutPolicy":
@@ -215,6 +302,8 @@ def lint(files: list[str], warn: Callable[[Finding], None] = _echo) -> tuple[lis
         if isinstance(parsed, RolloutPolicySpec):
             found += [(("spec", "analysis"), problem) for problem in problems(parsed)]
             warnings += [(("spec", "analysis"), warning) for warning in _policy_warnings(parsed)]
+            warnings += _notify_warnings(parsed, (body.get("metadata") or {}).get("namespace"), secrets,
+                                         webhook_allow)
         if isinstance(parsed, ReleaseSpec):
             warnings += _hook_warnings(parsed)
         if isinstance(parsed, ReleaseSpec) and parsed.policy_ref:

@@ -294,11 +294,22 @@ def pipeline(
 
 
 @app.command()
-def lint(files: Annotated[list[str], typer.Argument(help="Manifest files (YAML, many documents each).")]) -> None:
+def lint(
+    files: Annotated[list[str], typer.Argument(help="Manifest files (YAML, many documents each).")],
+    webhook_allow: Annotated[list[str] | None, typer.Option(
+        "--webhook-allow", metavar="URL",
+        help="The operator's notification allowlist (as `sluice operator --webhook-allow`): warn of notify "
+             "targets off it. Default: $SLUICE_WEBHOOK_ALLOW; with neither, addresses are not checked.")] = None,
+) -> None:
     """Check manifests offline as the API server would, and more; file:line errors, exit 1."""
+    from sluice.analysis.addresses import WEBHOOK, Allowlist
     from sluice.cli.lint import lint as check
 
-    findings, documents = check(files)
+    try:
+        allowed = Allowlist.parse(webhook_allow, WEBHOOK) if webhook_allow else Allowlist.from_environment(WEBHOOK)
+    except ValueError as error:
+        fail(str(error), code=2)
+    findings, documents = check(files, webhook_allow=allowed)
     for finding in findings:
         typer.echo(str(finding), err=True)
     summary = f"{len(files)} file(s), {documents} Sluice document(s), {len(findings)} error(s)"
@@ -325,6 +336,12 @@ def operator(
         help="A URL prefix that web metrics may call: scheme://host[:port][/path-prefix]; repeat for more. "
              "Default: $SLUICE_WEB_ALLOW (comma-separated); with neither, none if a Prometheus allowlist is "
              "set, else any URL (a warning).")] = None,
+    webhook_allow: Annotated[list[str] | None, typer.Option(
+        "--webhook-allow", metavar="URL",
+        help="An address that notifications (RolloutPolicy spec.notify) may be sent to: "
+             "scheme://host[:port][/path-prefix]; repeat for more. Matched as --prometheus-allow. Default: "
+             "$SLUICE_WEBHOOK_ALLOW (comma-separated); with neither, none if a Prometheus allowlist is set, "
+             "else any address (a warning).")] = None,
     leader_elect: Annotated[bool, typer.Option(
         "--leader-elect", help="Act only while holding a Lease, so replicas can run side by side.")] = False,
     lease_namespace: Annotated[str, typer.Option(
@@ -341,11 +358,12 @@ def operator(
         help="Reconcile passes running at once; the other Releases wait their turn.")] = 32,
 ) -> None:
     """Run the operator in the foreground against the current kubeconfig (all namespaces by default)."""
-    from sluice.analysis.addresses import WEB, Allowlist
+    from sluice.analysis.addresses import WEB, WEBHOOK, Allowlist
 
     try:  # the flag wins over the variable
         allowed = Allowlist.parse(prometheus_allow) if prometheus_allow else Allowlist.from_environment()
         web_allowed = Allowlist.parse(web_allow, WEB) if web_allow else Allowlist.from_environment(WEB)
+        webhooks = Allowlist.parse(webhook_allow, WEBHOOK) if webhook_allow else Allowlist.from_environment(WEBHOOK)
     except ValueError as error:
         fail(str(error), code=2)
 
@@ -359,6 +377,7 @@ def operator(
         namespaces=namespace or [], verbose=verbose, metrics_address=metrics_address,
         health_address=health_address, leader_election=leader_elect, lease_namespace=lease_namespace,
         lease_name=lease_name, timing=timing, prometheus_allow=allowed, web_allow=web_allowed,
+        webhook_allow=webhooks,
         concurrency=concurrency)
     try:
         handlers.run(options)

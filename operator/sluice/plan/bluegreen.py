@@ -90,7 +90,11 @@ class BlueGreen:
         if kind == SWITCH:
             if not spec.auto_promotion:
                 waiting = f"{head}: {obs.spec.version} ready behind the preview, waiting for `sluice promote`"
-                return pause(obs, status, reasons.WAITING_FOR_PROMOTE, waiting), False
+                paused = pause(obs, status, reasons.WAITING_FOR_PROMOTE, waiting)
+                paused.events.append(Event("Normal", reasons.WAITING_FOR_PROMOTE,
+                                           f"{obs.spec.version} is ready behind the preview and waits for "
+                                           "`sluice promote`"))
+                return paused, False
             left = parse_duration(spec.auto_promotion_delay) - waited if spec.auto_promotion_delay else 0.0
             if left > 0:
                 status.message = f"{head}: switching to {obs.spec.version} in {format_duration(left)}"

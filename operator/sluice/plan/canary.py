@@ -131,8 +131,13 @@ def _step(obs: Observed, status: ReleaseStatus, now: datetime, steps: list[Canar
         return result, True
     if step.pause is not None:
         if step.pause.duration is None:
-            return pause(obs, status, reasons.WAITING_FOR_PROMOTE,
-                         f"{head} (pause): weight {status.canary_weight}%, waiting for `sluice promote`"), False
+            waiting = pause(obs, status, reasons.WAITING_FOR_PROMOTE,
+                            f"{head} (pause): weight {status.canary_weight}%, waiting for `sluice promote`")
+            # Said once, as the rollout stops here: a paused rollout is held by _hold_paused from now on.
+            waiting.events.append(Event("Normal", reasons.WAITING_FOR_PROMOTE,
+                                        f"{obs.spec.version} waits for `sluice promote` at {head} (pause), "
+                                        f"weight {status.canary_weight}%"))
+            return waiting, False
         left = parse_duration(step.pause.duration) - waited
         if left <= 0:
             return result, True
