@@ -270,7 +270,7 @@ class Notifier:
                 self.sent.popitem(last=False)
             notice = Notice.of(release, status, event, kind, self.wall())
             for target in policy.notify:
-                if target.on is None or kind in target.on:
+                if target.events is None or kind in target.events:
                     self._queue(_job(target, (meta["namespace"], policy_name, target.name), notice, regarding,
                                      self._next(), self.clock()))
 

@@ -57,7 +57,7 @@ def test_receivers_hear_a_promotion_then_a_rollback_and_one_that_is_down_changes
     targets = [
         {"name": "deploy-log", "webhook": {"url": hooks.url + "/sluice"}},
         {"name": "team-slack", "slack": {"url": chat.url + SLACK_PATH},
-         "on": ["started", "paused", "promoted", "rolledBack", "failed"]},
+         "events": ["started", "paused", "promoted", "rolledBack", "failed"]},
         {"name": "pager", "webhook": {"url": dead}},
     ]
     kubectl.apply(policy("fast", STEPS, prometheus_url, analysis=strict(), notify=targets))

@@ -197,7 +197,7 @@ def test_bookkeeping_events_are_not_notifications(reason: str) -> None:
 
 async def test_a_target_gets_only_the_kinds_it_asked_for_in_order(receiver: Receiver, other: Receiver) -> None:
     sender = notifier()
-    policy = a_policy(webhook(receiver.url, "everything"), webhook(other.url, "outcomes", on=["promoted",
+    policy = a_policy(webhook(receiver.url, "everything"), webhook(other.url, "outcomes", events=["promoted",
                                                                                                  "rolledBack"]))
     sender.send(a_release(), IN_FLIGHT, policy, [
         event(1), event(2, reasons.STEP_COMPLETED, "step 1/3 (setWeight 20) complete"),
@@ -606,7 +606,7 @@ spec:
       webhook: {url: "http://hooks.internal:8080/sluice"}
     - name: team
       slack: {urlSecretRef: {name: slack-url, key: url}}
-      "on": [promoted, rolledBack, failed]
+      events: [promoted, rolledBack, failed]
     - name: elsewhere
       webhook: {url: "https://evil.example.com/private/T0SECRET"}
 ---
@@ -663,7 +663,7 @@ spec:
       slack: {url: "http://b.example.com/x"}
     - name: Bad_Name
       webhook: {url: "a.example.com/x"}
-      "on": [deployed]
+      events: [deployed]
 """)
     done = CliRunner().invoke(app, ["lint", str(manifest)], env={"SLUICE_WEBHOOK_ALLOW": ""})
     assert done.exit_code == 1
@@ -673,15 +673,15 @@ spec:
                    f"{prefix}[1]: a notify target needs exactly one of webhook or slack",
                    f"{prefix}[2].name: 'Bad_Name' must be a DNS label",
                    f"{prefix}[2].webhook.url: 'a.example.com/x' must be an http(s) URL",
-                   f"{prefix}[2].on[0]: Input should be 'started', 'step', 'paused', 'promoted', 'rolledBack', "
+                   f"{prefix}[2].events[0]: Input should be 'started', 'step', 'paused', 'promoted', 'rolledBack', "
                    "'failed' or 'hook'"]:
         assert any(error.startswith(wanted) for error in errors), (wanted, errors)
     assert any("notify target names must be unique" in error for error in errors), errors
 
 
 def test_lint_refuses_an_unquoted_on_that_kubectl_would_read_as_true(tmp_path: Any) -> None:
-    manifest = tmp_path / "policy.yaml"
-    manifest.write_text(LINTED.replace('"on": [promoted', "on: [promoted"))
+    manifest = tmp_path / "policy.yaml"  # `on:` as a GitHub Actions user would write it for `events`
+    manifest.write_text(LINTED.replace("events: [promoted", "on: [promoted"))
     done = CliRunner().invoke(app, ["lint", str(manifest)], env={"SLUICE_WEBHOOK_ALLOW": ""})
     assert done.exit_code == 1
     assert f"{manifest}:11: error: RolloutPolicy careful: spec.notify[1].on: kubectl reads the unquoted key on as " \

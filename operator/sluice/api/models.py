@@ -668,7 +668,7 @@ class NotifyTarget(Model):
     name: str = Field(pattern=DNS_LABEL_PATTERN, max_length=63, description="Name of the target.")
     webhook: WebhookTarget | None = Field(default=None, description="A generic JSON webhook.")
     slack: WebhookTarget | None = Field(default=None, description="A Slack-compatible incoming webhook.")
-    on: list[Literal["started", "step", "paused", "promoted", "rolledBack", "failed", "hook"]] | None = Field(
+    events: list[Literal["started", "step", "paused", "promoted", "rolledBack", "failed", "hook"]] | None = Field(
         default=None, min_length=1,
         description="What to send: started, step, paused (for a person), promoted, rolledBack, failed, hook. "
         "Absent: all of them.",

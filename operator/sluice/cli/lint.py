@@ -66,8 +66,8 @@ BOOLEAN = "tag:yaml.org,2002:bool"
 
 def _boolean_keys(node: yaml.Node, path: Path_ = ()) -> list[Path_]:
     """Keys written as a plain YAML 1.1 boolean (on, off, yes, no): kubectl reads `on:` as the key
-    "true", which the API server then refuses as an unknown field, or drops. A notify target's
-    `on` must be quoted: "on": [promoted]."""
+    "true", which the API server then refuses as an unknown field, or drops. (Sluice's API has no
+    such key; a person used to GitHub Actions may still write `on:` for a notify target's `events`.)"""
     found: list[Path_] = []
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
