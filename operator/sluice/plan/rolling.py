@@ -9,7 +9,7 @@ from datetime import datetime
 
 from sluice.api.models import Bake, ReleaseStatus, RollingStrategy
 from sluice.plan import bake, steps
-from sluice.plan.lifecycle import succeed
+from sluice.plan.lifecycle import restart_step, succeed
 from sluice.plan.types import DeploymentIntent, Observed, Plan
 
 UPDATE, POST = "update", "postAnalysis"
@@ -41,6 +41,9 @@ class Rolling:
         status.canary_weight = round(100 * min(on_new, obs.stable.ready) / total) if total else 0
         head = f"step {index + 1}/{len(names)} ({names[index]})"
         if not obs.stable.complete(obs.desired_hash, total):
+            run = status.analysis_run
+            if names[index] not in (UPDATE, POST) and run is not None and run.step == index:
+                restart_step(status, now)  # a bake counts from the candidate's full strength, as on other strategies
             return steps.waiting_for_pods(
                 obs, status, now, result,
                 f"{obs.spec.version} not rolled out within {{deadline}} "
