@@ -362,3 +362,70 @@ def test_a_rolling_bake_that_passes_promotes() -> None:
     world.later(125).step(OK)
     world.finish(OK)
     assert world.phase == Phase.SUCCEEDED and world.status.stable_version == "1.1.0"
+
+
+# --- sluice lint ------------------------------------------------------------------------------
+
+LINTED = """apiVersion: sluice.dev/v1alpha1
+kind: RolloutPolicy
+metadata: {name: p}
+spec:
+  strategy: STRATEGY
+  analysis:
+    interval: 30s
+    metrics:
+      - name: error-rate
+        query: 'up{app="{{release}}"}'
+        successCondition: "result > 0"
+  bake: {duration: DURATION}
+---
+apiVersion: sluice.dev/v1alpha1
+kind: Release
+metadata: {name: checkout}
+spec:
+  version: 1.0.0
+  replicas: 4
+  policyRef: {name: p}
+  template:
+    spec:
+      containers: [{name: a, image: b}]
+"""
+
+
+@pytest.mark.parametrize(("strategy", "duration", "warnings"), [
+    pytest.param("{canary: {steps: [{setWeight: 50}]}}", "10m", [], id="a canary that ends below 100: none"),
+    pytest.param("{blueGreen: {}}", "10m", [], id="blue-green: none"),
+    pytest.param("{rolling: {}}", "10m", ["spec.bake: a bake after a rolling update keeps nothing warm"],
+                 id="rolling keeps nothing warm"),
+    pytest.param("{canary: {steps: [{setWeight: 50}]}}", "45s",
+                 ["spec.bake: bake.duration 45s is shorter than two analysis intervals"], id="a bake of one interval"),
+    pytest.param("{canary: {steps: [{setWeight: 50}, {setWeight: 100}]}}", "10m",
+                 ["spec.replicas: setWeight 100 by replica ratio scales the previous version to zero"],
+                 id="setWeight 100 by replica ratio before a bake"),
+])
+def test_lint_warns_about_bakes_that_probably_mean_something_else(
+        tmp_path: Any, strategy: str, duration: str, warnings: list[str]) -> None:
+    from typer.testing import CliRunner
+
+    from sluice.cli.main import app
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(LINTED.replace("STRATEGY", strategy).replace("DURATION", duration))
+    result = CliRunner().invoke(app, ["lint", str(manifest)])
+    assert result.exit_code == 0, result.output
+    found = [line.split(": ", 3)[-1] for line in result.output.splitlines() if ": warning: " in line]
+    assert len(found) == len(warnings) and all(f.startswith(w) for f, w in zip(found, warnings, strict=True)), found
+
+
+def test_sluice_get_shows_the_bake_as_the_current_step_from_the_rollouts_policy() -> None:
+    from sluice.cli import view
+    world = first_version(policy(duration="10m"))
+    to_bake(world)
+    world.later(150).step(OK)
+    release = {"metadata": {"name": "checkout", "namespace": "shop"},
+               "spec": {"replicas": 4, "policyRef": {"name": "careful"}},
+               "status": world.status.model_dump(by_alias=True, exclude_none=True, mode="json")}
+    edited = {"spec": policy("rolling").model_dump(by_alias=True, exclude_none=True, mode="json")}
+    text = view.plain(release, edited, world.now)
+    assert "    x 1. setWeight 50" in text and "    > 2. bake 10m  (for 2m31s)" in text, text  # pods, then bake
+    assert "Weight:    100%" in text and "baking 1.1.0 at 100%, 7m30s left" in text
+    assert "1.0.0 kept warm (4/4 ready) for a rollback" in text

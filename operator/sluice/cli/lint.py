@@ -19,7 +19,7 @@ from sluice import API_VERSION
 from sluice.analysis import cel, judge
 from sluice.analysis.judge import problems
 from sluice.api.crdgen import policy_crd, release_crd
-from sluice.api.durations import DURATION_PATTERN
+from sluice.api.durations import DURATION_PATTERN, parse_duration
 from sluice.api.models import (
     DNS_LABEL_PATTERN,
     PERCENT_PATTERN,
@@ -127,6 +127,27 @@ def _ratio_warnings(release: ReleaseSpec, policy: RolloutPolicySpec) -> list[str
         if abs(real - weight) > RATIO_SLACK:
             out.append(f"setWeight {weight} becomes {real}% with replicas {release.replicas} by replica ratio; "
                        "use trafficRouting or more replicas")
+    if policy.bake is not None and any(s.set_weight == 100 for s in policy.strategy.canary.steps):
+        out.append("setWeight 100 by replica ratio scales the previous version to zero, and the bake then has to "
+                   "start it again: a breach early in the bake waits for its pods. End the steps below 100; "
+                   "the bake itself moves all traffic to the candidate with the previous version kept warm")
+    return out
+
+
+def bake_warnings(policy: RolloutPolicySpec) -> list[str]:
+    """A bake that is valid but probably not what was meant."""
+    bake = policy.bake
+    if bake is None:
+        return []
+    out: list[str] = []
+    if policy.strategy.rolling is not None:
+        out.append("a bake after a rolling update keeps nothing warm: a breach rolls back in place, by a rolling "
+                   "update to the previous version that waits for its pods; a canary or blue-green strategy "
+                   "keeps the previous version Ready for an instant rollback")
+    interval = parse_duration(policy.analysis.interval)
+    if parse_duration(bake.duration) < 2 * interval:
+        out.append(f"bake.duration {bake.duration} is shorter than two analysis intervals ({policy.analysis.interval} "
+                   "each): the bake measures only as it begins and at its end")
     return out
 
 
@@ -195,6 +216,7 @@ def lint(files: list[str], warn: Callable[[Finding], None] = _echo) -> tuple[lis
         if isinstance(parsed, RolloutPolicySpec):
             found += [(("spec", "analysis"), problem) for problem in problems(parsed)]
             warnings += [(("spec", "analysis"), warning) for warning in _policy_warnings(parsed)]
+            warnings += [(("spec", "bake"), warning) for warning in bake_warnings(parsed)]
         if isinstance(parsed, ReleaseSpec) and parsed.policy_ref:
             if parsed.policy_ref.name not in policies:
                 found.append((("spec", "policyRef", "name"),
