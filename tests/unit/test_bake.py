@@ -309,6 +309,25 @@ def test_a_candidate_losing_pods_mid_bake_gives_traffic_back_and_the_bake_starts
     assert world.phase == Phase.PROGRESSING and baking(world), "the bake counts from the candidate's return"
 
 
+@pytest.mark.parametrize("kind", ["canary", "blueGreen"])
+@pytest.mark.parametrize("gateway", [pytest.param(True, id="route"), pytest.param(False, id="replica ratio")])
+def test_a_stall_mid_bake_withdraws_the_traffic_and_the_bake_starts_again_once_it_is_back(
+        kind: str, gateway: bool) -> None:
+    world = first_version(policy(kind), gateway=gateway)
+    to_bake(world)
+    world.later(90).step(OK)
+    world.problem = "Secret prometheus-token is gone"
+    world.later(1).step(OK)
+    assert world.status.stable_version == "1.0.0" and (world.route_weight == 0 if gateway and kind == "canary"
+                                                        else world.active == "stable")
+    world.later(60).step(OK)
+    world.problem = None
+    world.later(1).step(OK)  # traffic back to the candidate; the bake finds it was not there
+    world.later(1).step(OK)
+    assert world.phase == Phase.PROGRESSING and "1m59s left" in world.status.message, world.status.message
+    assert any("found without all traffic during the bake" in e for e in world.events)
+
+
 def test_a_last_step_at_100_by_replica_ratio_brings_the_stable_back_for_the_bake() -> None:
     world = first_version(policy("canary-100"))
     world.deploy("1.1.0")

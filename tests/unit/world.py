@@ -56,6 +56,7 @@ class World:
     gateway: bool = False
     route_weight: int = 0
     active: str = "stable"  # the track the Service <name> selects
+    selects_both: bool = False  # replica ratio: <name> selects both tracks
     preview_track: str = "canary"  # the track <name>-preview selects (its endpoints follow at once)
     canary_never_ready: bool = False
     generation: int = 1
@@ -77,6 +78,7 @@ class World:
             policy_generation=self.generation,
             policy_hash=None if self.policy is None else str(hash(self.policy.model_dump_json())),
             preview_settled=self.preview_track == "stable" and self.stable.complete(self.digest, self.spec.replicas),
+            serving_canary=self.active == "canary" or self.selects_both,
         )
 
     def _apply(self, current: Workload, intent: DeploymentIntent | None, stable: bool) -> Workload:
@@ -111,6 +113,7 @@ class World:
         if result.weight is not None:
             self.route_weight = result.weight
         self.active = result.active
+        self.selects_both = result.stable_service_selects_canary and not self.gateway
         self.preview_track = result.preview_track
         self.events += [f"{e.reason}: {e.message}" for e in result.events]
         return result

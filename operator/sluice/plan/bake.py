@@ -9,7 +9,8 @@ after it), and after a rolling update (which keeps nothing warm: a breach rolls 
 `sluice get` lists it as "bake 10m"; the Release is not Succeeded before it ends.
 
 Its clock starts when the candidate takes 100% (the step's analysis run starts then), and starts
-again if the candidate loses its Ready pods meanwhile. Its metrics (bake.metrics; absent: all)
+again if the candidate loses its Ready pods meanwhile, or its traffic (input the operator could not
+use stalled the Release, which withdraws it). Its metrics (bake.metrics; absent: all)
 are measured every interval and counted like any analysis run (failureLimit,
 consecutiveErrorLimit, noData, minSamples, abortCondition, progressDeadline), but `count` does
 not end it: its duration does. At the end every metric needs a last look, a Successful
@@ -25,7 +26,7 @@ from datetime import datetime, timedelta
 from sluice.api.durations import format_duration, parse_duration
 from sluice.api.models import AnalysisRun, Bake, Metric, ReleaseStatus, RolloutPolicySpec, Verdict
 from sluice.plan import analysis, reasons, steps
-from sluice.plan.lifecycle import deadline, fail, pause
+from sluice.plan.lifecycle import deadline, fail, pause, restart_step
 from sluice.plan.types import Event, Observed, Plan, parse_time, seconds_since
 
 
@@ -102,10 +103,12 @@ def _breach(obs: Observed, status: ReleaseStatus, now: datetime, run: AnalysisRu
 
 
 def step(obs: Observed, status: ReleaseStatus, now: datetime, result: Plan, head: str, index: int,
-         warm: str) -> tuple[Plan, bool]:
+         warm: str, serving: bool = True) -> tuple[Plan, bool]:
     """The bake at step `index`, with the candidate taking all traffic in `result` (the strategy
     put it there); (plan, True) once it ended well. `warm` says what a rollback goes back to, e.g.
-    "1.4.1 kept warm" or "nothing kept warm: a breach rolls back in place".
+    "1.4.1 kept warm" or "nothing kept warm: a breach rolls back in place". `serving`: the cluster
+    as observed sends the candidate all traffic; a bake begun in an earlier pass that finds it not
+    so (a stall withdrew it, an act was lost) begins again: its time counts at 100% only.
 
     With duration 10m and interval 1m: measured as it starts (12:00:00), every minute after; at
     12:10:00 every metric is measured once more whatever its interval, and if that last look is
@@ -118,6 +121,12 @@ def step(obs: Observed, status: ReleaseStatus, now: datetime, result: Plan, head
     if not chosen:  # refused at apply time (CEL, the models): never a bake with nothing measured
         return fail(obs, status, now, reasons.ANALYSIS_FAILED, "the bake would run no metric"), False
     version = obs.spec.version
+    run = status.analysis_run
+    if run is not None and run.step == index and not serving and seconds_since(run.started_at, now) > 0:
+        restart_step(status, now)
+        result.events.append(Event(
+            "Warning", reasons.TRAFFIC_WITHDRAWN,
+            f"{version} was found without all traffic during the bake: the bake starts again as it gets it back"))
     if status.analysis_run is None or status.analysis_run.step != index:
         status.analysis_run = analysis.start(index, now)
         result.events.append(Event(

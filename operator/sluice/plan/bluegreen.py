@@ -95,7 +95,7 @@ class BlueGreen:
             return steps.analysis_step(obs, status, now, result, head, index, None, where)
         if obs.policy is not None and kind in bake.names(obs.policy):
             warm = f"{status.stable_version} kept warm ({obs.stable.ready}/{total} ready) for an instant rollback"
-            return bake.step(obs, status, now, result, head, index, warm)
+            return bake.step(obs, status, now, result, head, index, warm, obs.serving_canary)
         if kind == SWITCH:
             if not spec.auto_promotion:
                 waiting = f"{head}: {obs.spec.version} ready behind the preview, waiting for `sluice promote`"

@@ -187,7 +187,8 @@ def _bake(obs: Observed, status: ReleaseStatus, now: datetime, index: int) -> tu
         return result, False
     warm = (f"{status.stable_version} kept warm ({obs.stable.ready_of(status.stable_hash or '')}/{obs.spec.replicas} "
             "ready) for a rollback")
-    return bake.step(obs, status, now, result, head, index, warm)
+    serving = obs.route_weight == 100 if obs.gateway else obs.serving_canary
+    return bake.step(obs, status, now, result, head, index, warm, serving)
 
 
 def _step(obs: Observed, status: ReleaseStatus, now: datetime, steps: list[CanaryStep],
