@@ -344,6 +344,27 @@ def test_a_last_step_at_100_by_replica_ratio_brings_the_stable_back_for_the_bake
     assert world.stable.replicas == 4 and world.stable.template_hash == "h-1.0.0"
 
 
+@pytest.mark.parametrize(("kind", "gateway", "warm"), [
+    pytest.param("canary", False, True, id="canary by replica ratio: <name> back on the warm stable"),
+    pytest.param("canary", True, True, id="canary behind a route: weight 0, the warm stable"),
+    pytest.param("blueGreen", False, True, id="blue-green: the active Service back on the warm stable"),
+    pytest.param("rolling", False, False, id="rolling: the previous template rolled out again, in place"),
+])
+def test_a_breach_puts_traffic_back_on_the_previous_version(kind: str, gateway: bool, warm: bool) -> None:
+    world = first_version(policy(kind), gateway=gateway)
+    to_bake(world)
+    result = world.later(30).step(BAD)
+    assert world.phase == Phase.ROLLED_BACK and world.status.history[-1].outcome == "RolledBack"
+    assert not result.stable_service_selects_canary and result.active == "stable"
+    assert result.weight in (0, None) and (not gateway or result.weight == 0)
+    assert result.stable is not None and result.stable.template == "stable" and result.stable.replicas == 4
+    if warm:
+        assert world.plans[-2].stable is not None and world.plans[-2].stable.template == "stable", \
+            "the stable version was running, Ready, before the breach"
+    else:
+        assert world.plans[-2].stable is not None and world.plans[-2].stable.template == "candidate"
+
+
 # --- blue-green and rolling ---------------------------------------------------------------------
 
 

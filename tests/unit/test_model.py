@@ -532,6 +532,10 @@ class SluiceLoop(RuleBasedStateMachine):
             self.i1_promoted_only_after_every_analysis(done, after.stable_hash or "")
         if after.phase == Phase.ROLLED_BACK and before.phase != Phase.ROLLED_BACK:
             seen("rollbacks" if done.fault == "none" else f"rollbacks decided in a pass whose {done.fault}")
+            baking = bake_index(self.model.running_policy(before))
+            if baking is not None and before.current_step == baking and before.analysis_run is not None \
+                    and before.analysis_run.step == baking:
+                seen("rollbacks during a bake")
         if done.measured:
             seen("passes that measured")
         self.i6_no_data_never_promotes(done, promoted, request)
