@@ -114,3 +114,17 @@ def test_a_bake_that_passes_promotes_only_after_its_duration(
     messages = [e["message"] for e in kubectl.events("loaf")]
     assert "step 3/3 (bake 20s) complete" in messages, messages
     assert route_weights(kubectl, "loaf") == {"loaf": 100, "loaf-canary": 0}
+
+
+def test_sluice_promote_ends_a_bake_early_with_an_event(
+        kubectl: Kubectl, operator: Operator, prometheus_url: str) -> None:
+    kubectl.apply(baking_policy(prometheus_url, "1h"))
+    deploy_first(kubectl, "bun")
+    kubectl.apply(release("bun", "1.1.0"))
+    wait_for("the bake to begin", baking(kubectl, "bun"), 150)
+    done = sluice(kubectl, "promote", "bun")
+    assert done.returncode == 0, done.stderr
+    status = wait_for("1.1.0 to be promoted", phase(kubectl, "bun", "Succeeded"), 90)
+    assert status["stableVersion"] == "1.1.0"
+    applied = [e["message"] for e in kubectl.events("bun") if e["reason"] == "RequestApplied"]
+    assert any(m.startswith("step 3 (bake 1h) promoted by") for m in applied), applied
