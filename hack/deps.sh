@@ -2,7 +2,8 @@
 # Installs the Debian packages the project needs and this machine lacks, and nothing else.
 #   hack/deps.sh           the local cluster: Prometheus, curl, openssl, python3-venv
 #   hack/deps.sh node      the real node and the image: podman, mmdebstrap, containerd, runc,
-#                          the CNI plugins, socat, gcc and libc6-dev (for the pause image)
+#                          the CNI plugins, socat, gcc and libc6-dev (for the pause image), and
+#                          PostgreSQL (the hook e2e tests migrate a real database)
 # Go (>= 1.26) and Python (>= 3.11) are assumed. Only apt-get is used, and only when something
 # is missing; then it needs root.
 set -euo pipefail
@@ -33,6 +34,7 @@ for group in "${@:-cluster}"; do
       want iproute2 has ip
       want gcc has gcc
       want libc6-dev dpkg_has libc6-dev
+      want postgresql compgen -G '/usr/lib/postgresql/*/bin/initdb'
       ;;
     *) echo "hack/deps.sh: unknown group '$group' (cluster, node)" >&2; exit 2 ;;
   esac

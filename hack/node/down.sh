@@ -49,7 +49,7 @@ if [[ -S "$state/containerd.sock" ]] && ctr version >/dev/null 2>&1; then
 fi
 stop containerd
 stop node
-for name in apiserver prometheus; do
+for name in apiserver prometheus postgres; do
   stop "$name-node"
   stop "$name-host"
 done

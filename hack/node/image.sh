@@ -47,6 +47,20 @@ if ! podman image exists "$pause_image"; then
   log "$pause_image compiled from $kube_dir/build/pause in $(took "$t")"
 fi
 
+# The tools image hook Jobs run in the tests: psql and pg_dump, from Debian's packages.
+if ! podman image exists "$tools_image"; then
+  t=$SECONDS
+  mirror=http://deb.debian.org/debian
+  mmdebstrap --quiet --variant=apt --include=postgresql-client,ca-certificates \
+    --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
+    --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+    --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*' \
+    bookworm - "deb $mirror bookworm main" "deb $mirror bookworm-updates main" \
+    "deb $mirror-security bookworm-security main" \
+    | podman import --quiet --change 'ENV LANG=C.UTF-8' --change 'CMD ["psql"]' - "$tools_image" >/dev/null
+  log "$tools_image (Debian bookworm, postgresql-client) made in $(took "$t")"
+fi
+
 # pip reaches PyPI through the machine's CA bundle, mounted for the build only (never baked in).
 t=$SECONDS
 ca=()
@@ -59,7 +73,7 @@ build -t "$image" -t localhost/sluice:dev
 podman image prune --force >/dev/null
 log "$image built in $(took "$t")"
 
-for name in "$image" "$pause_image"; do
+for name in "$image" "$pause_image" "$tools_image"; do
   podman images --filter reference="$name" --format '  {{.Repository}}:{{.Tag}}  {{.Size}}'
 done
 log "done in $(took "$start")"

@@ -18,8 +18,12 @@ pod_subnet=10.250.1.0/24
 app_version="$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$/\1/p' "$root/charts/sluice/Chart.yaml")"
 image="localhost/sluice:$app_version"
 pause_image=registry.k8s.io/pause:3.10.2
+# What hook Jobs in the tests run: Debian with psql and pg_dump (hack/node/image.sh).
+tools_image=localhost/sluice-tools:dev
 
 prom_port="${PROMETHEUS_PORT:-9090}"
+# A PostgreSQL the e2e fixtures start on the host's 127.0.0.1; pods reach it at $node_ip:$pg_port.
+pg_port="${POSTGRES_PORT:-55432}"
 # The API server's port, from the kubeconfig make cluster-up wrote.
 api_port() { sed -n 's|^ *server: https://127.0.0.1:\([0-9]*\).*|\1|p' "$kubeconfig" | head -n 1; }
 

@@ -33,7 +33,7 @@ port="$(api_port)"
 openssl s_client -connect "127.0.0.1:$port" </dev/null 2>/dev/null | openssl x509 -noout -ext subjectAltName \
   | grep -q "IP Address:$node_ip" \
   || fail "the API server's certificate does not name $node_ip: recreate the cluster (make cluster-down cluster-up)"
-for name in "$image" "$pause_image"; do
+for name in "$image" "$pause_image" "$tools_image"; do
   podman image exists "$name" || fail "no image $name: make image"
 done
 
@@ -48,6 +48,8 @@ NODE_NAME=$node_name
 NODE_IP=$node_ip
 APISERVER_PORT=$port
 PROMETHEUS_PORT=$prom_port
+POSTGRES_PORT=$pg_port
+TOOLS_IMAGE=$tools_image
 ENV
 
 # What the tests compare with while the node runs: the host's values of the tunables the
@@ -85,6 +87,7 @@ bridge() { # bridge <name> <port>: 127.0.0.1:<port> on the host, as 0.0.0.0:<por
 }
 bridge apiserver "$port"
 bridge prometheus "$prom_port"
+bridge postgres "$pg_port"
 
 # Configuration: containerd, the CNI network, the kubelet, and what node.sh mounts.
 mkdir -p "$state/net.d" "$state/pod-logs" "$state/kubelet" "$state/sysctl" "$containerd_root"
@@ -164,7 +167,7 @@ for _ in $(seq 1 100); do [[ -S "$state/containerd.sock" ]] && ctr version >/dev
 ctr version >/dev/null 2>&1 || fail "containerd did not start: $state/containerd.log"
 
 # The images, unless containerd holds this very build of them (podman's image ID).
-for name in "$pause_image" "$image"; do
+for name in "$pause_image" "$image" "$tools_image"; do
   id="$(podman image inspect --format '{{.Id}}' "$name")"
   stamp="$containerd_root/imported/${name//[\/:]/_}"
   if [[ "$(cat "$stamp" 2>/dev/null)" == "$id" ]] && [[ -n "$(ctr images ls -q "name==$name")" ]]; then
@@ -179,7 +182,7 @@ for name in "$pause_image" "$image"; do
 done
 # containerd's CRI also names every image by its ID: the names of earlier builds go, so that
 # their layers are collected instead of piling up in the cache.
-current=" $(podman image inspect --format 'sha256:{{.Id}}' "$pause_image" "$image" | tr '\n' ' ')"
+current=" $(podman image inspect --format 'sha256:{{.Id}}' "$pause_image" "$image" "$tools_image" | tr '\n' ' ')"
 for ref in $(ctr images ls -q | grep '^sha256:'); do
   [[ $current == *" $ref "* ]] || ctr images rm "$ref" >/dev/null
 done

@@ -22,7 +22,7 @@ from typing import Any
 import kopf
 
 from sluice import metrics
-from sluice.analysis.addresses import Allowlist
+from sluice.analysis.addresses import WEB, Allowlist
 from sluice.analysis.providers import Providers
 from sluice.kube.cache import Cache, kinds
 from sluice.kube.client import Kube, load_configuration
@@ -47,6 +47,7 @@ class Options:
     lease_name: str = "sluice-leader"
     timing: Timing = field(default_factory=Timing)
     prometheus_allow: Allowlist = field(default_factory=Allowlist.from_environment)
+    web_allow: Allowlist = field(default_factory=lambda: Allowlist.from_environment(WEB))
     concurrency: int = CONCURRENCY
 
 
@@ -75,7 +76,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Standby replicas keep their caches warm too: a takeover starts from memory, not from a list.
     cache = await asyncio.to_thread(Cache, configuration, kinds(), options.namespaces, kube)
     kube.watch_writes(cache.written)
-    context = Context(kube=kube, providers=Providers(cache, options.prometheus_allow), reads=cache)
+    providers = Providers(cache, options.prometheus_allow, web_allowed=options.web_allow)
+    context = Context(kube=kube, providers=providers, reads=cache)
     loops = Loops(lambda namespace, name: reconcile(context, namespace, name), active=elector is None,
                   concurrency=options.concurrency)
     state.update(context=context, loops=loops, elector=elector, cache=cache)

@@ -24,19 +24,23 @@ from pydantic import ValidationError
 
 from sluice import API_VERSION, metrics
 from sluice.analysis import judge
+from sluice.analysis.jobs import JobMeasurer
 from sluice.analysis.providers import Providers
 from sluice.analysis.runner import Rejected, Subject, measure
-from sluice.api.models import ReleaseSpec, ReleaseStatus, RolloutPolicySpec
-from sluice.kube import objects
+from sluice.api.models import PodTemplate, ReleaseSpec, ReleaseStatus, RolloutPolicySpec
+from sluice.kube import config, objects
 from sluice.kube.admission import Admission
 from sluice.kube.client import Conflict, Kube
+from sluice.kube.upstream import upstream as upstream_facts
 from sluice.loop import GONE, refusal
 from sluice.plan import analysis as plan_analysis
-from sluice.plan import reasons, requires
+from sluice.plan import hooks as plan_hooks
+from sluice.plan import lifecycle as plan_lifecycle
+from sluice.plan import reasons
 from sluice.plan.lifecycle import record_events, unreadable
 from sluice.plan.release import plan as make_plan
 from sluice.plan.release import replan
-from sluice.plan.types import DeploymentIntent, Event, Observed, Plan, Upstream, Workload
+from sluice.plan.types import DeploymentIntent, Event, JobState, Observed, Plan, Upstream, Workload
 from sluice.traffic import Router, changed
 from sluice.traffic.gateway import API_VERSION as GATEWAY_API
 from sluice.traffic.gateway import GatewayRoute
@@ -90,6 +94,8 @@ class Seen:
     services: dict[str, Body | None]
     drifted: dict[str, bool]
     adopting: tuple[tuple[str, str], ...] = ()  # ("Deployment", track) / ("Service", name) granted to this Release
+    copies: tuple[config.Copy, ...] = ()  # versioned config the desired template uses (sluice.kube.config)
+    unused: tuple[config.Ref, ...] = ()  # copies of this Release's config no template uses any more
 
 
 def workload(body: Body | None, pods: list[Body] | None = None, drifted: bool = False) -> Workload:
@@ -227,38 +233,17 @@ def _first_error(error: ValidationError) -> str:
     return f"{where}: {first['msg']}"
 
 
-def _text(body: Body, key: str) -> str | None:
-    value = body.get(key)
-    return value if isinstance(value, str) else None
-
-
 async def _upstream(ctx: Context, name: str, policy: RolloutPolicySpec | None) -> tuple[Upstream, ...]:
     """What the gate needs from each namespace the policy `requires`, read here and never taken
-    from the other Release's word: its uid, and the stable Deployment it controls (plan.requires
-    decides). The other status is read as text, leniently: it can only keep the gate shut."""
+    from the other Release's word: its uid and what it declares, and the stable Deployment it
+    controls (kube.upstream builds the facts, plan.requires decides)."""
     found: list[Upstream] = []
     for requirement in policy.requires if policy else []:
         namespace = requirement.namespace
         other = await ctx.read.get(API_VERSION, "Release", name, namespace)
-        if other is None:
-            found.append(Upstream(namespace, name))
-            continue
-        said = other.get("status")
-        said = said if isinstance(said, dict) else {}
-        told = Upstream(namespace, name, release=True, phase=_text(said, "phase"),
-                        stable_version=_text(said, "stableVersion"), candidate_version=_text(said, "candidateVersion"))
-        body = await ctx.read.get("apps/v1", "Deployment", objects.deployment_name(name, "stable"), namespace)
-        if body is None:
-            found.append(told)
-            continue
-        meta, spec, state = body["metadata"], body.get("spec") or {}, body.get("status") or {}
-        template = spec.get("template") or {}
-        found.append(dataclasses.replace(
-            told, deployment=True, controlled=objects.controller_uid(body) == other["metadata"].get("uid"),
-            version=objects.version_of(template), images=tuple(sorted(requires.images_of(template).items())),
-            replicas=spec.get("replicas", 1), updated=state.get("updatedReplicas") or 0,
-            available=state.get("availableReplicas") or 0, total=state.get("replicas") or 0,
-            settled=(state.get("observedGeneration") or 0) >= meta.get("generation", 0)))
+        body = None if other is None else await ctx.read.get(
+            "apps/v1", "Deployment", objects.deployment_name(name, "stable"), namespace)
+        found.append(upstream_facts(namespace, name, other, body))
     return tuple(found)
 
 
@@ -302,6 +287,8 @@ async def observe(ctx: Context, release: Body) -> tuple[Observed, Router, Seen]:
     name, namespace = meta["name"], meta["namespace"]
     status = ReleaseStatus.model_validate(release.get("status") or {})
     spec = ReleaseSpec.model_validate(release["spec"])
+    found = {kind: await ctx.read.list("v1", kind, namespace, objects.VERSIONED) for kind in ("ConfigMap", "Secret")}
+    spec, copies = _versioned_config(release, spec, status, found)
     desired = objects.template_hash(spec)
     policy, generation, digest, policy_problem, policy_why = await _policy(ctx, namespace, spec)
     # Only the names this Release writes now can conflict; another's object that merely has the name
@@ -370,7 +357,51 @@ async def observe(ctx: Context, release: Body) -> tuple[Observed, Router, Seen]:
         route_weight=objects.route_weight(route, name) if route else None,
     )
     granted = tuple(key for key, c in claims.items() if c.adopt and used[key])
-    return observed, router, Seen(deployments, services, drifted, granted)
+    observed = dataclasses.replace(observed, name=name, jobs=await _jobs(ctx, name, namespace, status))
+    templates = [spec.template.model_dump(by_alias=True, exclude_none=True),
+                 *([status.stable_spec.template] if status.stable_spec else []),
+                 *(((body.get("spec") or {}).get("template") or {}) for body in deployments.values() if body)]
+    unused = tuple(config.unused(release, found, templates))
+    return observed, router, Seen(deployments, services, drifted, granted, tuple(copies), unused)
+
+
+def _versioned_config(release: Body, spec: ReleaseSpec, status: ReleaseStatus, found: dict[str, list[Body]]
+                      ) -> tuple[ReleaseSpec, list[config.Copy]]:
+    """The spec with its pod template using copies of the versioned config it reads (unchanged,
+    the same object, when it reads none): what the desired hash, the Deployments and the stable
+    template in status are all made from."""
+    template = spec.template.model_dump(by_alias=True, exclude_none=True)
+    rewritten, copies = config.versioned(template, release, found,
+                                         status.stable_spec.template if status.stable_spec else None)
+    if rewritten is template:
+        return spec, copies
+    return spec.model_copy(update={"template": PodTemplate.model_validate(rewritten)}), copies
+
+
+async def _jobs(ctx: Context, name: str, namespace: str, status: ReleaseStatus) -> dict[str, JobState]:
+    """This Release's hook Jobs. The end of a failed one's log (its pod's termination message) is
+    read once, for the pass that records the failure, from the pods the Job itself controls (by
+    uid), no other."""
+    found: dict[str, JobState] = {}
+    unfinished = {run.job for run in status.hooks if run.state not in plan_hooks.FINISHED}
+    for job in await ctx.read.list("batch/v1", "Job", namespace, f"{objects.RELEASE}={name}"):
+        if objects.HOOK not in (job["metadata"].get("labels") or {}):
+            continue
+        active, succeeded, failed, reason = objects.job_state(job)
+        tail = await _job_log(ctx, job, namespace) if failed and job["metadata"]["name"] in unfinished else ""
+        found[job["metadata"]["name"]] = JobState(active, succeeded, failed, reason, tail)
+    return found
+
+
+async def _job_log(ctx: Context, job: Body, namespace: str) -> str:
+    uid = job["metadata"].get("uid")
+    pods = [pod for pod in await ctx.kube.list("v1", "Pod", namespace,
+                                               f"batch.kubernetes.io/job-name={job['metadata']['name']}")
+            if objects.controller_uid(pod) == uid]
+    if not pods:
+        return ""
+    last = max(pods, key=lambda pod: pod["metadata"].get("creationTimestamp") or "")
+    return objects.clean_log(objects.failure_message(last))
 
 
 def _selects_canary(service: Body | None) -> bool:
@@ -391,10 +422,15 @@ async def _measure(ctx: Context, release: Body, obs: Observed, first: Plan, now:
     assert policy is not None, "only a plan made under a policy measures"
     subject = Subject(meta["name"], meta["namespace"],
                       objects.label_version(status.candidate_version or obs.spec.version),
-                      objects.label_version(status.stable_version or ""), obs.spec.analysis_args)
+                      objects.label_version(status.stable_version or ""), obs.spec.analysis_args,
+                      service=_candidate_service(obs, first))
+    jobs = JobMeasurer(ctx.kube, ctx.read, release, plan_lifecycle.deadline(obs), now)
+    job_names = {m.name: plan_analysis.job_name(meta["name"], status, m.name, m.name not in first.measure_step)
+                 for m in policy.analysis.metrics if m.job is not None and m.name in first.measure}
     try:
-        provider = await ctx.providers.get(policy, meta["namespace"])
-        results = await measure(provider, policy, first.measure, subject, first.measure_track)
+        # Prometheus only for metrics that ask it: a policy of job or web metrics needs no address at all
+        sources = await ctx.providers.sources(policy, meta["namespace"], first.measure)
+        results = await measure(sources, policy, first.measure, subject, first.measure_track, jobs, job_names)
     except Rejected as error:
         refused = dataclasses.replace(obs, measure_problem=str(error))
         return make_plan(refused, now), refused
@@ -405,6 +441,17 @@ async def _measure(ctx: Context, release: Body, obs: Observed, first: Plan, now:
         metrics.MEASUREMENTS.labels(result.verdict.value).inc()
     plan_analysis.fold(first, results, now)
     return replan(obs, first, now), obs
+
+
+def _candidate_service(obs: Observed, first: Plan) -> str:
+    """The Service a smoke test reaches the candidate through: <name>-preview before a blue-green
+    switch, <name>-canary behind a Gateway route, else <name> (replica ratio, or after the switch)."""
+    name = obs.name
+    if first.preview and first.active == "stable" and first.preview_track == "canary":
+        return f"{name}-preview"
+    if obs.gateway and first.measure_track == "canary" and not first.preview:
+        return f"{name}-canary"
+    return name
 
 
 DEPLOYMENT_FIELDS = ("spec.replicas", "spec.strategy", "metadata.annotations", "metadata.labels",
@@ -506,6 +553,14 @@ async def act(ctx: Context, release: Body, obs: Observed, result: Plan, router: 
     if result.hands_off:
         return
     name = release["metadata"]["name"]
+    for wanted in seen.copies:  # before any pod could need one
+        if wanted.body is not None:
+            async with _refused(f"creating {wanted.kind} {wanted.name}, the versioned copy of {wanted.original}"):
+                try:
+                    await ctx.kube.create(wanted.body)
+                except ApiException as error:
+                    if error.status != 409:
+                        raise
     async with _refused("adopting what its writer granted"):
         await _adopt(ctx, release, obs, seen)
     async with _refused(f"writing the Services of {name} and its traffic weights"):
@@ -513,6 +568,31 @@ async def act(ctx: Context, release: Body, obs: Observed, result: Plan, router: 
     for track, intent in (("stable", result.stable), ("canary", result.canary)):
         async with _refused(f"writing Deployment {objects.deployment_name(name, track)}"):
             await _deployment(ctx, release, obs, result.status, track, intent, seen)
+    await _hook_jobs(ctx, release, obs, result)
+    for kind, copied in seen.unused:
+        async with _refused(f"deleting {kind} {copied}, a versioned copy no template uses"):
+            await ctx.kube.delete("v1", kind, copied, release["metadata"]["namespace"])
+
+
+async def _hook_jobs(ctx: Context, release: Body, obs: Observed, result: Plan) -> None:
+    """The hook Jobs the plan names: created if absent (a Job already there under its name is
+    this run's: it was named from the run), and deleted when overdue or forgotten."""
+    namespace = release["metadata"]["namespace"]
+    for run in result.jobs:
+        hook = plan_hooks.find(obs.spec, run.stage, run.hook)
+        if hook is None or run.job in obs.jobs:
+            continue
+        body = objects.hook_job(release, run, hook, result.status.stable_version or "",
+                                plan_hooks.timeout(hook, obs))
+        async with _refused(f"creating Job {run.job} of hook {run.hook}"):
+            try:
+                await ctx.kube.create(body)
+            except ApiException as error:
+                if error.status != 409:
+                    raise
+    for job in result.delete_jobs:
+        async with _refused(f"deleting Job {job}"):
+            await ctx.kube.delete("batch/v1", "Job", job, namespace)
 
 
 class Refused(Exception):

@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sluice.kube.objects import NAME, RELEASE, TEMPLATE_HASH
+from sluice.kube.config import uses
+from sluice.kube.objects import NAME, RELEASE, TEMPLATE_HASH, VERSIONED
 
 Body = dict[str, Any]
 Key = tuple[str, str]  # (namespace, name)
@@ -93,6 +94,12 @@ def woken(kind: str, before: Body | None, after: Body | None, own: bool, release
                                                             .get("httpRoute")) == route))
     if kind == "Secret":
         return Wake(_using(releases, namespace, lambda s: bool(s.get("policyRef"))))
+    if kind in ("ConfigMap", "Secret/versioned"):
+        # a versioned original changed: a new version of every Release whose pod template uses it
+        name = _meta(after or before)["name"]
+        if _label(after or before, VERSIONED) != "true" or _without_version(before) == _without_version(after):
+            return Wake()
+        return Wake(_using(releases, namespace, lambda s: name in uses(s.get("template") or {})))
     if kind == "Pod":
         owner = _label(after or before, NAME)
         if owner is None or pod_view(before) == pod_view(after):

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -225,6 +226,8 @@ class RealNode:
     prometheus_port: int
     image: str
     state: Path
+    postgres_port: int = 55432  # bridged to the host's 127.0.0.1 (the `postgres` fixture listens there)
+    tools_image: str = "localhost/sluice-tools:dev"  # psql and pg_dump
 
     @property
     def api_env(self) -> list[dict[str, str]]:
@@ -259,9 +262,67 @@ def real_node(env: dict[str, str]) -> RealNode:
     if ready.stdout != "True":
         pytest.skip(f"real node {settings['NODE_NAME']} is not Ready in this cluster: make node-up (needs root)")
     chart = yaml.safe_load((ROOT / "charts/sluice/Chart.yaml").read_text())
+    if "POSTGRES_PORT" not in settings:
+        pytest.skip("the real node predates the PostgreSQL bridge: make node-down node-up")
     return RealNode(name=settings["NODE_NAME"], ip=settings["NODE_IP"],
                     apiserver_port=int(settings["APISERVER_PORT"]), prometheus_port=int(settings["PROMETHEUS_PORT"]),
-                    image=f"localhost/sluice:{chart['appVersion']}", state=REAL_NODE_STATE)
+                    image=f"localhost/sluice:{chart['appVersion']}", state=REAL_NODE_STATE,
+                    postgres_port=int(settings["POSTGRES_PORT"]), tools_image=settings["TOOLS_IMAGE"])
+
+
+@dataclass
+class Postgres:
+    """Debian's PostgreSQL on the host's 127.0.0.1, owned by this test: a database `shop` that
+    the user `app` (password `app-secret`) owns. A pod on the real node reaches it at the node's
+    address and the same port."""
+
+    port: int
+    folder: Path
+    user: str = "app"
+    password: str = "app-secret"
+    database: str = "shop"
+
+    def sql(self, query: str) -> str:
+        done = subprocess.run([str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user,
+                               "-d", self.database, "-v", "ON_ERROR_STOP=1", "-tAc", query],
+                              env={**os.environ, "PGPASSWORD": self.password}, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    @property
+    def bin(self) -> Path:
+        return max(Path("/usr/lib/postgresql").glob("*/bin"))
+
+
+@pytest.fixture
+def postgres(real_node: RealNode) -> Iterator[Postgres]:
+    """A fresh PostgreSQL for one test, on the port the real node bridges; stopped and removed after.
+    Its folder is outside pytest's (which only root may enter): the server runs as `postgres`."""
+    folder = Path(tempfile.mkdtemp(prefix="sluice-postgres-"))
+    shutil.chown(folder, "postgres", "postgres")
+    folder.chmod(0o700)
+    db = Postgres(port=real_node.postgres_port, folder=folder)
+    as_postgres = ["runuser", "-u", "postgres", "--"]
+    secret = folder / "pw"
+    secret.write_text("superuser-secret\n")
+    shutil.chown(secret, "postgres", "postgres")
+    subprocess.run([*as_postgres, str(db.bin / "initdb"), "-D", str(folder / "data"), "-U", "postgres",
+                    "--auth=scram-sha-256", f"--pwfile={secret}"], check=True, capture_output=True)
+    (folder / "data" / "postgresql.auto.conf").write_text(
+        f"listen_addresses = '127.0.0.1'\nport = {db.port}\nunix_socket_directories = '{folder}'\n")
+    subprocess.run([*as_postgres, str(db.bin / "pg_ctl"), "-D", str(folder / "data"), "-l", str(folder / "log"),
+                    "-w", "-t", "60", "start"], check=True, capture_output=True)
+    try:
+        admin = {**os.environ, "PGPASSWORD": "superuser-secret"}
+        for statement in (f"CREATE ROLE {db.user} LOGIN PASSWORD '{db.password}'",
+                          f"CREATE DATABASE {db.database} OWNER {db.user}"):
+            subprocess.run([str(db.bin / "psql"), "-h", "127.0.0.1", "-p", str(db.port), "-U", "postgres",
+                            "-d", "postgres", "-c", statement], env=admin, check=True, capture_output=True)
+        yield db
+    finally:
+        subprocess.run([*as_postgres, str(db.bin / "pg_ctl"), "-D", str(folder / "data"), "-m", "fast", "-w",
+                        "stop"], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 # --- Flux (hack/flux/, make flux) ---------------------------------------------------------------

@@ -16,7 +16,7 @@ from sluice.analysis import template
 from sluice.analysis.judge import compare, judge, problems, warnings
 from sluice.analysis.prometheus import Connection, Prometheus
 from sluice.analysis.providers import Providers
-from sluice.analysis.runner import Rejected, Subject, measure
+from sluice.analysis.runner import Rejected, Sources, Subject, measure
 from sluice.api.models import (
     Analysis,
     AnalysisRun,
@@ -283,7 +283,7 @@ async def measure_one(handler: Callable[[httpx.Request], httpx.Response], subjec
         {"name": "p99", "query": "histogram_quantile(0.99, x)", "successCondition": "result < 0.5", **fields}]})
     client = prometheus(handler)
     try:
-        [result] = await measure(client, policy, ("p99",), subject)
+        [result] = await measure(Sources(client), policy, ("p99",), subject)
     finally:
         await client.close()
     return result

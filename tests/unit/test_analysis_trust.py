@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 from sluice.analysis.addresses import Allowlist, parse_entry, redact
 from sluice.analysis.prometheus import Connection, Prometheus
 from sluice.analysis.providers import IDLE_CLIENT, Providers
-from sluice.analysis.runner import Rejected, measure
+from sluice.analysis.runner import Rejected, Sources, measure
 from sluice.api.models import RolloutPolicySpec, SecretKeyRef
 from sluice.cli.main import app
 from sluice.kube.objects import CREDENTIAL_LABEL
@@ -204,10 +204,11 @@ def test_the_environment_lists_entries_separated_by_commas(monkeypatch: pytest.M
     allowed = Allowlist.from_environment()
     assert str(allowed) == "http://a.monitoring:9090, https://b.example.com/prom"
     monkeypatch.setenv("SLUICE_PROMETHEUS_ALLOW", "")
+    monkeypatch.delenv("SLUICE_WEB_ALLOW", raising=False)
     with caplog.at_level(logging.WARNING, logger="sluice"):
         Providers(Store())  # type: ignore[arg-type]
-    warned = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warned) == 1 and "no Prometheus allowlist" in warned[0].getMessage()
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 2 and "no Prometheus allowlist" in warned[0] and "no web metric allowlist" in warned[1]
 
 
 async def test_an_address_outside_the_allowlist_gets_no_request_and_stalls_the_release(
@@ -438,7 +439,7 @@ async def test_a_redirect_is_not_followed(listener: Listener) -> None:
     """An allowed server cannot send the operator on to another address."""
     listener.status, listener.body = 302, "{}"
     client = Prometheus(Connection(address=listener.url, timeout=2.0))
-    result = await measure(client, policy_spec([{"analysis": {}}]), ("error-rate",), SUBJECT)
+    result = await measure(Sources(client), policy_spec([{"analysis": {}}]), ("error-rate",), SUBJECT)
     assert "answered HTTP 302 Found without a result" in result[0].message
     assert len(listener.requests) == 1
     await client.close()

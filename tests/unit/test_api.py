@@ -221,8 +221,9 @@ def _schemas() -> list[tuple[str, dict[str, object]]]:
 
 def test_every_duration_in_the_crds_has_an_upper_bound() -> None:
     durations = [(path, node) for path, node in _schemas() if node.get("pattern") == DURATION_PATTERN]
-    # pause, autoPromotionDelay, scaleDownDelay, interval, timeout, progressDeadline, bake, three hook timeouts
-    assert len(durations) == 10
+    # pause, autoPromotionDelay, scaleDownDelay, interval, timeout, progressDeadline, bake, three hook
+    # timeouts, a web metric's and a job metric's timeouts
+    assert len(durations) == 12
     for path, node in durations:
         rules = [r["rule"] for r in node.get("x-kubernetes-validations", [])]  # type: ignore[attr-defined]
         assert any("duration(self) <= duration(" in rule for rule in rules), path

@@ -165,8 +165,8 @@ def test_lint_checks_abort_conditions(tmp_path: Path) -> None:
     assert result.exit_code == 1
     lines = [line.split(": error: ", 1)[1] for line in result.output.splitlines() if ": error: " in line]
     assert len(lines) == 2
-    assert lines[0] == ("RolloutPolicy p: spec.analysis.metrics[1]: abortCondition needs a query: a compare metric "
-                        "has no single value to test")
+    assert lines[0] == ("RolloutPolicy p: spec.analysis.metrics[1]: abortCondition needs a query or web metric: a "
+                        "compare or job metric has no single value to test")
     assert lines[1].startswith("RolloutPolicy p: spec.analysis: metric error-rate: abortCondition is not valid CEL "
                                "over result (a number): at column 10: Syntax error")
 
@@ -243,3 +243,11 @@ def test_report_of_a_rolled_back_release() -> None:
     assert "| 12:02:30 | 2 | error-rate | 0.31 | Failed | 0.31: result < 0.05 does not hold |" in text
     assert "-  - image: shop/checkout:1.1.0" in text and "+  - image: shop/checkout:1.2.0" in text
     assert "sluice retry checkout -n shop" in text
+
+
+@pytest.mark.parametrize("command", ["promote", "abort", "retry", "pause", "resume", "get", "list", "report",
+                                     "pipeline", "lint", "operator"])
+def test_every_commands_help_prints(command: str) -> None:
+    result = CliRunner().invoke(app, [command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output

@@ -233,6 +233,10 @@ class Flaky:
             raise Rejected(f"Secret prom-token with key token not found in namespace {namespace}")
         return self
 
+    async def sources(self, policy: Any, namespace: str, names: tuple[str, ...]) -> Any:
+        from sluice.analysis.runner import Sources
+        return Sources(await self.get(policy, namespace))
+
     async def query(self, promql: str) -> float | None:
         return self.value
 
@@ -337,6 +341,15 @@ async def another_build_of_the_version(store: Store, context: Context) -> None:
     await staging_runs(store, context, "1.1.0", image="app:1.1.0-debug")
 
 
+async def our_image_set_by_hand(store: Store, context: Context) -> None:
+    """Staging declares another build of 1.1.0; someone sets our image on its Deployment by hand
+    (`kubectl set image`: the template-hash annotation stays). Staging's Sluice would put its own
+    image back; until then the gate must not take the hand edit for a tried artifact."""
+    await staging_runs(store, context, "1.1.0", image="app:1.1.0-debug")
+    deployment = store.objects[("Deployment", "staging", "checkout")]
+    deployment["spec"]["template"]["spec"]["containers"][0]["image"] = "app:1.1.0"
+
+
 async def still_rolling_out(store: Store, context: Context) -> None:
     await staging_runs(store, context, "1.1.0")
     deployment = store.objects[("Deployment", "staging", "checkout")]
@@ -352,6 +365,10 @@ GATE_CLOSED = {
                                                          "by Sluice for Release checkout there"),
     "another image under the same version": (another_build_of_the_version, "Deployment checkout in namespace "
                                              "staging runs image app:1.1.0-debug in container app, not app:1.1.0"),
+    "our image set by hand over the declared one": (our_image_set_by_hand, "Deployment checkout in namespace staging "
+                                                    "runs image app:1.1.0 in container app, but Release checkout in "
+                                                    "namespace staging declares app:1.1.0-debug: the Deployment was "
+                                                    "changed behind Sluice's back"),
     "not fully available": (still_rolling_out, "Deployment checkout in namespace staging has not finished rolling "
                                                "out 1.1.0: 1 of 2 replicas are available"),
 }

@@ -11,7 +11,7 @@ from sluice.api.models import Phase, ReleaseSpec, ReleaseStatus, RolloutPolicySp
 from sluice.plan import analysis as plan_analysis
 from sluice.plan.lifecycle import record_events
 from sluice.plan.release import plan
-from sluice.plan.types import DeploymentIntent, Observed, Plan, Result, Workload
+from sluice.plan.types import DeploymentIntent, JobState, Observed, Plan, Result, Workload
 
 T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 
@@ -64,6 +64,12 @@ class World:
     problem: str | None = None
     events: list[str] = dataclasses.field(default_factory=list)
     plans: list[Plan] = dataclasses.field(default_factory=list)
+    # Hook Jobs: what each one does when it runs ("succeed", "fail" or "hang"), by hook name;
+    # a Job created by one pass has finished by the next.
+    jobs: dict[str, JobState] = dataclasses.field(default_factory=dict)
+    hook_outcomes: dict[str, str] = dataclasses.field(default_factory=dict)
+    created_jobs: list[str] = dataclasses.field(default_factory=list)
+    job_hooks: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def digest(self) -> str:
@@ -79,7 +85,17 @@ class World:
             policy_hash=None if self.policy is None else str(hash(self.policy.model_dump_json())),
             preview_settled=self.preview_track == "stable" and self.stable.complete(self.digest, self.spec.replicas),
             serving_canary=self.active == "canary" or self.selects_both,
+            name="app", jobs=dict(self.jobs),
         )
+
+    def _run_jobs(self) -> None:
+        for name, job in list(self.jobs.items()):
+            outcome = self.hook_outcomes.get(self.job_hooks[name], "succeed")
+            if job.active and outcome == "succeed":
+                self.jobs[name] = JobState(succeeded=True)
+            elif job.active and outcome == "fail":
+                self.jobs[name] = JobState(failed=True, reason="BackoffLimitExceeded",
+                                           log="psql: ERROR: relation orders already exists")
 
     def _apply(self, current: Workload, intent: DeploymentIntent | None, stable: bool) -> Workload:
         if intent is None:
@@ -98,6 +114,7 @@ class World:
 
     def step(self, results: list[Result] | None = None) -> Plan:
         """One pass: plan, fold in `results` if it asked to measure, apply it to the world."""
+        self._run_jobs()
         result = plan(self.observed(), self.now)
         if result.measure and results is not None:
             asked = [r for r in results if r.metric in result.measure]
@@ -116,6 +133,13 @@ class World:
         self.selects_both = result.stable_service_selects_canary and not self.gateway
         self.preview_track = result.preview_track
         self.events += [f"{e.reason}: {e.message}" for e in result.events]
+        for run in result.jobs:
+            if run.job not in self.jobs:
+                self.jobs[run.job] = JobState(active=True)
+                self.job_hooks[run.job] = run.hook
+                self.created_jobs.append(run.job)
+        for name in result.delete_jobs:
+            self.jobs.pop(name, None)
         return result
 
     def later(self, seconds: float) -> World:

@@ -10,12 +10,14 @@ fails the analysis at once, whatever failureLimit says (sluice.plan.analysis).
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import statistics
+from urllib.parse import urlsplit
 
-from sluice.analysis import cel, mannwhitney, template
-from sluice.api.models import Compare, Metric, NoData, RolloutPolicySpec, Verdict
+from sluice.analysis import cel, jsonpath, mannwhitney, template
+from sluice.api.models import Compare, Metric, NoData, RolloutPolicySpec, Verdict, WebMetric
 from sluice.plan.types import Result, show
 
 ConditionError = cel.ConditionError
@@ -42,12 +44,13 @@ def _no_data(metric: Metric, what: str) -> Result:
     return Result(metric.name, verdict, None, f"no data: {what} (noData: {metric.no_data.value})", missing=True)
 
 
-def judge(metric: Metric, value: float | None) -> Result:
-    """Verdict for one query result: None is an empty result, NaN no data too; both follow noData."""
+def judge(metric: Metric, value: float | None, empty: str = EMPTY, nan: str = NOT_A_NUMBER) -> Result:
+    """Verdict for one query result: None is an empty result, NaN no data too; both follow noData.
+    `empty` and `nan` say what no data was, in the provider's words."""
     if value is None:
-        return _no_data(metric, EMPTY)
+        return _no_data(metric, empty)
     if math.isnan(value):
-        return _no_data(metric, NOT_A_NUMBER)
+        return _no_data(metric, nan)
     shown = show(value)
     try:
         if metric.abort_condition and holds(metric.abort_condition, value):
@@ -136,10 +139,57 @@ def _analysis_problems(policy: RolloutPolicySpec) -> list[str]:
     return found
 
 
+# Headers a policy may not set: they would name another site behind the same address (Host),
+# or make the request's framing disagree with its body.
+RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "keep-alive", "te",
+                              "trailer", "upgrade", "expect", "proxy-authorization", "proxy-connection"})
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP header name (RFC 9110 token)
+
+
+def web_problems(web: WebMetric, known: set[str] | None) -> list[str]:
+    """What a web metric's spec cannot do, known without sending it: a jsonPath that does not
+    parse, a body that does not render or is not JSON once rendered (a {{variable}} belongs inside
+    a JSON string), headers HTTP cannot carry or that Sluice sets itself. With `known`, unknown
+    variables are problems too. Whether its URL is allowed is the operator's to say, at run time."""
+    found: list[str] = []
+    try:
+        jsonpath.compiled(web.json_path)
+    except jsonpath.PathError as error:
+        found.append(str(error))
+    if web.body is not None:
+        try:
+            used = template.variables(web.body)
+        except template.TemplateError as error:
+            found.append(f"body {error}")
+        else:
+            unknown = sorted(used - known) if known is not None else []
+            if unknown:
+                found.append(f"body uses unknown variable(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(sorted(known or ()))}")
+            try:
+                json.loads(template.render(web.body, {name: "x" for name in used}, template.escape_json))
+            except ValueError:
+                found.append("body is not JSON once rendered; a {{variable}} is substituted as the contents of a "
+                             'JSON string, so it belongs inside quotes: {"app": "{{release}}"}')
+    for name, value in web.headers.items():
+        if not _TOKEN.match(name):
+            found.append(f"header {name!r} is not a valid HTTP header name")
+        elif name.lower() in RESERVED_HEADERS:
+            found.append(f"header {name} cannot be set by a policy (Sluice sends the request as its URL says)")
+        elif name.lower() == "authorization" and web.bearer_token_secret_ref is not None:
+            found.append("header Authorization and bearerTokenSecretRef both set the Authorization header; keep one")
+        if not all(" " <= char <= "~" or char == "\t" for char in value):
+            found.append(f"header {name!r} has a value HTTP cannot carry (line breaks or non-ASCII)")
+    if "@" in urlsplit(web.url).netloc and web.bearer_token_secret_ref is not None:
+        found.append("url carries a user name and bearerTokenSecretRef sets a token too; keep one")
+    return found
+
+
 def problems(policy: RolloutPolicySpec, args: dict[str, str] | None = None) -> list[str]:
     """What the API server cannot check in a policy: conditions that do not type-check against
-    `result: double` or cannot give true or false, query templates that do not render, analyses
-    that name unknown metrics or would run none. With `args`, unknown variables are problems too."""
+    `result: double` or cannot give true or false, query templates and web bodies that do not
+    render, jsonPaths that do not parse, analyses that name unknown metrics or would run none.
+    With `args`, unknown variables are problems too."""
     found = _analysis_problems(policy)
     known = set(template.BUILTIN) | set(args or {})
     for metric in policy.analysis.metrics:
@@ -164,6 +214,9 @@ def problems(policy: RolloutPolicySpec, args: dict[str, str] | None = None) -> l
             if unknown:
                 found.append(f"metric {metric.name}: {field} uses unknown variable(s) {', '.join(unknown)}; "
                              f"known: {', '.join(sorted(known))}")
+        if metric.web is not None:
+            found += [f"metric {metric.name}: web {problem}"
+                      for problem in web_problems(metric.web, known if args is not None else None)]
     return found
 
 

@@ -1,5 +1,5 @@
 """Metric providers for a policy: one Prometheus client per connection, reused across passes,
-with the bearer token and CA read from Secrets.
+with the bearer token and CA read from Secrets; and web metrics' endpoints, on one shared client.
 
 Everything here is input, and some of it is a trust boundary. The address comes from the policy,
 so it must be on the operator's allowlist (sluice.analysis.addresses) before anything else
@@ -7,8 +7,9 @@ happens; the token and CA come from Secrets, which are read only if they carry t
 sluice.dev/analysis-credential=true, so a policy cannot send an arbitrary Secret anywhere. A value
 that cannot work (an address that is not a URL or not allowed, a Secret not labelled, a token an
 HTTP header cannot carry, a CA that is not PEM) raises Rejected with a plain sentence, which
-stalls the Release; no other exception leaves `get()`. The sentences name the policy's own values
-(addresses without user name or password), never a secret.
+stalls the Release; no other exception leaves `get()` or `sources()`. The sentences name the
+policy's own values (addresses without user name or password), never a secret. Web metrics follow
+the same rules with an allowlist of their own (sluice.analysis.addresses says why).
 """
 
 from __future__ import annotations
@@ -19,16 +20,17 @@ import logging
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import httpx
 
-from sluice.analysis.addresses import ENVIRONMENT, FLAG, Allowlist, redact, shown
+from sluice.analysis import web
+from sluice.analysis.addresses import ENVIRONMENT, FLAG, WEB, Allowlist, redact, shown
 from sluice.analysis.prometheus import Connection, MetricProvider, Prometheus
-from sluice.analysis.runner import Rejected
+from sluice.analysis.runner import Rejected, Sources, asks_prometheus
 from sluice.api.durations import parse_duration
-from sluice.api.models import RolloutPolicySpec, SecretKeyRef
+from sluice.api.models import Metric, RolloutPolicySpec, SecretKeyRef
 from sluice.kube.objects import CREDENTIAL_LABEL
 
 log = logging.getLogger(__name__)
@@ -40,11 +42,7 @@ class SecretSource(Protocol):
     async def get(self, api_version: str, kind: str, name: str, namespace: str) -> dict[str, Any] | None: ...
 
 
-def check_address(address: str) -> str:
-    """The Prometheus base URL, or Rejected: check_address("http://prometheus:9090/") ==
-    "http://prometheus:9090"; "http://[::1", a port of 99999 or a trailing newline are refused."""
-    quoted = shown(address)
-    why = "is not a usable Prometheus address"
+def _url(address: str, quoted: str, why: str) -> httpx.URL:
     try:
         url = httpx.URL(address)
     except (httpx.InvalidURL, ValueError, TypeError) as error:
@@ -55,9 +53,26 @@ def check_address(address: str) -> str:
         raise Rejected(f"{quoted} {why}: it has no valid host name")
     if url.port is not None and not 1 <= url.port <= 65535:
         raise Rejected(f"{quoted} {why}: the port must be between 1 and 65535")
+    return url
+
+
+def check_address(address: str) -> str:
+    """The Prometheus base URL, or Rejected: check_address("http://prometheus:9090/") ==
+    "http://prometheus:9090"; "http://[::1", a port of 99999 or a trailing newline are refused."""
+    quoted, why = shown(address), "is not a usable Prometheus address"
+    url = _url(address, quoted, why)
     if url.query or url.fragment:
         raise Rejected(f"{quoted} {why}: it must not have a query (?) or fragment (#)")
     return address.rstrip("/")
+
+
+def check_web_url(address: str) -> httpx.URL:
+    """A web metric's URL, or Rejected as check_address says; a query string is allowed (and not shown)."""
+    url = _url(address, shown(address.split("?", 1)[0]), "is not a usable web metric URL")
+    if url.fragment:
+        raise Rejected(f"{shown(address.split('?', 1)[0])} is not a usable web metric URL: it must not have a "
+                       "fragment (#)")
+    return url
 
 
 def check_token(token: str, ref: SecretKeyRef) -> str:
@@ -105,17 +120,29 @@ class Providers:
     across passes and Releases, closed when its credentials change or it goes unused."""
 
     def __init__(self, kube: SecretSource, allowed: Allowlist | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, web_allowed: Allowlist | None = None) -> None:
         self.kube = kube
         self.allowed = Allowlist.from_environment() if allowed is None else allowed
+        web_allowed = Allowlist.from_environment(WEB) if web_allowed is None else web_allowed
+        # An operator that restricts Prometheus restricts web metrics too, until it lists their URLs.
+        self.web_allowed = replace(web_allowed, closed=bool(self.allowed) and not web_allowed)
         self.clock = clock
         self.clients: dict[Source, Prometheus] = {}
         self.used: dict[Source, float] = {}
+        self.web_client: httpx.AsyncClient | None = None
         if self.allowed:
             log.info("analysis may query Prometheus at: %s", self.allowed)
         else:
             log.warning("no Prometheus allowlist (%s, %s): any RolloutPolicy may have the operator query any "
                         "address, with the bearer token of any labelled Secret in its namespace", FLAG, ENVIRONMENT)
+        if self.web_allowed:
+            log.info("web metrics may call: %s", self.web_allowed)
+        elif self.web_allowed.closed:
+            log.info("web metrics may call no URL: %s restricts analysis and %s is not set", FLAG, WEB.flag)
+        else:
+            log.warning("no web metric allowlist (%s, %s): any RolloutPolicy may have the operator send requests "
+                        "to any URL, with the bearer token of any labelled Secret in its namespace", WEB.flag,
+                        WEB.environment)
 
     async def _secret(self, namespace: str, ref: SecretKeyRef | None) -> str | None:
         if ref is None:
@@ -139,6 +166,44 @@ class Providers:
         except (binascii.Error, ValueError, TypeError) as error:  # UnicodeDecodeError is a ValueError
             raise Rejected(f"Secret {ref.name}, key {ref.key}, in namespace {namespace} is not UTF-8 text") \
                 from error
+
+    async def sources(self, policy: RolloutPolicySpec, namespace: str, names: tuple[str, ...]) -> Sources:
+        """Where the named metrics are measured: Prometheus only if one of them asks it, and each web
+        metric's endpoint. Every web URL is checked against the allowlist before any Secret is read."""
+        metrics = [m for m in policy.analysis.metrics if m.name in names]
+        webs = [(m, self._web_url(m)) for m in metrics if m.web is not None]
+        prometheus = await self.get(policy, namespace) if any(asks_prometheus(m) for m in metrics) else None
+        endpoints = {m.name: await self._endpoint(m, url, namespace) for m, url in webs}
+        if not endpoints:
+            return Sources(prometheus)
+        if self.web_client is None:
+            self.web_client = web.client()
+        return Sources(prometheus, {name: web.Web(endpoint, self.web_client) for name, endpoint in endpoints.items()})
+
+    def _web_url(self, metric: Metric) -> httpx.URL:
+        assert metric.web is not None
+        url = check_web_url(metric.web.url)
+        if not self.web_allowed.allows(metric.web.url):  # before any Secret is read or any request is sent
+            raise Rejected(f"metric {metric.name}: {self.web_allowed.refusal(metric.web.url.split('?', 1)[0])}")
+        return url
+
+    async def _endpoint(self, metric: Metric, url: httpx.URL, namespace: str) -> web.Endpoint:
+        spec = metric.web
+        assert spec is not None
+        try:
+            timeout = parse_duration(spec.timeout)
+        except ValueError as error:
+            raise Rejected(f"metric {metric.name}: web timeout {spec.timeout!r} is not a duration such as 5s") \
+                from error
+        ref = spec.bearer_token_secret_ref
+        token = await self._secret(namespace, ref)
+        if token is not None and ref is not None:
+            check_token(token, ref)
+        # A user name and password in the URL become Basic auth, so that no URL httpx logs carries them.
+        basic = (url.username, url.password) if url.userinfo else None
+        bare = str(url.copy_with(username=None, password=None)) if url.userinfo else spec.url
+        return web.Endpoint(url=bare, method=spec.method, json_path=spec.json_path, timeout=timeout,
+                            headers=tuple(spec.headers.items()), token=token, basic=basic)
 
     async def get(self, policy: RolloutPolicySpec, namespace: str) -> MetricProvider:
         prom = policy.analysis.prometheus
@@ -203,3 +268,6 @@ class Providers:
             client = self.clients.pop(source)
             await client.close()
         self.used.clear()
+        if self.web_client is not None:
+            await self.web_client.aclose()
+            self.web_client = None

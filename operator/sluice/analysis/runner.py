@@ -1,13 +1,17 @@
-"""Measures a plan's metrics: render the query, ask the provider, let the judge decide."""
+"""Measures a plan's metrics: render the query (or a web metric's body), ask the provider, let the
+judge decide."""
 
 from __future__ import annotations
 
 import asyncio
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from sluice.analysis import judge, template
+from sluice.analysis.jobs import JobMeasurer
 from sluice.analysis.prometheus import MetricProvider, ProviderError, QueryRejected
+from sluice.analysis.web import WebProvider
 from sluice.api.durations import parse_duration
 from sluice.api.models import Metric, RolloutPolicySpec, Verdict
 from sluice.plan.types import Result, show
@@ -22,6 +26,13 @@ class Subject:
     version: str
     stable_version: str
     args: dict[str, str]
+    service: str = ""  # the Service that reaches the candidate's pods (for job metrics)
+
+    def job_env(self, track: str) -> dict[str, str]:
+        """What a job metric's pod finds in its environment."""
+        return {"SLUICE_RELEASE": self.release, "SLUICE_NAMESPACE": self.namespace, "SLUICE_VERSION": self.version,
+                "SLUICE_STABLE_VERSION": self.stable_version, "SLUICE_TRACK": track,
+                "SLUICE_SERVICE": self.service or self.release}
 
     def values(self, track: str, baseline: bool = False) -> dict[str, str]:
         """Template variables for the candidate on `track`, or for the stable version (baseline)."""
@@ -34,12 +45,32 @@ class Rejected(Exception):
     """A query the provider refuses or a template that does not render: bad input, Stalled."""
 
 
-async def _one(provider: MetricProvider, metric: Metric, subject: Subject, window: float, track: str) -> Result:
+@dataclass(frozen=True)
+class Sources:
+    """Where the metrics of one pass are measured: Prometheus (for queries, comparisons and
+    minSamples; None when no metric measured asks it) and each web metric's endpoint, by name."""
+
+    prometheus: MetricProvider | None = None
+    web: Mapping[str, WebProvider] = field(default_factory=dict)
+
+
+def asks_prometheus(metric: Metric) -> bool:
+    return metric.query is not None or metric.compare is not None or metric.min_samples is not None
+
+
+async def _one(sources: Sources, metric: Metric, subject: Subject, window: float, track: str,
+               jobs: JobMeasurer | None, job_names: dict[str, str]) -> Result:
     """One measurement. Every query of the metric is asked each time, even when minSamples says to
     wait, so a query the provider refuses is found at the first measurement, not once traffic comes."""
+    if metric.job is not None:
+        if jobs is None or metric.name not in job_names:
+            raise Rejected(f"metric {metric.name}: a job metric cannot be measured here")
+        return await jobs.measure(metric, job_names[metric.name], subject.job_env(track))
+    provider = sources.prometheus  # Providers.sources gives one whenever asks_prometheus(metric)
     try:
         waiting: Result | None = None
         if metric.min_samples is not None:
+            assert provider is not None
             seen = await provider.query(template.render(metric.min_samples.query, subject.values(track)))
             if seen is None or math.isnan(seen) or seen < metric.min_samples.at_least:
                 count = 0 if seen is None or math.isnan(seen) else seen
@@ -47,13 +78,20 @@ async def _one(provider: MetricProvider, metric: Metric, subject: Subject, windo
                                  f"waiting for traffic: {show(count)} of {metric.min_samples.at_least:g} "
                                  "samples (minSamples)")
         if metric.compare is not None:
+            assert provider is not None
             step = max(2.0, window / 15)
             canary = await provider.query_range(
                 template.render(metric.compare.query, subject.values(track)), window, step)
             stable = await provider.query_range(
                 template.render(metric.compare.query, subject.values("stable", baseline=True)), window, step)
             return waiting or judge.compare(metric, metric.compare, canary, stable)
-        assert metric.query is not None
+        if metric.web is not None:
+            web = metric.web
+            body = None if web.body is None else template.render(web.body, subject.values(track), template.escape_json)
+            value = await sources.web[metric.name].query(body)
+            return waiting or judge.judge(metric, value, empty=f"no value at {web.json_path} (absent or null)",
+                                          nan=f"NaN at {web.json_path}")
+        assert metric.query is not None and provider is not None, "a query metric is measured with Prometheus"
         value = await provider.query(template.render(metric.query, subject.values(track)))
     except (QueryRejected, template.TemplateError) as error:
         raise Rejected(f"metric {metric.name}: {error}") from error
@@ -62,9 +100,11 @@ async def _one(provider: MetricProvider, metric: Metric, subject: Subject, windo
     return waiting or judge.judge(metric, value)
 
 
-async def measure(provider: MetricProvider, policy: RolloutPolicySpec, names: tuple[str, ...],
-                  subject: Subject, track: str = "canary") -> list[Result]:
+async def measure(sources: Sources, policy: RolloutPolicySpec, names: tuple[str, ...],
+                  subject: Subject, track: str = "canary", jobs: JobMeasurer | None = None,
+                  job_names: dict[str, str] | None = None) -> list[Result]:
     """Results for the named metrics, measured concurrently. Raises Rejected on bad input."""
     metrics = [m for m in policy.analysis.metrics if m.name in names]
     window = max(30.0, 2 * parse_duration(policy.analysis.interval))
-    return list(await asyncio.gather(*(_one(provider, m, subject, window, track) for m in metrics)))
+    return list(await asyncio.gather(*(_one(sources, m, subject, window, track, jobs, job_names or {})
+                                       for m in metrics)))

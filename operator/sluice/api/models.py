@@ -244,6 +244,13 @@ class Hook(Model):
     )
     backoff_limit: int = Field(default=0, ge=0, le=10, description="Retries of a failed pod before the Job fails.")
 
+    @model_validator(mode="after")
+    def _job_restart_policy(self) -> Hook:
+        policy = self.template.spec.model_extra.get("restartPolicy") if self.template.spec.model_extra else None
+        if policy not in (None, "Never", "OnFailure"):
+            raise ValueError(f"a hook's pod runs in a Job: restartPolicy must be Never or OnFailure, not {policy!r}")
+        return self
+
 
 def _unique_hooks() -> JsonDict:
     return _rules(_cel("self.all(h, self.exists_one(o, o.name == h.name))", UNIQUE_HOOKS))
@@ -475,19 +482,69 @@ class Compare(Model):
     confidence: float = Field(default=0.95, gt=0, lt=1, description="Confidence needed to call it a regression.")
 
 
-ABORT_NEEDS_QUERY = "abortCondition needs a query: a compare metric has no single value to test"
+ABORT_NEEDS_QUERY = "abortCondition needs a query or web metric: a compare or job metric has no single value to test"
+ONE_SOURCE = "a metric needs exactly one of query, compare, web or job"
+NEEDS_CONDITION = "a metric with a query or web needs successCondition or failureCondition"
+JOB_NO_CONDITION = ("a job metric is judged by its exit code: it takes no successCondition, failureCondition "
+                    "or minSamples")
+WEB_URL_PATTERN = r"^https?://[^\s/?#]+[^\s#]*$"
+
+
+class WebMetric(Model):
+    """A number from an HTTP endpoint: the JSON answer, at `jsonPath`, is the `result` the metric's
+    CEL conditions judge. The address must be on the operator's allowlist (as Prometheus's), and a
+    token comes only from a Secret labelled sluice.dev/analysis-credential=true. The answer itself
+    is never written to status: only the number, or why there is none."""
+
+    url: str = Field(pattern=WEB_URL_PATTERN, max_length=2048,
+                     description="The URL (http or https; a query string is allowed). Not templated.")
+    method: Literal["GET", "POST"] = Field(default="GET", description="GET, or POST with `body`.")
+    body: str | None = Field(
+        default=None, max_length=MAX_QUERY,
+        description="JSON body of a POST. Variables {{release}}, {{namespace}}, {{version}}, {{track}} and the "
+        "Release's analysisArgs are substituted as JSON string contents (escaped), so each must sit inside quotes.",
+    )
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers (not secret).")
+    bearer_token_secret_ref: SecretKeyRef | None = Field(default=None, description="Bearer token, from a Secret.")
+    json_path: str = Field(min_length=1, max_length=512,
+                           description="JSONPath to the number in the answer, e.g. $.data.errorRate.")
+    timeout: Timeout = Field(default="5s", description="Per-request timeout (at most 1m).")
+
+    @model_validator(mode="after")
+    def _body_only_with_post(self) -> WebMetric:
+        if self.body is not None and self.method != "POST":
+            raise ValueError("a web metric's body needs method POST")
+        return self
+
+
+class JobMetric(Model):
+    """A measurement that runs a pod (smoke tests against <name>-preview or <name>-canary): exit
+    code 0 is a success, anything else a failure with the end of its log in the measurement's
+    message. One Job per measurement, named from the rollout, so a restart never runs one twice."""
+
+    template: PodTemplate = Field(
+        description="The pod to run. restartPolicy defaults to Never; the pod gets SLUICE_RELEASE, "
+        "SLUICE_NAMESPACE, SLUICE_VERSION, SLUICE_TRACK and SLUICE_SERVICE (the Service that reaches the "
+        "candidate: <name>-preview, <name>-canary or <name>) in its environment."
+    )
+    timeout: DayDuration | None = Field(
+        default=None, description="Longest one run may take (at most 24h); then it fails. Absent: progressDeadline."
+    )
 
 
 class Metric(Model):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                _cel("has(self.query) != has(self.compare)", "a metric needs exactly one of query or compare"),
+                _cel("[has(self.query), has(self.compare), has(self.web), has(self.job)].filter(x, x).size() == 1",
+                     ONE_SOURCE),
                 _cel(
-                    "!has(self.query) || has(self.successCondition) || has(self.failureCondition)",
-                    "a metric with a query needs successCondition or failureCondition",
+                    "!(has(self.query) || has(self.web)) || has(self.successCondition) || has(self.failureCondition)",
+                    NEEDS_CONDITION,
                 ),
-                _cel("!has(self.abortCondition) || has(self.query)", ABORT_NEEDS_QUERY),
+                _cel("!has(self.abortCondition) || has(self.query) || has(self.web)", ABORT_NEEDS_QUERY),
+                _cel("!has(self.job) || !(has(self.successCondition) || has(self.failureCondition) || "
+                     "has(self.minSamples))", JOB_NO_CONDITION),
             ]
         }
     )
@@ -510,7 +567,7 @@ class Metric(Model):
         default=None, min_length=1, max_length=MAX_CONDITION,
         description="CEL over `result` (a number); true for one measurement fails the analysis at once, "
         "whatever failureLimit says (then onFailure applies): a tripwire for the catastrophic case, "
-        "e.g. result > 0.5. Only for a query metric; not tested below minSamples or on no data."
+        "e.g. result > 0.5. Only for a query or web metric; not tested below minSamples or on no data."
     )
     failure_limit: int = Field(
         default=0, ge=0,
@@ -521,11 +578,24 @@ class Metric(Model):
     )
     no_data: NoData = Field(
         default=NoData.INCONCLUSIVE,
-        description="An empty result or NaN: inconclusive (pauses the rollout), hold (wait for data, within "
-        "progressDeadline) or fail.",
+        description="An empty result or NaN (for a web metric: no value at jsonPath, or null): inconclusive "
+        "(pauses the rollout), hold (wait for data, within progressDeadline) or fail.",
     )
     min_samples: MinSamples | None = Field(default=None, description="Too little traffic: wait, don't judge.")
     compare: Compare | None = Field(default=None, description="Statistical comparison with the stable version.")
+    web: WebMetric | None = Field(default=None, description="A number from an HTTP endpoint's JSON answer.")
+    job: JobMetric | None = Field(default=None, description="A pod whose exit code is the verdict (smoke tests).")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Metric:
+        sources = [self.query, self.compare, self.web, self.job]
+        if sum(source is not None for source in sources) != 1:
+            raise ValueError(ONE_SOURCE)
+        if (self.query or self.web) and not (self.success_condition or self.failure_condition):
+            raise ValueError(NEEDS_CONDITION)
+        if self.job and (self.success_condition or self.failure_condition or self.min_samples):
+            raise ValueError(JOB_NO_CONDITION)
+        return self
 
 
 class Analysis(Model):
@@ -671,7 +741,7 @@ class RolloutPolicySpec(Model):
                     BAKE_METRICS,
                     ".bake",
                 ),
-                _cel("self.notify.all(t, self.notify.exists_one(o, o.name == t.name))",
+                _cel("!has(self.notify) || self.notify.all(t, self.notify.exists_one(o, o.name == t.name))",
                      "notify target names must be unique", ".notify"),
             ]
         }
@@ -793,6 +863,7 @@ class MetricRun(StatusModel):
     waiting_since: str | None = None  # first Waiting measurement since the last judged one
     waiting_for_traffic: bool = False  # ...and it waits for minSamples, not for data
     tripped_by: str | None = None  # the value (as shown) that met abortCondition: the run has failed
+    job: str | None = None  # a job metric's measurement in progress: the Job that will give its verdict
 
 
 class AnalysisRun(StatusModel):
@@ -814,6 +885,7 @@ class HistoryEntry(StatusModel):
 class HookRun(StatusModel):
     """One hook's Job in one rollout: what `sluice report` and `sluice get` show."""
 
+    rollout: str  # the rollout's id (status.rolloutId when it ran): one Job per hook per rollout
     stage: Literal["preRollout", "postPromotion", "postRollback"]
     hook: str
     job: str
@@ -868,6 +940,7 @@ class ReleaseStatus(StatusModel):
     canary_weight: int = 0
     step_started_at: str | None = None
     rollout_started_at: str | None = None
+    rollout_id: str | None = None  # names this rollout's hook Jobs: unique per rollout, retries included
     pause_reason: str | None = None
     analysis_run: AnalysisRun | None = None
     background_run: AnalysisRun | None = None

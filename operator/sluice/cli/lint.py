@@ -25,6 +25,7 @@ from sluice.api.models import (
     PERCENT_PATTERN,
     SEMVER_PATTERN,
     URL_PATTERN,
+    WEB_URL_PATTERN,
     ReleaseSpec,
     RolloutPolicySpec,
 )
@@ -89,6 +90,8 @@ PATTERNS = {
     DNS_LABEL_PATTERN: "must be a DNS label: lowercase letters, digits and '-'",
     PERCENT_PATTERN: "must be a percentage such as 10%",
     URL_PATTERN: "must be an http(s) URL such as http://prometheus.monitoring:9090: no spaces, query or fragment",
+    WEB_URL_PATTERN: "must be an http(s) URL such as http://health-api.monitoring:8080/v1/rate?window=1m: no spaces "
+                     "or fragment",
 }
 
 
@@ -148,6 +151,23 @@ def bake_warnings(policy: RolloutPolicySpec) -> list[str]:
     if parse_duration(bake.duration) < 2 * interval:
         out.append(f"bake.duration {bake.duration} is shorter than two analysis intervals ({policy.analysis.interval} "
                    "each): the bake measures only as it begins and at its end")
+    return out
+
+
+def _hook_warnings(release: ReleaseSpec) -> list[tuple[Path_, str]]:
+    """Hook pods never carry the labels Sluice's Services select on: a template that sets them
+    was probably copied from the application's, and Sluice drops them."""
+    out: list[tuple[Path_, str]] = []
+    stages = {"preRollout": release.hooks.pre_rollout, "postPromotion": release.hooks.post_promotion,
+              "postRollback": release.hooks.post_rollback} if release.hooks else {}
+    for stage, hooks in stages.items():
+        for index, hook in enumerate(hooks):
+            labels = (hook.template.metadata.get("labels") or {}) if isinstance(hook.template.metadata, dict) else {}
+            dropped = sorted(set(labels) & {"app.kubernetes.io/name", "app.kubernetes.io/version", "sluice.dev/track"})
+            if dropped:
+                out.append((("spec", "hooks", stage, index, "template", "metadata", "labels"),
+                            f"hook {hook.name}: Sluice removes {', '.join(dropped)} from the hook's pods, so that "
+                            "no Service of the Release ever sends them traffic"))
     return out
 
 
@@ -217,6 +237,8 @@ def lint(files: list[str], warn: Callable[[Finding], None] = _echo) -> tuple[lis
             found += [(("spec", "analysis"), problem) for problem in problems(parsed)]
             warnings += [(("spec", "analysis"), warning) for warning in _policy_warnings(parsed)]
             warnings += [(("spec", "bake"), warning) for warning in bake_warnings(parsed)]
+        if isinstance(parsed, ReleaseSpec):
+            warnings += _hook_warnings(parsed)
         if isinstance(parsed, ReleaseSpec) and parsed.policy_ref:
             if parsed.policy_ref.name not in policies:
                 found.append((("spec", "policyRef", "name"),

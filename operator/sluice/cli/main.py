@@ -18,8 +18,9 @@ import yaml
 from sluice import API_VERSION
 from sluice.api.models import Phase, ReleaseStatus
 
+# Help texts are plain text: "[:port][/path-prefix]" must not be read as rich markup.
 app = typer.Typer(help="Sluice: progressive delivery for Kubernetes.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
+                  pretty_exceptions_enable=False, add_completion=False, rich_markup_mode=None)
 
 Namespace = Annotated[str | None, typer.Option("--namespace", "-n", help="Namespace (default: the context's).")]
 Context = Annotated[str | None, typer.Option("--context", help="kubeconfig context to use.")]
@@ -231,6 +232,40 @@ def report(
 
 
 @app.command()
+def pipeline(
+    name: str,
+    version: Annotated[str | None, typer.Option(
+        "--version", help="The version to follow (default: the one this Release asks for).")] = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="json")] = None,
+    namespace: Namespace = None, context: Context = None, kubeconfig: Kubeconfig = None,
+) -> None:
+    """One version's way through the environments this Release `requires` (dev -> staging -> prod)."""
+    from kubernetes.client import ApiException
+    from rich.console import Console
+
+    from sluice.cli import pipeline as chain
+
+    if output not in (None, "json"):
+        fail(f"unknown output format {output!r}: use json")
+    kube, namespace = _connect(kubeconfig, context, namespace)
+    release = _release(kube, name, namespace)
+    try:
+        environments = chain.read(kube.get_sync, name, namespace)
+    except ApiException as error:
+        fail(f"cannot read the pipeline of {name}: {error.reason}")
+    wanted = version or release["spec"]["version"]
+    rows = chain.rows(name, environments, namespace, wanted)
+    if output == "json":
+        typer.echo(json.dumps(chain.as_json(name, namespace, wanted, rows), indent=2))
+        return
+    console = Console()
+    if not console.is_terminal:
+        typer.echo(chain.plain(name, namespace, wanted, rows))
+        return
+    console.print(chain.rich_view(name, namespace, wanted, rows))
+
+
+@app.command()
 def lint(files: Annotated[list[str], typer.Argument(help="Manifest files (YAML, many documents each).")]) -> None:
     """Check manifests offline as the API server would, and more; file:line errors, exit 1."""
     from sluice.cli.lint import lint as check
@@ -257,6 +292,11 @@ def operator(
         help="A Prometheus that analysis may query: scheme://host[:port][/path-prefix]; repeat for more. "
              "Scheme, host and port must match exactly (no port: 80 or 443). Default: "
              "$SLUICE_PROMETHEUS_ALLOW (comma-separated); with neither, any address (a warning).")] = None,
+    web_allow: Annotated[list[str] | None, typer.Option(
+        "--web-allow", metavar="URL",
+        help="A URL prefix that web metrics may call: scheme://host[:port][/path-prefix]; repeat for more. "
+             "Default: $SLUICE_WEB_ALLOW (comma-separated); with neither, none if a Prometheus allowlist is "
+             "set, else any URL (a warning).")] = None,
     leader_elect: Annotated[bool, typer.Option(
         "--leader-elect", help="Act only while holding a Lease, so replicas can run side by side.")] = False,
     lease_namespace: Annotated[str, typer.Option(
@@ -273,10 +313,11 @@ def operator(
         help="Reconcile passes running at once; the other Releases wait their turn.")] = 32,
 ) -> None:
     """Run the operator in the foreground against the current kubeconfig (all namespaces by default)."""
-    from sluice.analysis.addresses import Allowlist
+    from sluice.analysis.addresses import WEB, Allowlist
 
     try:  # the flag wins over the variable
         allowed = Allowlist.parse(prometheus_allow) if prometheus_allow else Allowlist.from_environment()
+        web_allowed = Allowlist.parse(web_allow, WEB) if web_allow else Allowlist.from_environment(WEB)
     except ValueError as error:
         fail(str(error), code=2)
 
@@ -289,7 +330,8 @@ def operator(
     options = handlers.Options(
         namespaces=namespace or [], verbose=verbose, metrics_address=metrics_address,
         health_address=health_address, leader_election=leader_elect, lease_namespace=lease_namespace,
-        lease_name=lease_name, timing=timing, prometheus_allow=allowed, concurrency=concurrency)
+        lease_name=lease_name, timing=timing, prometheus_allow=allowed, web_allow=web_allowed,
+        concurrency=concurrency)
     try:
         handlers.run(options)
     except KeyboardInterrupt:

@@ -81,7 +81,18 @@ def facts(release: dict[str, Any], policy: dict[str, Any] | None, now: datetime)
         "metrics": {k: v[-MEASUREMENTS:] for k, v in by_metric.items()},
         "message": status.message, "conditions": status.conditions, "state": state(status),
         "policy": (spec.get("policyRef") or {}).get("name", "(none: plain rolling update)"),
+        "hooks": _latest_hooks(status),
     }
+
+
+def _latest_hooks(status: ReleaseStatus) -> list[str]:
+    """The hook runs of the latest rollout that had any, as lines: "preRollout migrate: Succeeded (Job ...)"."""
+    if not status.hooks:
+        return []
+    latest = status.hooks[-1].rollout
+    return [f"{run.stage} {run.hook} ({run.version}): {run.state}, Job {run.job}"
+            + (f": {run.message}" if run.state == "Failed" else "")
+            for run in status.hooks if run.rollout == latest]
 
 
 def plain(release: dict[str, Any], policy: dict[str, Any] | None, now: datetime) -> str:
@@ -107,6 +118,9 @@ def plain(release: dict[str, Any], policy: dict[str, Any] | None, now: datetime)
         for metric, measurements in f["metrics"].items():
             shown = ", ".join(_measure_text(m) for m in measurements)
             lines.append(f"    {metric}: {shown}")
+    if f["hooks"]:
+        lines.append("  Hooks:")
+        lines += [f"    {hook}" for hook in f["hooks"]]
     lines.append(f"  Message:   {f['message']}")
     return "\n".join(lines)
 
@@ -150,6 +164,8 @@ def rich_view(release: dict[str, Any], policy: dict[str, Any] | None, now: datet
                 cells.append(_measure_text(m) + "  ", style=VERDICT_STYLE.get(m.verdict, ""))
             table.add_row(metric, cells)
         parts.append(table)
+    if f["hooks"]:
+        parts += [Text("Hooks", style="bold"), Text("\n".join(f["hooks"]))]
     parts.append(Text(f["message"], style="italic"))
     return Panel(Group(*parts), title=f"[bold]{f['namespace']}/{f['name']}[/bold]", expand=False)
 

@@ -35,7 +35,7 @@ from kubernetes.dynamic.exceptions import ResourceNotFoundError
 from kubernetes.watch.watch import iter_resp_lines
 
 from sluice import API_VERSION, metrics
-from sluice.kube.objects import CREDENTIAL_LABEL, NAME, RELEASE, TRACK
+from sluice.kube.objects import CREDENTIAL_LABEL, NAME, RELEASE, TRACK, VERSIONED
 
 Body = dict[str, Any]
 Change = Callable[[str, Body | None, Body | None, bool], None]  # (kind, before, after, own write)
@@ -54,6 +54,12 @@ class Kind:
     selector: str | None = None  # server-side label selector
     index: str | None = None  # a label whose value lists are kept by (namespace, value)
     keep: tuple[str, ...] = ()  # top-level fields kept (all when empty; a kind not served lists empty)
+    store: str | None = None  # a second store of one kind, under another selector (read by asking for its labels)
+
+    @property
+    def key(self) -> str:
+        """The store's name: the kind, or the kind and the name of its second store."""
+        return f"{self.kind}/{self.store}" if self.store else self.kind
 
 
 def selected(labels: dict[str, str], selector: str | None) -> bool:
@@ -152,7 +158,7 @@ class Informer:
         self.stopping = threading.Event()
         self.response: Any = None
         self.thread = threading.Thread(target=self._run, daemon=True,
-                                       name=f"watch {kind.kind} {namespace or '*'}")
+                                       name=f"watch {kind.key} {namespace or '*'}")
 
     def _path(self) -> str | None:
         try:
@@ -243,22 +249,22 @@ class Informer:
 
     # On the event loop:
     def _replace(self, items: list[Body]) -> None:
-        store = self.cache.stores[self.kind.kind]
+        store = self.cache.stores[self.kind.key]
         seen = set()
         for body in items:
             meta = body["metadata"]
             seen.add((meta.get("namespace") or "", meta["name"]))
-            self.cache.apply(self.kind.kind, body)
+            self.cache.apply(self.kind.key, body)
         for key in [k for k in store.objects if k not in seen and self.covers(k[0])]:
-            self.cache.drop(self.kind.kind, *key)
+            self.cache.drop(self.kind.key, *key)
         self.synced.set()
 
     def _event(self, kind: str, body: Body) -> None:
         meta = body["metadata"]
         if kind == "DELETED":
-            self.cache.drop(self.kind.kind, meta.get("namespace") or "", meta["name"])
+            self.cache.drop(self.kind.key, meta.get("namespace") or "", meta["name"])
         else:
-            self.cache.apply(self.kind.kind, body)
+            self.cache.apply(self.kind.key, body)
 
     def covers(self, namespace: str) -> bool:
         return self.namespace is None or self.namespace == namespace
@@ -281,8 +287,8 @@ class Cache:
                                                     len(kinds) * max(1, len(namespaces or [])) + 2)
         self.api = ApiClient(configuration)
         self.discovery = DynamicClient(self.api)  # type: ignore[no-untyped-call]
-        self.kinds = {kind.kind: kind for kind in kinds}
-        self.stores = {kind.kind: Store(kind) for kind in kinds}
+        self.kinds = {kind.key: kind for kind in kinds}
+        self.stores = {kind.key: Store(kind) for kind in kinds}
         self.namespaces = list(namespaces or [])
         self.fallback = fallback
         self.subscribers: list[Change] = []
@@ -373,7 +379,17 @@ class Cache:
                    label_selector: str | None = None) -> list[Body]:
         if kind not in self.stores or (namespace is not None and not self._covers(namespace)):
             return list(await self._ask("list", api_version, kind, namespace, label_selector))
-        return self.stores[kind].list(namespace, label_selector)
+        return self.stores[self._store_for(kind, label_selector)].list(namespace, label_selector)
+
+    def _store_for(self, kind: str, selector: str | None) -> str:
+        """The store a list asks: a second store of the kind when the selector asks for every
+        label its informer selects on (a list of Secrets by sluice.dev/versioned), else the kind's."""
+        asked = {term.split("=", 1)[0].strip() for term in (selector or "").split(",") if term.strip()}
+        for key, known in self.kinds.items():
+            if known.kind == kind and known.store and known.selector and \
+                    {term.split("=", 1)[0].strip() for term in known.selector.split(",")} <= asked:
+                return key
+        return kind
 
     async def _ask(self, verb: str, *args: Any) -> Any:
         if self.fallback is None:
@@ -396,4 +412,8 @@ def kinds() -> list[Kind]:
         Kind("discovery.k8s.io/v1", "EndpointSlice", selector=RELEASE, index="kubernetes.io/service-name"),
         Kind("gateway.networking.k8s.io/v1", "HTTPRoute"),  # absent without the Gateway API CRDs
         Kind("v1", "Secret", selector=f"{CREDENTIAL_LABEL}=true"),
+        Kind("batch/v1", "Job", selector=RELEASE, index=RELEASE, keep=("metadata", "status")),  # hooks, job metrics
+        # ConfigMaps and Secrets whose versions roll out and back with the code, and their copies
+        Kind("v1", "ConfigMap", selector=VERSIONED),
+        Kind("v1", "Secret", selector=VERSIONED, store="versioned"),
     ]

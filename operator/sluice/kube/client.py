@@ -215,6 +215,17 @@ class Kube:
             return result
         return await self._write(call)
 
+    async def delete(self, api_version: str, kind: str, name: str, namespace: str) -> None:
+        """Delete an object and, in the background, what it owns (a Job's pods); gone already is fine."""
+        def call() -> Body:
+            try:
+                result: Body = self._resource(api_version, kind).delete(
+                    name=name, namespace=namespace, propagation_policy="Background").to_dict()
+            except NotFoundError:
+                return {}
+            return result
+        await self._write(call, dry_run=True)  # nothing to store: the watch reports the deletion
+
     async def event(self, regarding: Body, type_: str, reason: str, message: str, name: str | None = None) -> bool:
         """A core/v1 Event on `regarding`, as `kubectl describe` shows them. With `name`, posting
         it twice creates it once (AlreadyExists is success). True once it exists."""

@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from sluice import API_VERSION
-from sluice.api.models import ReleaseSpec
+from sluice.api.models import Hook, HookRun, ReleaseSpec
 
 NAME = "app.kubernetes.io/name"
 VERSION = "app.kubernetes.io/version"
@@ -22,6 +22,11 @@ RELEASE = "sluice.dev/release"
 TEMPLATE_HASH = "sluice.dev/template-hash"
 CREDENTIAL_LABEL = "sluice.dev/analysis-credential"  # a Secret analysis may read carries it, set to "true"
 FULL_VERSION = "sluice.dev/version"  # the whole version; the label holds a label-safe form of it
+HOOK = "sluice.dev/hook"  # on a hook's Job: the hook's name
+# "true" on a ConfigMap/Secret whose versions roll out with the code; "copy" on Sluice's copy of one
+VERSIONED = "sluice.dev/versioned"
+STAGE = "sluice.dev/hook-stage"
+ROLLOUT = "sluice.dev/rollout"
 
 Body = dict[str, Any]
 
@@ -200,3 +205,72 @@ def route_weight(route: Body, release: str) -> int | None:
             if ref.get("name") == f"{release}-canary":
                 return int(ref.get("weight", 1))
     return None
+
+
+def hook_job(release: Body, run: HookRun, hook: Hook, stable_version: str, timeout: float) -> Body:
+    """The Job of one hook run, owned by the Release. Its pods carry none of the labels Sluice's
+    Services select on (app.kubernetes.io/name, the track), whatever the hook's template says, so
+    no Service ever sends traffic to a migration. The pod learns what it runs for from its
+    environment; a variable the template sets itself is kept as written."""
+    name, namespace = release["metadata"]["name"], release["metadata"]["namespace"]
+    template: Body = copy.deepcopy(hook.template.model_dump(by_alias=True, exclude_none=True))
+    labels = template.setdefault("metadata", {}).setdefault("labels", {})
+    for selected in (NAME, TRACK, VERSION):
+        labels.pop(selected, None)
+    labels.update({RELEASE: name, HOOK: run.hook})
+    spec = template["spec"]
+    spec.setdefault("restartPolicy", "Never")
+    given = {"SLUICE_RELEASE": name, "SLUICE_NAMESPACE": namespace, "SLUICE_VERSION": run.version,
+             "SLUICE_STABLE_VERSION": stable_version, "SLUICE_HOOK": run.hook, "SLUICE_HOOK_STAGE": run.stage}
+    for container in spec["containers"]:
+        # The kubelet keeps the end of a failed container's log in its status: the message a
+        # failed hook shows, read from the pod's status (no log request reaches the kubelet).
+        container.setdefault("terminationMessagePolicy", "FallbackToLogsOnError")
+        env = container.setdefault("env", [])
+        own = {variable.get("name") for variable in env}
+        env.extend({"name": key, "value": value} for key, value in given.items() if key not in own)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": run.job,
+            "namespace": namespace,
+            "labels": {RELEASE: name, HOOK: run.hook, STAGE: run.stage, MANAGED_BY: "sluice"},
+            "annotations": {ROLLOUT: run.rollout, FULL_VERSION: run.version},
+            "ownerReferences": [owner(release)],
+        },
+        "spec": {"backoffLimit": hook.backoff_limit, "activeDeadlineSeconds": max(1, int(timeout)),
+                 "template": template},
+    }
+
+
+def job_state(job: Body) -> tuple[bool, bool, bool, str]:
+    """(active, succeeded, failed, reason) of a Job, from its conditions (Complete / Failed) as
+    the Job controller sets them; a Job being deleted is neither active nor finished."""
+    status = job.get("status") or {}
+    conditions = {c.get("type"): c for c in status.get("conditions") or [] if c.get("status") == "True"}
+    if "Complete" in conditions:
+        return False, True, False, ""
+    if "Failed" in conditions:
+        return False, False, True, str(conditions["Failed"].get("reason") or "")
+    deleting = bool((job.get("metadata") or {}).get("deletionTimestamp"))
+    return not deleting, False, False, ""
+
+
+def failure_message(pod: Body) -> str:
+    """What a failed pod's containers left as their termination message (with
+    FallbackToLogsOnError, the end of the log), the last container to fail first."""
+    finished = [state["terminated"] for state in
+                ((status.get("state") or {}) for status in (pod.get("status") or {}).get("containerStatuses") or [])
+                if state.get("terminated") and state["terminated"].get("exitCode")]
+    finished.sort(key=lambda terminated: terminated.get("finishedAt") or "", reverse=True)
+    return str(finished[0].get("message") or "") if finished else ""
+
+
+def clean_log(text: str, lines: int = 8, limit: int = 600) -> str:
+    """The end of a pod's log as one line a message can carry: control characters dropped,
+    the last `lines` non-empty lines joined with " | ", at most `limit` characters:
+    clean_log("a\nb\x1b[31m\n\n") == "a | b[31m"."""
+    kept = ["".join(ch for ch in line if ch.isprintable()).strip() for line in text.splitlines()]
+    tail = " | ".join([line for line in kept if line][-lines:])
+    return tail if len(tail) <= limit else "..." + tail[-(limit - 3):]

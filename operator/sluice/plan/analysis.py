@@ -6,6 +6,7 @@ The judge (sluice.analysis.judge) turns a query result into a verdict; this modu
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from datetime import datetime
@@ -55,11 +56,12 @@ def period(counts: MetricRun, interval: float) -> float:
     every interval. An Error does not quicken it: consecutiveErrorLimit counts errors an
     interval apart, so a Prometheus restart is not four errors in six seconds.
     period(MetricRun(), 30) == 2.0; period(MetricRun(successful=1), 30) == 30;
-    period(MetricRun(consecutive_errors=1), 30) == 30; period(MetricRun(), 1) == 1."""
+    period(MetricRun(consecutive_errors=1), 30) == 30; period(MetricRun(), 1) == 1. A job metric's Job
+    still running is looked at every FIRST_POLL seconds: period(MetricRun(successful=1, job="j"), 30) == 2.0."""
     judged = counts.successful + counts.failed + counts.inconclusive
-    if judged or counts.consecutive_errors:
+    if counts.job is None and (judged or counts.consecutive_errors):
         return interval
-    return min(FIRST_POLL, interval)
+    return min(FIRST_POLL, interval)  # nothing judged yet, or a Job of a job metric still running
 
 
 def evaluate(run: AnalysisRun, metrics: list[Metric], analysis: Analysis, now: datetime,
@@ -173,6 +175,9 @@ def record(status: ReleaseStatus, run: AnalysisRun, results: list[Result], now: 
     for result in results:
         counts = metrics.setdefault(result.metric, MetricRun())
         counts.last_measured_at = iso(now)
+        counts.job = result.job if result.running else None
+        if result.running:  # a job metric's Job runs: no verdict, nothing counted, looked at again soon
+            continue
         verdict, message = result.verdict, result.message
         if result.missing and not counts.data_seen and verdict != Verdict.ERROR:
             verdict, message = Verdict.WAITING, f"{message}; waiting for the first data (noData applies after it)"
@@ -247,3 +252,17 @@ def fold(result: Plan, results: list[Result], now: datetime) -> None:
         run = record(status, status.background_run, mine, now, version, step)
         # A result both runs asked for is listed in status.analysis once, but counted in both.
         status.background_run = record(ReleaseStatus(), run, shared, now, version, step)
+
+
+def job_name(release: str, status: ReleaseStatus, metric: str, background: bool) -> str:
+    """The Job of a job metric's next measurement (or of the one in flight) in the step's run or
+    the background run: named from the rollout, the run and the measurement's index, the same on
+    every pass until its verdict is in, and a new one for the next measurement."""
+    run = status.background_run if background else status.analysis_run
+    counts = run.metrics.get(metric) if run else None
+    if counts is not None and counts.job:
+        return counts.job
+    index = 0 if counts is None else counts.successful + counts.failed + counts.inconclusive + counts.errors
+    key = "/".join(str(part) for part in (status.rollout_id, status.candidate_hash, run.step if run else None,
+                                          run.started_at if run else None, metric, index, background))
+    return f"{release[:30].rstrip('-')}-{metric[:20].rstrip('-')}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Protocol
 
 from sluice.api.models import Phase, ReleaseStatus
-from sluice.plan import reasons
+from sluice.plan import hooks, reasons
 from sluice.plan.lifecycle import POLL, add_history, back_to_stable, begin, fail, pause, refuse, restart_step
 from sluice.plan.types import Event, Observed, Plan, iso
 
@@ -60,12 +60,28 @@ def _plan(obs: Observed, status: ReleaseStatus, now: datetime, strategy: Strateg
         return fail(obs, status, now, reasons.ABORTED, "aborted by " + who, force_rollback=True)
     if status.phase == Phase.PENDING:
         if obs.unmet_requirement:
-            status.message = f"waiting to roll out {obs.spec.version}: {obs.unmet_requirement}"
+            waiting = f"waiting to roll out {obs.spec.version}: {obs.unmet_requirement}"
+            told = status.message == waiting  # one event per reason, not one per pass
+            status.message = waiting
             hold = back_to_stable(obs, status)
             hold.canary = None
+            if not told:
+                hold.events.append(Event("Normal", reasons.REQUIREMENT_NOT_MET, waiting))
             if request:
                 refuse(hold, obs.unmet_requirement)
             hold.requeue_after = POLL * 3
+            return hold
+        gate = hooks.pre_rollout(obs, status, now)
+        if gate is not None and gate.failed:  # no traffic ever moved: the rollout ends here
+            status.request = None
+            return fail(obs, status, now, reasons.HOOK_FAILED, gate.message, force_rollback=True)
+        if gate is not None:
+            status.message = f"waiting to roll out {obs.spec.version}: {gate.message}"
+            hold = back_to_stable(obs, status)
+            hold.canary = None
+            if request:
+                refuse(hold, "preRollout hooks are running; `sluice abort` ends the rollout")
+            hold.requeue_after = POLL
             return hold
         status.phase = Phase.PROGRESSING
         status.step_started_at = iso(now)
@@ -118,7 +134,8 @@ def _retry(obs: Observed, status: ReleaseStatus, now: datetime, strategy: Strate
     status.request = None
     version, before = status.candidate_version, status.policy
     begin(obs, status, now, strategy.name)
-    result = _walk(obs, status, now, strategy)
+    status.phase = Phase.PENDING  # a new rollout: its gates (requires, preRollout hooks) hold it first
+    result = _plan(obs, status, now, strategy)
     message = f"retrying {version} from the first step"
     after = status.policy
     if before is not None and after is not None and before.hash != after.hash:

@@ -19,7 +19,7 @@ from sluice.api.models import (
     ReleaseStatus,
     StableSpec,
 )
-from sluice.plan import reasons
+from sluice.plan import hooks, reasons
 from sluice.plan.conditions import set_condition
 from sluice.plan.types import DeploymentIntent, Event, Observed, Plan, iso, seconds_since
 
@@ -64,6 +64,7 @@ def begin(obs: Observed, status: ReleaseStatus, now: datetime, strategy: str) ->
     status.candidate_hash = obs.desired_hash
     status.current_step = 0
     status.rollout_started_at = iso(now)
+    status.rollout_id = hooks.rollout_id(obs.desired_hash, iso(now), status.event_seq)
     status.canary_weight = 0
     status.phase = Phase.PROGRESSING
     status.strategy = strategy
@@ -185,18 +186,41 @@ def stable_spec(obs: Observed) -> StableSpec:
 def direct_rollout(obs: Observed, status: ReleaseStatus, now: datetime, first: bool) -> Plan:
     """The stable Deployment takes the desired template in place: the first version of a Release
     (nothing to compare with), or any version when the Release names no policy."""
-    if status.candidate_hash != obs.desired_hash:
+    retry = status.request is not None and status.request.action == "retry" and status.phase == Phase.FAILED
+    applied: list[Event] = []
+    if status.candidate_hash != obs.desired_hash or retry:
+        if retry:
+            status.request = None
+            applied.append(Event("Normal", reasons.REQUEST_APPLIED, f"retrying {obs.spec.version}"))
         begin(obs, status, now, "initial" if first else "rolling")
     replicas = obs.spec.replicas
+    kind = "first version" if first else "rolling update to"
+    gate = hooks.pre_rollout(obs, status, now)
+    if gate is not None:  # the Deployments stay as they are until the preRollout hooks succeed
+        held = Plan(status=status, events=applied)
+        if status.request:
+            refuse(held, "preRollout hooks are running" if not gate.failed else gate.message)
+        if gate.failed:
+            if status.phase != Phase.FAILED:
+                add_history(status, "Failed", gate.message, now)
+                held.events.append(Event("Warning", reasons.HOOK_FAILED, f"{obs.spec.version} not rolled out: "
+                                         f"{gate.message}"))
+            status.phase = Phase.FAILED
+            status.message = f"{obs.spec.version} not rolled out: {gate.message}; `sluice retry` runs the hooks again"
+            return held
+        status.message = f"{kind} {obs.spec.version}: {gate.message}"
+        held.requeue_after = POLL
+        return held
     plan = back_to_stable(obs, status)
     plan.stable = DeploymentIntent("candidate", replicas)
+    plan.events[:0] = applied
     if status.request:
         refuse(plan, "a direct rollout has no steps to steer")
     if obs.stable.complete(obs.desired_hash, replicas):
         status.current_step = None
         return succeed(obs, status, now, "first version" if first else "rolling update")
     limit = deadline(obs)
-    waited = seconds_since(status.rollout_started_at, now)
+    waited = seconds_since(hooks.pre_rollout_done_at(status) or status.rollout_started_at, now)
     progress = f"{obs.stable.ready}/{replicas} pods of {obs.spec.version} ready"
     if waited > limit:
         if status.phase != Phase.FAILED:
@@ -208,7 +232,6 @@ def direct_rollout(obs: Observed, status: ReleaseStatus, now: datetime, first: b
         plan.requeue_after = POLL * 6
         return plan
     status.phase = Phase.PROGRESSING
-    kind = "first version" if first else "rolling update to"
     status.message = f"{kind} {obs.spec.version}: {progress}"
     plan.requeue_after = min(POLL, limit - waited + 1)
     return plan
@@ -363,6 +386,7 @@ def finalize(obs: Observed, plan: Plan, now: datetime, stalled: str = "") -> Pla
 
     | phase                                   | Ready | Reconciling            | Stalled |
     | Pending, Progressing                    | False | True: Progressing      | False   |
+    | Pending behind a `requires` gate        | False | True: RequirementNotMet| False   |
     | Paused for a person (pause, promote     | False | True: the pause reason | False   |
     |   gate, inconclusive analysis)          |       |   (WaitingForPromote)  |         |
     | Succeeded, every stable pod Ready       | True  | False                  | False   |
@@ -386,7 +410,9 @@ def finalize(obs: Observed, plan: Plan, now: datetime, stalled: str = "") -> Pla
         else reasons.FAILED if phase == Phase.FAILED
         else status.pause_reason or reasons.PAUSED if failed_pause else "")
     reconciling = not stall_reason and not ready
-    waiting_reason = (status.pause_reason or reasons.PAUSED) if phase == Phase.PAUSED else reasons.PROGRESSING
+    waiting_reason = ((status.pause_reason or reasons.PAUSED) if phase == Phase.PAUSED
+                      else reasons.REQUIREMENT_NOT_MET if phase == Phase.PENDING and obs.unmet_requirement
+                      else reasons.PROGRESSING)
     message = status.message
     conditions = status.conditions
     conditions = set_condition(conditions, reasons.READY, ready,

@@ -18,7 +18,7 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from sluice.api.models import Phase, ReleaseStatus, RolloutPolicySpec
-from sluice.plan import bake, bluegreen, canary, driver, reasons, requires, rolling
+from sluice.plan import bake, bluegreen, canary, driver, hooks, reasons, requires, rolling
 from sluice.plan.lifecycle import (
     direct_rollout,
     fail,
@@ -53,6 +53,16 @@ def replan(obs: Observed, first: Plan, now: datetime) -> Plan:
 
 
 def plan(obs: Observed, now: datetime) -> Plan:
+    """The next Plan for a Release, and the hook Jobs that go with it: the post hooks of a rollout
+    that ended in this pass start, and every hook run is brought up to date (sluice.plan.hooks)."""
+    tracked = obs.status.model_copy(deep=True)
+    events, overdue = hooks.track(obs, tracked, now)  # a hook finished is seen by this very decision
+    result = _decide(dataclasses.replace(obs, status=tracked), now)
+    hooks.follow(obs, obs.status, result, now, events, overdue)
+    return result
+
+
+def _decide(obs: Observed, now: datetime) -> Plan:
     """The next Plan for a Release. Every path ends in finalize(), which sets the conditions."""
     status = obs.status.model_copy(deep=True)
     obs = dataclasses.replace(obs, live_policy=obs.policy,

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-from sluice.api.models import ReleaseSpec, ReleaseStatus, RolloutPolicySpec, Verdict
+from sluice.api.models import HookRun, ReleaseSpec, ReleaseStatus, RolloutPolicySpec, Verdict
 
 
 def show(value: float) -> str:
@@ -75,6 +75,18 @@ class Workload:
 
 
 @dataclass(frozen=True)
+class Declared:
+    """A pod template the other Release declares, and which version it is for: its spec's (Git's
+    word) or its status.stableSpec's (the version it promoted last). `template_hash` is computed by
+    observe from that template, the way Sluice names the template it writes (kube.objects)."""
+
+    source: str  # "spec" or "status.stableSpec"
+    version: str
+    template_hash: str
+    images: tuple[tuple[str, str], ...] = ()  # (container name, image), init containers too
+
+
+@dataclass(frozen=True)
 class Upstream:
     """What observe read in one namespace that `requires` names: the facts plan.requires decides on.
     Never the other Release's status alone (see plan.requires)."""
@@ -91,9 +103,23 @@ class Upstream:
     available: int = 0
     total: int = 0  # status.replicas: pods of every template
     settled: bool = False  # status.observedGeneration has caught up with metadata.generation
+    template_hash: str | None = None  # the sluice.dev/template-hash its live pod template carries
+    declared: tuple[Declared, ...] = ()  # the templates the other Release declares (spec, stableSpec)
     phase: str | None = None  # the other Release's status, read only to keep the gate shut
     stable_version: str | None = None
     candidate_version: str | None = None
+
+
+@dataclass(frozen=True)
+class JobState:
+    """A hook's Job as observed: finished or not, and how. `log` is the tail of its last pod's
+    log, read only once the Job has failed (for the message a person on call reads)."""
+
+    active: bool = False
+    succeeded: bool = False
+    failed: bool = False
+    reason: str = ""  # the Job's Failed condition: BackoffLimitExceeded, DeadlineExceeded
+    log: str = ""
 
 
 @dataclass(frozen=True)
@@ -131,6 +157,9 @@ class Observed:
     # The API server refused the last attempt to carry out a plan for this Release (a full Service
     # range, a quota, an admission webhook): shown as Stalled until an attempt succeeds.
     refused: str | None = None
+    # This Release's hook Jobs, by name (those the caches hold: Sluice's own).
+    jobs: dict[str, JobState] = field(default_factory=dict)
+    name: str = ""  # the Release's name (hook Jobs are named from it)
 
 
 Template = Literal["candidate", "stable"]
@@ -171,6 +200,8 @@ class Plan:
     hands_off: bool = False  # write nothing to the cluster (an owned name belongs to someone else)
     policy: RolloutPolicySpec | None = None  # the policy this plan was made under (what to measure with)
     probe: bool = False  # measure only to learn whether the input is usable again; count nothing
+    jobs: tuple[HookRun, ...] = ()  # hook Jobs to create (if absent): status.hooks entries still Pending
+    delete_jobs: tuple[str, ...] = ()  # hook Jobs to delete: past their timeout, or of rollouts status forgot
 
 
 @dataclass(frozen=True)
@@ -183,6 +214,8 @@ class Result:
     message: str
     missing: bool = False  # the provider answered, with no data (an empty result or NaN)
     tripped: bool = False  # the value met the metric's abortCondition: its run fails at once
+    job: str | None = None  # a job metric: the Job of this measurement
+    running: bool = False  # ...which has not finished: no verdict yet, polled again soon
 
 
 def canary_replicas(total: int, weight: int) -> int:
