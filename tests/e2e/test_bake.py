@@ -21,9 +21,6 @@ pytestmark = pytest.mark.e2e
 def baking_policy(prometheus: str, duration: str) -> dict[str, Any]:
     body = policy("fast", [{"setWeight": 50}, {"analysis": {}}], prometheus)
     body["spec"]["bake"] = {"duration": duration}
-    # The CRD of c9ab3b7 rejects a policy without notify (its CEL rule read self.notify unguarded;
-    # main fixed it in 5a5fd9f): an empty list passes both.
-    body["spec"]["notify"] = []
     return body
 
 
