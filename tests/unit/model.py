@@ -306,18 +306,21 @@ class Model:
             self.posted += [f"{e.type} {e.reason}: {e.message}" for e in decided.events]
         return Pass(now, before, self.cluster.copy(), observed, first, decided, measured, persist, act, fault)
 
-    def act(self, decided: Plan) -> None:
-        """What reconcile.act does to the cluster: route and Services first, then Deployments."""
+    def act(self, decided: Plan, cluster: Cluster | None = None) -> None:
+        """What reconcile.act does to the cluster (or to `cluster`, a copy: what a pass decided
+        the cluster should be, whether or not its act was lost): route and Services first, then
+        Deployments."""
+        cluster = self.cluster if cluster is None else cluster
         if self.gateway:
-            self.cluster.selects = frozenset({decided.active})
+            cluster.selects = frozenset({decided.active})
             if decided.weight is not None:
-                self.cluster.route_weight = decided.weight
+                cluster.route_weight = decided.weight
         else:
             both = decided.stable_service_selects_canary
-            self.cluster.selects = frozenset(TRACKS) if both else frozenset({decided.active})
-        self.cluster.preview_track = decided.preview_track if decided.preview else None
-        self._deploy(self.cluster.stable, decided.stable, decided.status)
-        self._deploy(self.cluster.canary, decided.canary, decided.status)
+            cluster.selects = frozenset(TRACKS) if both else frozenset({decided.active})
+        cluster.preview_track = decided.preview_track if decided.preview else None
+        self._deploy(cluster.stable, decided.stable, decided.status)
+        self._deploy(cluster.canary, decided.canary, decided.status)
 
     def _deploy(self, deployment: Deployment, intent: DeploymentIntent | None, decided: ReleaseStatus) -> None:
         if intent is None or (not deployment.exists and intent.replicas == 0):

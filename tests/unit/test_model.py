@@ -6,7 +6,7 @@ around the real planner and the real judge, through random histories: pods becom
 un-Ready, measurements that are good, bad, empty, NaN, ±Inf, errors or slow, the clock jumping,
 policy edits mid-rollout, new versions and the stable one re-applied, promote / abort / retry /
 pause / resume, and passes that crash between their status write and their act. After every
-pass the promises I1..I7 below are checked; I5 is checked whenever nothing new happens for long
+pass the promises I1..I9 below are checked; I5 is checked whenever nothing new happens for long
 enough. A violation prints the shortest history Hypothesis found.
 
     make test-unit                     # a fixed set of examples (derandomized), as CI runs it
@@ -21,6 +21,7 @@ import dataclasses
 import os
 import sys
 import time
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -31,9 +32,11 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition,
 from sluice.analysis import cel
 from sluice.api.durations import parse_duration
 from sluice.api.models import Metric, OnFailure, Phase, ReleaseSpec, ReleaseStatus, RolloutPolicySpec, Verdict
+from sluice.plan import bake as plan_bake
 from sluice.plan import reasons
 from sluice.plan.bluegreen import POST, PRE, SWITCH, WARM, step_names
-from tests.unit.model import ANSWERS, VALUES, Cluster, Measured, Model, Pass, missing
+from sluice.plan.rolling import step_names as rolling_step_names
+from tests.unit.model import ANSWERS, VALUES, Cluster, Measured, Model, Pass, missing, version_of
 
 # --- running it ----------------------------------------------------------------------------------
 
@@ -48,7 +51,7 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
     print_blob=True,
 )
-CHECKED = {name.strip() for name in os.environ.get("MODEL_CHECK", "I1,I1b,I2,I3,I4,I5,I6,I7").split(",")}
+CHECKED = {name.strip() for name in os.environ.get("MODEL_CHECK", "I1,I1b,I2,I3,I4,I5,I6,I7,I8,I9").split(",")}
 TICK = 5.0  # seconds between passes while nothing new happens (the operator's POLL)
 RUNS = {"examples": 0, "passes": 0}  # and how often the interesting things happened (coverage)
 SEEN: dict[str, int] = {}
@@ -92,6 +95,8 @@ INTERVALS = st.sampled_from(["10s", "20s"])
 COUNTS = st.integers(1, 3)
 DEADLINES = st.sampled_from(["60s", "120s"])
 ON_FAILURE = st.sampled_from(["rollback", "rollback", "pause"])
+# A third of the policies bake after the last step, on every metric or on the first one only.
+BAKES = st.sampled_from([None, None, "20s", "45s"])
 # Most metrics carry no tripwire; "result > 0.3" trips on a bad answer and +Inf, "result > 1.0" on +Inf only.
 ABORTS = st.sampled_from([None, None, "result > 0.3", "result > 1.0"])
 
@@ -152,12 +157,16 @@ def policies(draw: Any) -> dict[str, Any]:
         }}
     else:
         strategy = {"rolling": {"postAnalysis": draw(st.booleans())}}
-    return {
+    body = {
         "strategy": strategy,
         "analysis": {"interval": draw(INTERVALS), "count": draw(COUNTS), "metrics": measured},
         "progressDeadline": draw(DEADLINES),
         "onFailure": draw(ON_FAILURE),
     }
+    duration = draw(BAKES)
+    if duration:
+        body["bake"] = {"duration": duration, **({"metrics": names[:1]} if draw(st.booleans()) else {})}
+    return body
 
 
 def release(version: str, replicas: int, gateway: bool) -> ReleaseSpec:
@@ -187,6 +196,7 @@ class Rollout:
     background: Ledger | None = None
     promoted_by_user: set[int] = dataclasses.field(default_factory=set)  # steps a person promoted past
     background_waived: bool = False
+    full_since: datetime | None = None  # I8: since when every pass decided all traffic on the candidate
 
 
 def key(status: ReleaseStatus) -> tuple[str | None, str | None]:
@@ -199,9 +209,21 @@ def analysis_steps(policy: RolloutPolicySpec) -> dict[int, list[str] | None]:
     if strategy.canary:
         return {i: s.analysis.metrics for i, s in enumerate(strategy.canary.steps) if s.analysis is not None}
     if strategy.blue_green:
-        return {i: None for i, n in enumerate(step_names(strategy.blue_green)) if n in (PRE, POST)}
+        return {i: None for i, n in enumerate(step_names(strategy.blue_green, policy.bake)) if n in (PRE, POST)}
     assert strategy.rolling is not None
     return {1: None} if strategy.rolling.post_analysis else {}
+
+
+def bake_index(policy: RolloutPolicySpec) -> int | None:
+    """The index of the policy's bake step, None without a bake."""
+    if policy.bake is None:
+        return None
+    strategy = policy.strategy
+    if strategy.canary:
+        return len(strategy.canary.steps)
+    names = step_names(strategy.blue_green, policy.bake) if strategy.blue_green else \
+        rolling_step_names(strategy.rolling, policy.bake)  # type: ignore[arg-type]
+    return names.index(plan_bake.name(policy.bake))
 
 
 def step_time(policy: RolloutPolicySpec, index: int) -> float:
@@ -209,6 +231,10 @@ def step_time(policy: RolloutPolicySpec, index: int) -> float:
     count x interval, blue-green's switch delay or scaleDownDelay; 0 for the rest."""
     spec = policy.analysis
     measuring = spec.count * parse_duration(spec.interval)
+    if policy.bake is not None and index == bake_index(policy):
+        # its duration, then a last look, which errors (consecutiveErrorLimit <= 3) or a failure within
+        # failureLimit may put off by an interval each
+        return parse_duration(policy.bake.duration) + 3 * parse_duration(spec.interval)
     strategy = policy.strategy
     if strategy.canary:
         steps = strategy.canary.steps
@@ -220,7 +246,7 @@ def step_time(policy: RolloutPolicySpec, index: int) -> float:
         return measuring if step.analysis is not None else 0.0
     if strategy.blue_green:
         bg = strategy.blue_green
-        names = step_names(bg)
+        names = step_names(bg, policy.bake)
         name = names[index] if index < len(names) else ""
         return {PRE: measuring, POST: measuring, WARM: parse_duration(bg.scale_down_delay),
                 SWITCH: parse_duration(bg.auto_promotion_delay) if bg.auto_promotion_delay else 0.0}.get(name, 0.0)
@@ -365,6 +391,11 @@ class SluiceLoop(RuleBasedStateMachine):
             steps.remove(next(s for s in steps if "analysis" in s))
         self.edit(drop)
 
+    @rule(duration=st.sampled_from(["20s", "45s"]))
+    def policy_bake_toggled(self, duration: str) -> None:
+        """A bake added to the live policy, or taken out of it: the rollout under way keeps its own."""
+        self.edit(lambda p: p.pop("bake") if "bake" in p else p.update(bake={"duration": duration}))
+
     @precondition(lambda self: self.model.policy.strategy.blue_green is not None)
     @rule()
     def policy_pre_promotion_analysis_toggled(self) -> None:
@@ -436,7 +467,7 @@ class SluiceLoop(RuleBasedStateMachine):
             return Ledger(old.run_started_at, {name: list(got) for name, got in old.results.items()})
         return {k: Rollout(r.candidate, r.policy, {i: ledger(run) for i, run in r.runs.items()},
                            ledger(r.background) if r.background else None, set(r.promoted_by_user),
-                           r.background_waived)
+                           r.background_waived, r.full_since)
                 for k, r in self.rollouts.items()}
 
     def rollout_of(self, status: ReleaseStatus) -> Rollout | None:
@@ -501,10 +532,21 @@ class SluiceLoop(RuleBasedStateMachine):
             self.i1_promoted_only_after_every_analysis(done, after.stable_hash or "")
         if after.phase == Phase.ROLLED_BACK and before.phase != Phase.ROLLED_BACK:
             seen("rollbacks" if done.fault == "none" else f"rollbacks decided in a pass whose {done.fault}")
+            baking = bake_index(self.model.running_policy(before))
+            if baking is not None and before.current_step == baking and before.analysis_run is not None \
+                    and before.analysis_run.step == baking:
+                seen("rollbacks during a bake")
         if done.measured:
             seen("passes that measured")
         self.i6_no_data_never_promotes(done, promoted, request)
         self.i7_abort_condition_ends_the_rollout_at_once(done, promoted)
+        if promoted:
+            self.i8_never_succeeded_before_the_bake_ends(done, after.stable_hash or "")
+        if done.persisted:
+            decided = done.before.copy()  # what the pass decided the cluster should be, its act lost or not
+            self.model.act(done.decided, decided)
+            self.track_full_traffic(done, decided)
+            self.i9_the_stable_stays_warm_through_a_bake(done, decided)
         if done.acted:
             if armed is not None:
                 self.i4_rollback_sticks(done, armed)
@@ -636,6 +678,65 @@ class SluiceLoop(RuleBasedStateMachine):
                     f"analysis step {run.step} completed in a pass where {step_gaps[0].metric} had no data "
                     f"({step_gaps[0].answer})", self)
 
+
+    # I8 ------------------------------------------------------------------------------------------
+    def track_full_traffic(self, done: Pass, decided: Cluster) -> None:
+        """Since when the passes have decided, one after another, that all traffic lands on the
+        candidate's Ready pods. The clock of decide-persist-act: a pass's decision counts from its
+        status write (an act lost after it is redone by the next pass)."""
+        status = done.decided.status
+        rollout = self.rollout_of(status)
+        if rollout is None or status.candidate_hash is None:
+            return
+        if decided.share(status.candidate_hash, self.model.gateway) < 100 - 1e-9:
+            rollout.full_since = None
+        elif rollout.full_since is None:
+            rollout.full_since = done.now
+
+    def i8_never_succeeded_before_the_bake_ends(self, done: Pass, promoted: str) -> None:
+        """I8. A rollout whose policy bakes is never Succeeded before the bake's duration has passed
+        since the candidate took all traffic (without a break), unless a person promoted past the
+        bake; and its bake measured every metric it names within limits, like an analysis run (at
+        least one Successful, failureLimit and consecutiveErrorLimit kept, none Inconclusive)."""
+        rollout = self.rollout_of(done.observed)
+        if rollout is None or rollout.candidate != promoted or rollout.policy.bake is None:
+            return
+        policy = rollout.policy
+        index = bake_index(policy)
+        assert index is not None and policy.bake is not None
+        if index in rollout.promoted_by_user:
+            return
+        seen("bakes that ended in a promotion")
+        duration = parse_duration(policy.bake.duration)
+        since = rollout.full_since
+        baked = -1.0 if since is None else (done.now - since).total_seconds()
+        version = version_of(promoted)
+        promise("I8", baked >= duration,
+                f"{version} became stable {baked:g}s after it took all traffic, before its bake of "
+                f"{policy.bake.duration} ended" if since else f"{version} became stable, never at 100% before", self)
+        ledger = rollout.runs.get(index)
+        for metric in plan_bake.metrics(policy):
+            results = ledger.results.get(metric.name, []) if ledger else []
+            self.within_limits("the bake", metric, results, 1, successes=1, name="I8")
+
+    # I9 ------------------------------------------------------------------------------------------
+    def i9_the_stable_stays_warm_through_a_bake(self, done: Pass, decided: Cluster) -> None:
+        """I9. While a bake is under way (the candidate judged at 100%, progressing or held for a
+        person), the previous stable version keeps its Deployment at full size, so a breach puts
+        traffic back on pods already there (rolling keeps nothing warm: it rolls back in place)."""
+        status = done.decided.status
+        policy = self.model.running_policy(status)
+        index = bake_index(policy)
+        run = status.analysis_run
+        if index is None or policy.strategy.rolling is not None or status.phase not in (
+                Phase.PROGRESSING, Phase.PAUSED) or run is None or run.step != index or status.current_step != index:
+            return
+        seen("passes in a bake")
+        stable = decided.stable
+        promise("I9", stable.exists and stable.template == status.stable_hash
+                and stable.replicas == self.model.spec.replicas,
+                f"during the bake the stable Deployment runs {stable.template} x{stable.replicas}, not "
+                f"{status.stable_hash} x{self.model.spec.replicas}", self)
 
     # I7 ------------------------------------------------------------------------------------------
     def i7_abort_condition_ends_the_rollout_at_once(self, done: Pass, promoted: bool) -> None:
@@ -1011,3 +1112,63 @@ def test_i7_breaks_when_the_planner_ignores_the_abort_condition(monkeypatch: pyt
     with pytest.raises(Broken, match="I7: error-rate met its abortCondition \\(bad\\), and the rollout is "
                                      "Progressing, not rolled back"):
         _trip(world)
+
+
+def _baking(kind: str = "canary") -> dict[str, Any]:
+    policy = _canary([{"setWeight": 50}]) if kind == "canary" else _blue_green(auto=True)
+    policy["bake"] = {"duration": "45s"}
+    return policy
+
+
+@pytest.mark.parametrize("kind", ["canary", "blueGreen"])
+@pytest.mark.parametrize("gateway", [False, True])
+def test_a_bake_keeps_the_stable_warm_and_promotes_after_its_duration(kind: str, gateway: bool) -> None:
+    """I8, I9 on the plainest history: a healthy candidate, baked, then promoted."""
+    world = SluiceLoop()
+    world.first_version_is_stable(policy=_baking(kind), replicas=2, gateway=gateway)
+    world.nothing_new_happens(answer="good", pods_come_up=True)
+    assert world.model.status.phase == Phase.SUCCEEDED and world.model.status.stable_version == "1.2.0"
+    assert any("BakeStarted" in e for e in world.model.posted), world.model.posted
+    world.teardown()
+
+
+def test_a_bake_rolls_back_onto_the_warm_stable_when_the_candidate_goes_bad() -> None:
+    world = SluiceLoop()
+    world.first_version_is_stable(policy=_baking(), replicas=2, gateway=False)
+    for _ in range(6):
+        world.time_passes(fault="none", seconds=5)
+    assert "baking" in world.model.status.message, world.model.status.message
+    world.prometheus_answers(metric="error-rate", answer="bad")
+    world.time_passes(fault="none", seconds=10)
+    status = world.model.status
+    assert status.phase == Phase.ROLLED_BACK and "bake (" in status.message
+    assert world.model.cluster.selects == frozenset({"stable"}) and world.model.cluster.ready("stable", "h-1.0.0") == 2
+    world.teardown()
+
+
+def test_i8_breaks_when_the_bake_ends_before_its_duration(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The promise has teeth: a bake that ends a few seconds after it began is caught."""
+    from datetime import timedelta
+
+    from sluice.plan.types import parse_time
+    monkeypatch.setattr(plan_bake, "ends_at", lambda run, bake: parse_time(run.started_at) + timedelta(seconds=5))
+    world = SluiceLoop()
+    world.first_version_is_stable(policy=_baking(), replicas=2, gateway=True)
+    with pytest.raises(Broken, match=r"I8: 1\.2\.0 became stable 10s after .* before its bake of 45s ended"):
+        world.nothing_new_happens(answer="good", pods_come_up=True)
+
+
+def test_i9_breaks_when_the_bake_lets_the_stable_go_cold(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sluice.plan import canary
+    from sluice.plan.types import DeploymentIntent
+    real = canary.all_traffic
+
+    def cold(obs: Any, status: Any) -> Any:
+        plan, done = real(obs, status)
+        plan.stable = DeploymentIntent("stable", 1)
+        return plan, done
+    monkeypatch.setattr(canary, "all_traffic", cold)
+    world = SluiceLoop()
+    world.first_version_is_stable(policy=_baking(), replicas=2, gateway=True)
+    with pytest.raises(Broken, match=r"I9: during the bake the stable Deployment runs h-1\.0\.0 x1, not h-1\.0\.0 x2"):
+        world.nothing_new_happens(answer="good", pods_come_up=True)

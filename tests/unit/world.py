@@ -56,6 +56,7 @@ class World:
     gateway: bool = False
     route_weight: int = 0
     active: str = "stable"  # the track the Service <name> selects
+    selects_both: bool = False  # replica ratio: <name> selects both tracks
     preview_track: str = "canary"  # the track <name>-preview selects (its endpoints follow at once)
     canary_never_ready: bool = False
     generation: int = 1
@@ -83,6 +84,7 @@ class World:
             policy_generation=self.generation,
             policy_hash=None if self.policy is None else str(hash(self.policy.model_dump_json())),
             preview_settled=self.preview_track == "stable" and self.stable.complete(self.digest, self.spec.replicas),
+            serving_canary=self.active == "canary" or self.selects_both,
             name="app", jobs=dict(self.jobs),
         )
 
@@ -128,6 +130,7 @@ class World:
         if result.weight is not None:
             self.route_weight = result.weight
         self.active = result.active
+        self.selects_both = result.stable_service_selects_canary and not self.gateway
         self.preview_track = result.preview_track
         self.events += [f"{e.reason}: {e.message}" for e in result.events]
         for run in result.jobs:

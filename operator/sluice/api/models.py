@@ -625,10 +625,10 @@ class Requirement(Model):
 
 
 class Bake(Model):
-    """After the candidate took all traffic and became stable, keep judging it for a while with the
-    previous version kept warm: a breach rolls back to it at once."""
+    """After the candidate took all traffic, before it becomes the stable version, keep judging it
+    for a while with the previous version kept warm: a breach rolls back to it at once."""
 
-    duration: DayDuration = Field(description="How long to watch after promotion (at most 24h).")
+    duration: DayDuration = Field(description="How long to watch the candidate at 100% before promotion (at most 24h).")
     metrics: list[MetricName] | None = Field(
         default=None, min_length=1, max_length=MAX_METRICS,
         description="Names of the policy's metrics to run (from spec.analysis.metrics). Absent: all of them.",
@@ -762,7 +762,7 @@ class RolloutPolicySpec(Model):
         description="Environments where this version must be running first (checked on their Deployments).",
     )
     bake: Bake | None = Field(
-        default=None, description="Keep judging the new version after promotion, the old one kept warm."
+        default=None, description="Keep judging the new version at 100% before promotion, the old one kept warm."
     )
     notify: list[NotifyTarget] = Field(
         default_factory=list, max_length=10, description="Who is told about phase changes (webhooks, Slack)."

@@ -24,7 +24,7 @@ from sluice.analysis import cel, judge
 from sluice.analysis.addresses import WEBHOOK, Allowlist, origin, usable_url
 from sluice.analysis.judge import problems
 from sluice.api.crdgen import policy_crd, release_crd
-from sluice.api.durations import DURATION_PATTERN
+from sluice.api.durations import DURATION_PATTERN, parse_duration
 from sluice.api.models import (
     DNS_LABEL_PATTERN,
     PERCENT_PATTERN,
@@ -155,6 +155,27 @@ def _ratio_warnings(release: ReleaseSpec, policy: RolloutPolicySpec) -> list[str
         if abs(real - weight) > RATIO_SLACK:
             out.append(f"setWeight {weight} becomes {real}% with replicas {release.replicas} by replica ratio; "
                        "use trafficRouting or more replicas")
+    if policy.bake is not None and any(s.set_weight == 100 for s in policy.strategy.canary.steps):
+        out.append("setWeight 100 by replica ratio scales the previous version to zero, and the bake then has to "
+                   "start it again: a breach early in the bake waits for its pods. End the steps below 100; "
+                   "the bake itself moves all traffic to the candidate with the previous version kept warm")
+    return out
+
+
+def bake_warnings(policy: RolloutPolicySpec) -> list[str]:
+    """A bake that is valid but probably not what was meant."""
+    bake = policy.bake
+    if bake is None:
+        return []
+    out: list[str] = []
+    if policy.strategy.rolling is not None:
+        out.append("a bake after a rolling update keeps nothing warm: a breach rolls back in place, by a rolling "
+                   "update to the previous version that waits for its pods; a canary or blue-green strategy "
+                   "keeps the previous version Ready for an instant rollback")
+    interval = parse_duration(policy.analysis.interval)
+    if parse_duration(bake.duration) < 2 * interval:
+        out.append(f"bake.duration {bake.duration} is shorter than two analysis intervals ({policy.analysis.interval} "
+                   "each): the bake measures only as it begins and at its end")
     return out
 
 
@@ -304,6 +325,7 @@ def lint(files: list[str], warn: Callable[[Finding], None] = _echo,
             warnings += [(("spec", "analysis"), warning) for warning in _policy_warnings(parsed)]
             warnings += _notify_warnings(parsed, (body.get("metadata") or {}).get("namespace"), secrets,
                                          webhook_allow)
+            warnings += [(("spec", "bake"), warning) for warning in bake_warnings(parsed)]
         if isinstance(parsed, ReleaseSpec):
             warnings += _hook_warnings(parsed)
         if isinstance(parsed, ReleaseSpec) and parsed.policy_ref:

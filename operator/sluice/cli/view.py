@@ -57,7 +57,10 @@ def facts(release: dict[str, Any], policy: dict[str, Any] | None, now: datetime)
     """Everything the view shows, computed once for both renderings."""
     status = ReleaseStatus.model_validate(release.get("status") or {})
     spec = release["spec"]
-    parsed = _policy(policy)
+    # A rollout runs against the policy it started with (its snapshot): its steps are listed, not
+    # those of the policy as edited since.
+    running = {"spec": status.policy.spec} if status.policy is not None and status.candidate_version else None
+    parsed = _policy(running) or _policy(policy)
     steps = step_list(parsed) if parsed else []
     rolling = status.candidate_version is not None
     current = status.current_step if rolling else None

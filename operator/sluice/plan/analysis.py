@@ -65,11 +65,13 @@ def period(counts: MetricRun, interval: float) -> float:
 
 
 def evaluate(run: AnalysisRun, metrics: list[Metric], analysis: Analysis, now: datetime,
-             deadline: float, background: bool = False) -> RunState:
+             deadline: float, background: bool = False, bake: bool = False) -> RunState:
     """Where a run stands. A step run passes after `count` judged measurements of every metric
     (a measurement with no data that noData: fail counts as a failure is not one of them: a step
     never completes on data Sluice does not have); a background run never passes: it fails, or is
-    inconclusive at its first inconclusive result.
+    inconclusive at its first inconclusive result. A bake run (`bake`) neither passes nor is
+    inconclusive here: it measures every interval until its duration ends, and sluice.plan.bake
+    judges it then; it fails like any other.
     A metric is first measured as soon as its run starts, polled every FIRST_POLL seconds while it
     has nothing judged, then measured every interval (see period()); background runs alike, so a
     promotion that waits for background analysis waits for data, not for an interval.
@@ -121,7 +123,7 @@ def evaluate(run: AnalysisRun, metrics: list[Metric], analysis: Analysis, now: d
         judged_any = judged_any or judged > 0
         if counts.inconclusive:
             inconclusive.append(metric.name)
-        if background or judged < analysis.count:
+        if background or bake or judged < analysis.count:
             finished = False
             wait = 0.0 if counts.last_measured_at is None else \
                 period(counts, interval) - seconds_since(counts.last_measured_at, now)

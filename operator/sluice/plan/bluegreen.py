@@ -2,7 +2,9 @@
 serves the stable version; the cutover rewrites <name>'s selector in one write.
 
 The stable Deployment keeps the old version warm for scaleDownDelay after the switch, so a
-rollback in that window is a selector switch with no pod start. Then it takes the new template
+rollback in that window is a selector switch with no pod start. A bake (sluice.plan.bake) runs
+after the switch and postPromotionAnalysis, the old version warm throughout; scaleDownDelay starts
+after it. Then the stable Deployment takes the new template
 while serving nothing, <name> switches back to it (identical pods on both sides), and the
 candidate's Deployment scales to zero.
 """
@@ -13,8 +15,8 @@ from datetime import datetime
 from typing import Literal
 
 from sluice.api.durations import format_duration, parse_duration
-from sluice.api.models import BlueGreenStrategy, ReleaseStatus
-from sluice.plan import reasons, steps
+from sluice.api.models import Bake, BlueGreenStrategy, ReleaseStatus
+from sluice.plan import bake, reasons, steps
 from sluice.plan.lifecycle import pause, restart_step, succeed
 from sluice.plan.types import DeploymentIntent, Event, Observed, Plan, seconds_since
 
@@ -27,13 +29,16 @@ def _spec(obs: Observed) -> BlueGreenStrategy:
     return obs.policy.strategy.blue_green
 
 
-def step_names(spec: BlueGreenStrategy) -> list[str]:
+def step_names(spec: BlueGreenStrategy, baking: Bake | None = None) -> list[str]:
+    """The steps, e.g. ["preview", "switch", "bake 10m", "scaleDownDelay"] with a bake of 10m."""
     names = [PREVIEW]
     if spec.pre_promotion_analysis:
         names.append(PRE)
     names.append(SWITCH)
     if spec.post_promotion_analysis:
         names.append(POST)
+    if baking is not None:
+        names.append(bake.name(baking))
     return [*names, WARM]
 
 
@@ -48,11 +53,12 @@ class BlueGreen:
     name = "blueGreen"
 
     def steps(self, obs: Observed) -> list[str]:
-        return step_names(_spec(obs))
+        assert obs.policy is not None
+        return step_names(_spec(obs), obs.policy.bake)
 
     def step(self, obs: Observed, status: ReleaseStatus, now: datetime, index: int) -> tuple[Plan, bool]:
         spec = _spec(obs)
-        names = step_names(spec)
+        names = self.steps(obs)
         kind = names[index]
         total = obs.spec.replicas
         switched = index > names.index(SWITCH)
@@ -87,6 +93,9 @@ class BlueGreen:
         if kind in (PRE, POST):
             where = "preview, " if kind == PRE else "live on the active Service, "
             return steps.analysis_step(obs, status, now, result, head, index, None, where)
+        if obs.policy is not None and kind in bake.names(obs.policy):
+            warm = f"{status.stable_version} kept warm ({obs.stable.ready}/{total} ready) for an instant rollback"
+            return bake.step(obs, status, now, result, head, index, warm, obs.serving_canary)
         if kind == SWITCH:
             if not spec.auto_promotion:
                 waiting = f"{head}: {obs.spec.version} ready behind the preview, waiting for `sluice promote`"

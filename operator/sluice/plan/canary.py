@@ -3,6 +3,11 @@
 Weights follow the steps' setWeight; pause and analysis steps hold the weight of the last
 setWeight before them. A step completes only when the candidate runs Ready at that weight,
 and the time spent waiting for that counts against progressDeadline.
+
+A policy with a bake (sluice.plan.bake) adds a last step: the candidate at full size takes all
+traffic (by replica ratio <name> selects its track alone, as blue-green's cutover does; behind a
+route, weight 100) while the stable Deployment stays at full size beside it, warm and serving
+nothing, until the bake ends and the promotion is done.
 """
 
 from __future__ import annotations
@@ -11,9 +16,9 @@ from datetime import datetime
 
 from sluice.api.durations import format_duration, parse_duration
 from sluice.api.models import CanaryStep, Phase, ReleaseStatus
-from sluice.plan import analysis, reasons
+from sluice.plan import analysis, bake, reasons
 from sluice.plan import steps as steps_
-from sluice.plan.lifecycle import POLL, deadline, fail, halted, hold, pause, succeed
+from sluice.plan.lifecycle import POLL, deadline, fail, halted, hold, in_flight, pause, restart_step, succeed
 from sluice.plan.types import (
     DeploymentIntent,
     Event,
@@ -48,16 +53,21 @@ class Canary:
     name = "canary"
 
     def steps(self, obs: Observed) -> list[str]:
-        return [describe(step) for step in _steps(obs)]
+        assert obs.policy is not None
+        return [describe(step) for step in _steps(obs)] + bake.names(obs.policy)
 
     def step(self, obs: Observed, status: ReleaseStatus, now: datetime, index: int) -> tuple[Plan, bool]:
-        return _step(obs, status, now, _steps(obs), index)
+        steps = _steps(obs)
+        if index >= len(steps):
+            result, done = _bake(obs, status, now, index)
+            return _baking(obs, status, result), done
+        return _step(obs, status, now, steps, index)
 
     def promote(self, obs: Observed, status: ReleaseStatus, now: datetime) -> Plan:
         return _promote(obs, status, now)
 
     def background(self, obs: Observed, status: ReleaseStatus, now: datetime, result: Plan) -> Plan:
-        return _background(obs, status, now, result)
+        return _baking(obs, status, _background(obs, status, now, result))
 
 
 def _steps(obs: Observed) -> list[CanaryStep]:
@@ -102,6 +112,83 @@ def _traffic(obs: Observed, status: ReleaseStatus, weight: int) -> tuple[Plan, b
     stable_ok = obs.stable.replicas == stable_target and obs.stable.total == stable_target \
         and obs.stable.ready == stable_target
     return result, canary_ok and stable_ok
+
+
+def all_traffic(obs: Observed, status: ReleaseStatus) -> tuple[Plan, bool]:
+    """The bake's pods and traffic: the candidate at full size, and all traffic on it once its pods
+    are all Ready; the stable Deployment at full size (warm) beside it, serving nothing. True when
+    the candidate takes all traffic. Until then traffic follows Ready pods as at any weight: by
+    replica ratio <name> selects both tracks, behind a route the weight is the Ready share.
+    With 4 replicas and 3 candidate pods Ready behind a route: weight 75, (plan, False); all 4
+    Ready: weight 100, (plan, True); by replica ratio, <name> then selects the canary track alone."""
+    total = obs.spec.replicas
+    result = Plan(status=status, stable=DeploymentIntent("stable", total), canary=DeploymentIntent("candidate", total))
+    complete = obs.canary.complete(obs.desired_hash, total)
+    ready = min(obs.canary.ready_of(obs.desired_hash), total)
+    if total == 0:  # a Release scaled to zero: no pod to send traffic to, on either side
+        result.weight = 0 if obs.gateway else None
+        result.stable_service_selects_canary = not obs.gateway
+        status.canary_weight = 0
+        return result, complete
+    if obs.gateway:
+        applied = 100 if complete else 100 * ready // total
+        result.weight = status.canary_weight = applied
+        return result, complete
+    if complete:
+        result.active = "canary"  # <name> selects the candidate's track alone: the warm stable serves nothing
+        status.canary_weight = 100
+        return result, True
+    result.stable_service_selects_canary = True
+    status.canary_weight = effective_weight(ready, obs.stable.ready)
+    return result, False
+
+
+def _baking(obs: Observed, status: ReleaseStatus, result: Plan) -> Plan:
+    """A plan made at or past the bake keeps the bake's pods and traffic while the rollout is in
+    flight (held for a person included: a hold would otherwise split traffic with the warm stable);
+    a rollback's plan is left as it is."""
+    if obs.policy is None or obs.policy.bake is None or not in_flight(status) \
+            or (status.current_step or 0) < len(_steps(obs)):
+        return result
+    traffic, _ = all_traffic(obs, status)
+    result.stable, result.canary, result.weight = traffic.stable, traffic.canary, traffic.weight
+    result.active, result.stable_service_selects_canary = traffic.active, traffic.stable_service_selects_canary
+    return result
+
+
+def _bake(obs: Observed, status: ReleaseStatus, now: datetime, index: int) -> tuple[Plan, bool]:
+    """The bake step: all traffic on the candidate, then sluice.plan.bake judges it. A candidate
+    that loses Ready pods meanwhile loses its traffic to the warm stable as they go; the bake
+    starts again once they are all back."""
+    assert obs.policy is not None
+    result, in_place = all_traffic(obs, status)
+    head = f"step {index + 1}/{index + 1} ({bake.name(obs.policy.bake)})" if obs.policy.bake else f"step {index + 1}"
+    if not in_place:
+        run = status.analysis_run
+        if run is not None and run.step == index:  # it had begun: it begins again with all pods back
+            restart_step(status, now)
+            result.events.append(Event(
+                "Warning", reasons.TRAFFIC_WITHDRAWN,
+                f"{obs.spec.version} lost readiness during the bake ({obs.canary.ready}/{obs.spec.replicas} pods "
+                f"ready): traffic follows its Ready pods, and the bake starts again once they are all back"))
+        total = obs.spec.replicas
+        waiting, _ = steps_.waiting_for_pods(
+            obs, status, now, result,
+            f"candidate {obs.spec.version} not Ready within {{deadline}} ({obs.canary.ready}/{total} pods ready)",
+            f"{head}: moving all traffic to {obs.spec.version}, now {status.canary_weight}%, "
+            f"{obs.canary.ready}/{total} candidate pods ready")
+        return (waiting if halted(status) else _background(obs, status, now, waiting)), False
+    steps_.in_place(status)
+    breach = bake.failed(obs, status, now, index)
+    if breach is not None:
+        return breach, False
+    result = _background(obs, status, now, result)
+    if halted(status):
+        return result, False
+    warm = (f"{status.stable_version} kept warm ({obs.stable.ready_of(status.stable_hash or '')}/{obs.spec.replicas} "
+            "ready) for a rollback")
+    serving = obs.route_weight == 100 if obs.gateway else obs.serving_canary
+    return bake.step(obs, status, now, result, head, index, warm, serving)
 
 
 def _step(obs: Observed, status: ReleaseStatus, now: datetime, steps: list[CanaryStep],
@@ -189,16 +276,18 @@ def _promote(obs: Observed, status: ReleaseStatus, now: datetime) -> Plan:
     serving until the stable runs it Ready at full size, then traffic returns to stable. Background
     analysis must have judged every metric well first: no promotion on missing data."""
     total = obs.spec.replicas
-    # The route keeps the weight the last step left (it may have been set in this very pass).
+    # The route keeps the weight the last step left (it may have been set in this very pass); after
+    # a bake, the candidate keeps all traffic and the stable Deployment serves none while it takes
+    # the candidate's template.
     if obs.unmet_requirement:
         status.message = f"all steps passed; promotion waits: {obs.unmet_requirement}"
-        waiting = _background(obs, status, now, hold(obs, status))
+        waiting = _baking(obs, status, _background(obs, status, now, hold(obs, status)))
         waiting.requeue_after = steps_.soonest(waiting.requeue_after, POLL * 3)
         return waiting
     names = _background_metrics(obs, status)
     if names is not None:
         assert obs.policy is not None
-        held = _background(obs, status, now, hold(obs, status))
+        held = _baking(obs, status, _background(obs, status, now, hold(obs, status)))
         if halted(status):
             return held
         pending = analysis.judged_well(status.background_run, list(obs.policy.analysis.metrics))
@@ -207,7 +296,7 @@ def _promote(obs: Observed, status: ReleaseStatus, now: datetime) -> Plan:
                               f"{', '.join(pending)}")
             return held
     if not obs.stable.complete(obs.desired_hash, total):
-        promoting = hold(obs, status)
+        promoting = _baking(obs, status, hold(obs, status))
         promoting.stable = DeploymentIntent("candidate", total)
         # Also bounded: a stable Deployment that cannot take the new template fails the rollout, and
         # the rollback restores the previous template from status.

@@ -117,7 +117,8 @@ def _plan(obs: Observed, status: ReleaseStatus, now: datetime, strategy: Strateg
         status.phase = Phase.PROGRESSING
         _advance(status, now, min(target, len(steps)))
         result = _walk(obs, status, now, strategy)
-        applied = f"step {index + 1} promoted by {who}" if request == "promote" else f"promoted fully by {who}"
+        named = f" ({steps[index]})" if index < len(steps) else ""
+        applied = f"step {index + 1}{named} promoted by {who}" if request == "promote" else f"promoted fully by {who}"
         result.events.insert(0, Event("Normal", reasons.REQUEST_APPLIED, applied))
         return result
     if status.phase == Phase.PAUSED:

@@ -18,7 +18,7 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from sluice.api.models import Phase, ReleaseStatus, RolloutPolicySpec
-from sluice.plan import bluegreen, canary, driver, hooks, reasons, requires, rolling
+from sluice.plan import bake, bluegreen, canary, driver, hooks, reasons, requires, rolling
 from sluice.plan.lifecycle import (
     direct_rollout,
     fail,
@@ -158,8 +158,8 @@ def step_list(policy: RolloutPolicySpec) -> list[str]:
     """The steps a policy walks, as `sluice get` lists them."""
     strategy = policy.strategy
     if strategy.canary:
-        return [canary.describe(step) for step in strategy.canary.steps]
+        return [canary.describe(step) for step in strategy.canary.steps] + bake.names(policy)
     if strategy.blue_green:
-        return bluegreen.step_names(strategy.blue_green)
+        return bluegreen.step_names(strategy.blue_green, policy.bake)
     assert strategy.rolling is not None
-    return [rolling.UPDATE, rolling.POST] if strategy.rolling.post_analysis else [rolling.UPDATE]
+    return rolling.step_names(strategy.rolling, policy.bake)
