@@ -49,7 +49,9 @@ crds: venv  ## regenerate crds/ from the pydantic models
 
 crds-install: venv
 	$(WITH_BIN) kubectl apply --server-side --force-conflicts -f crds/
-	$(WITH_BIN) kubectl wait --for condition=established --timeout=60s -f crds/
+	@# kubectl wait fails at once on a CRD created a moment ago (no conditions yet): ask again
+	@for attempt in $$(seq 1 30); do $(WITH_BIN) kubectl wait --for condition=established --timeout=60s -f crds/ \
+		&& exit 0; sleep 1; done; exit 1
 
 run: venv crds-install  ## the operator in the foreground against $KUBECONFIG, all namespaces
 	$(VENV)/bin/sluice operator

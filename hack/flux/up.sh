@@ -28,7 +28,13 @@ export PATH="$flux_bin:$kube_bin:$PATH" KUBECONFIG="$kubeconfig"
 for mod in source:github.com/fluxcd/source-controller kustomize:github.com/fluxcd/kustomize-controller; do
   dir="$(cd "$here/${mod%%:*}" && GOTOOLCHAIN=local GOFLAGS=-mod=readonly go list -m -f '{{.Dir}}' "${mod#*:}")"
   kubectl apply --server-side --force-conflicts -f "$dir/config/crd/bases/" >/dev/null
-  kubectl wait --for condition=established --timeout=60s -f "$dir/config/crd/bases/" >/dev/null
+  # kubectl wait fails at once ("conditions accessor error") on a CRD the API server has not given
+  # conditions yet: a CRD created a moment ago. Ask again.
+  for attempt in $(seq 1 30); do
+    kubectl wait --for condition=established --timeout=60s -f "$dir/config/crd/bases/" >/dev/null 2>&1 && break
+    ((attempt < 30)) || { kubectl wait --for condition=established --timeout=5s -f "$dir/config/crd/bases/"; exit 1; }
+    sleep 1
+  done
 done
 
 running() { [[ -f "$state/$1.pid" ]] && kill -0 "$(cat "$state/$1.pid")" 2>/dev/null; }

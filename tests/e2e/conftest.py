@@ -50,8 +50,14 @@ def env() -> dict[str, str]:
         subprocess.run([str(ROOT / "hack/cluster/up.sh")], check=True)
     subprocess.run(["kubectl", "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds")],
                    env=result, check=True, capture_output=True)
-    subprocess.run(["kubectl", "wait", "--for", "condition=established", "--timeout=60s", "-f", str(ROOT / "crds")],
-                   env=result, check=True, capture_output=True)
+    # kubectl wait fails at once on a CRD created a moment ago (no conditions yet): ask again
+    for attempt in range(30):
+        waited = subprocess.run(["kubectl", "wait", "--for", "condition=established", "--timeout=60s", "-f",
+                                 str(ROOT / "crds")], env=result, capture_output=True, text=True)
+        if waited.returncode == 0:
+            break
+        assert attempt < 29, f"the CRDs never became established: {waited.stderr}"
+        time.sleep(1)
     return result
 
 

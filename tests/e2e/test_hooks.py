@@ -61,10 +61,12 @@ def ship_first_version(kubectl: Kubectl, node: RealNode, db: Postgres, backups: 
 
 
 def sample(kubectl: Kubectl) -> tuple[str, int, int]:
-    """(state of the current rollout's first preRollout hook, canary pods asked for, canary weight)."""
+    """(state of the current rollout's first preRollout hook, canary pods asked for, canary weight).
+    The Deployment is read first: Sluice writes its decision to status before it acts, so a status
+    read after a Deployment change shows the decision that made it."""
+    canary = kubectl.get("deployment", "shop-canary") or {}
     status = kubectl.status("shop")
     runs = [r for r in status.get("hooks", []) if r["stage"] == "preRollout" and r["version"] == "2.0.0"]
-    canary = kubectl.get("deployment", "shop-canary") or {}
     return (runs[0]["state"] if runs else "-", canary.get("spec", {}).get("replicas", 0),
             status.get("canaryWeight", 0))
 

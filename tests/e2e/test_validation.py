@@ -38,6 +38,10 @@ def _strategy(strategy: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+def _hook(name: str) -> dict[str, Any]:
+    return {"name": name, "template": {"spec": {"containers": [{"name": "job", "image": "tools:1"}]}}}
+
+
 def _metric(**fields: Any) -> list[dict[str, Any]]:
     return [{"name": "error-rate", "query": "up", "successCondition": "result > 0", **fields}]
 
@@ -60,10 +64,10 @@ CASES = [
      "spec.strategy.canary.steps[0].pause.duration: Invalid value: \"2 minutes\""),
     ("analysis step without metrics", _policy(metrics=[]), "an analysis step needs spec.analysis.metrics"),
     ("metric with neither query nor compare", _policy(metrics=[{"name": "m", "successCondition": "result > 0"}]),
-     "a metric needs exactly one of query or compare"),
+     "a metric needs exactly one of query, compare, web or job"),
     ("abortCondition on a compare metric", _policy(metrics=[
         {"name": "m", "compare": {"query": "up"}, "abortCondition": "result > 0.5"}]),
-     "abortCondition needs a query: a compare metric has no single value to test"),
+     "abortCondition needs a query or web metric: a compare or job metric has no single value to test"),
     ("unknown noData", _policy(metrics=_metric(noData="maybe")),
      "spec.analysis.metrics[0].noData: Unsupported value: \"maybe\""),
     ("two metrics of one name", _policy(metrics=_metric() + _metric()), "metric names must be unique"),
@@ -71,6 +75,25 @@ CASES = [
      "unknown field \"spec.strategy.linear\""),
     ("onFailure that is not an option", {**_policy(), "spec": {**_policy()["spec"], "onFailure": "explode"}},
      "spec.onFailure: Unsupported value: \"explode\""),
+    # the release lifecycle (issue 11): hooks, job and web metrics, bake, notify
+    ("two preRollout hooks of one name", _release(hooks={"preRollout": [_hook("migrate"), _hook("migrate")]}),
+     "spec.hooks.preRollout: Invalid value: hook names must be unique within a stage"),
+    ("a hook name too long for its Job", _release(hooks={"preRollout": [_hook("m" * 21)]}),
+     "spec.hooks.preRollout[0].name: Too long"),
+    ("a hook timeout beyond a day", _release(hooks={"postPromotion": [{**_hook("smoke"), "timeout": "25h"}]}),
+     "spec.hooks.postPromotion[0].timeout: Invalid value: \"25h\": must be a duration of at most 24h"),
+    ("a job metric with a successCondition", _policy(metrics=[{"name": "smoke", "successCondition": "result > 0",
+                                                              "job": {"template": _hook("t")["template"]}}]),
+     "a job metric is judged by its exit code"),
+    ("a web metric without a jsonPath", _policy(metrics=[{"name": "w", "successCondition": "result < 1",
+                                                         "web": {"url": "http://x.example.com/m"}}]),
+     "spec.analysis.metrics[0].web.jsonPath: Required value"),
+    ("a bake naming an unknown metric", {**_policy(), "spec": {**_policy()["spec"],
+                                                              "bake": {"duration": "1m", "metrics": ["nope"]}}},
+     "bake needs spec.analysis.metrics, and names only metrics it defines"),
+    ("a notify target with webhook and slack", {**_policy(), "spec": {**_policy()["spec"], "notify": [
+        {"name": "t", "webhook": {"url": "http://a.example.com/x"}, "slack": {"url": "http://b.example.com/x"}}]}},
+     "a notify target needs exactly one of webhook or slack"),
     # issue 7, item 2: an analysis step runs the metrics it names, so each must exist
     ("analysis step naming an unknown metric", _policy([{"setWeight": 10}, {"analysis": {"metrics": ["error-rat"]}}]),
      "spec.strategy.canary.steps: Invalid value: an analysis step names a metric that "

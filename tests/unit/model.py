@@ -25,7 +25,7 @@ from sluice.analysis import judge
 from sluice.api.models import Metric, ReleaseSpec, ReleaseStatus, Request, RolloutPolicySpec, Verdict
 from sluice.plan import analysis as plan_analysis
 from sluice.plan.release import plan, replan
-from sluice.plan.types import DeploymentIntent, Observed, Plan, Result, Workload, iso
+from sluice.plan.types import DeploymentIntent, JobState, Observed, Plan, Result, Workload, iso
 
 T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 Track = Literal["stable", "canary"]
@@ -91,6 +91,7 @@ class Cluster:
     selects: frozenset[str] = frozenset({"stable"})  # the tracks Service <name> selects
     route_weight: int = 0  # HTTPRoute weight of <name>-canary (gateway routing only)
     preview_track: str | None = None  # what <name>-preview selects (blue-green), None: no preview
+    jobs: dict[str, str] = dataclasses.field(default_factory=dict)  # hook Jobs: "active", "succeeded", "failed"
 
     def track(self, name: str) -> Deployment:
         return self.stable if name == "stable" else self.canary
@@ -125,7 +126,8 @@ class Cluster:
     def copy(self) -> Cluster:
         def one(d: Deployment) -> Deployment:
             return Deployment(d.exists, d.template, d.replicas, [Pod(p.template, p.ready) for p in d.pods])
-        return Cluster(one(self.stable), one(self.canary), self.selects, self.route_weight, self.preview_track)
+        return Cluster(one(self.stable), one(self.canary), self.selects, self.route_weight, self.preview_track,
+                       dict(self.jobs))
 
     def describe(self) -> str:
         def one(name: str) -> str:
@@ -265,6 +267,10 @@ class Model:
             policy_hash=self.policy_hash(), gateway=self.gateway, preview_settled=settled,
             serving_canary="canary" in self.cluster.selects,
             route_weight=self.cluster.route_weight if self.gateway else None,
+            name="app", jobs={name: JobState(active=state == "active", succeeded=state == "succeeded",
+                                             failed=state == "failed",
+                                             reason="BackoffLimitExceeded" if state == "failed" else "")
+                              for name, state in self.cluster.jobs.items()},
         )
 
     def policy_hash(self) -> str:
@@ -321,6 +327,10 @@ class Model:
         cluster.preview_track = decided.preview_track if decided.preview else None
         self._deploy(cluster.stable, decided.stable, decided.status)
         self._deploy(cluster.canary, decided.canary, decided.status)
+        for run in decided.jobs:  # hook Jobs: created if absent, under the name the run was given
+            cluster.jobs.setdefault(run.job, "active")
+        for name in decided.delete_jobs:
+            cluster.jobs.pop(name, None)
 
     def _deploy(self, deployment: Deployment, intent: DeploymentIntent | None, decided: ReleaseStatus) -> None:
         if intent is None or (not deployment.exists and intent.replicas == 0):
@@ -340,6 +350,12 @@ class Model:
         for pod in changing:
             pod.ready = ready
         deployment.sync()
+
+    def job_finishes(self, succeeded: bool) -> None:
+        """The oldest running hook Job finishes (the Job controller saw its pod exit)."""
+        running = next((name for name, state in self.cluster.jobs.items() if state == "active"), None)
+        if running is not None:
+            self.cluster.jobs[running] = "succeeded" if succeeded else "failed"
 
     def request(self, action: str) -> None:
         self.status = self.status.model_copy(

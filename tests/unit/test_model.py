@@ -6,7 +6,7 @@ around the real planner and the real judge, through random histories: pods becom
 un-Ready, measurements that are good, bad, empty, NaN, ±Inf, errors or slow, the clock jumping,
 policy edits mid-rollout, new versions and the stable one re-applied, promote / abort / retry /
 pause / resume, and passes that crash between their status write and their act. After every
-pass the promises I1..I9 below are checked; I5 is checked whenever nothing new happens for long
+pass the promises I1..I10 below are checked; I5 is checked whenever nothing new happens for long
 enough. A violation prints the shortest history Hypothesis found.
 
     make test-unit                     # a fixed set of examples (derandomized), as CI runs it
@@ -33,6 +33,7 @@ from sluice.analysis import cel
 from sluice.api.durations import parse_duration
 from sluice.api.models import Metric, OnFailure, Phase, ReleaseSpec, ReleaseStatus, RolloutPolicySpec, Verdict
 from sluice.plan import bake as plan_bake
+from sluice.plan import hooks as plan_hooks
 from sluice.plan import reasons
 from sluice.plan.bluegreen import POST, PRE, SWITCH, WARM, step_names
 from sluice.plan.rolling import step_names as rolling_step_names
@@ -51,7 +52,7 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
     print_blob=True,
 )
-CHECKED = {name.strip() for name in os.environ.get("MODEL_CHECK", "I1,I1b,I2,I3,I4,I5,I6,I7,I8,I9").split(",")}
+CHECKED = {name.strip() for name in os.environ.get("MODEL_CHECK", "I1,I1b,I2,I3,I4,I5,I6,I7,I8,I9,I10").split(",")}
 TICK = 5.0  # seconds between passes while nothing new happens (the operator's POLL)
 RUNS = {"examples": 0, "passes": 0}  # and how often the interesting things happened (coverage)
 SEEN: dict[str, int] = {}
@@ -169,11 +170,20 @@ def policies(draw: Any) -> dict[str, Any]:
     return body
 
 
-def release(version: str, replicas: int, gateway: bool) -> ReleaseSpec:
+def _hook(name: str) -> dict[str, Any]:
+    return {"name": name, "template": {"spec": {"containers": [{"name": name, "image": "tools:1"}]}}}
+
+
+HOOKS = {"preRollout": [_hook("backup"), _hook("migrate")], "postPromotion": [_hook("smoke")],
+         "postRollback": [_hook("restore")]}
+
+
+def release(version: str, replicas: int, gateway: bool, hooks: bool = False) -> ReleaseSpec:
     return ReleaseSpec.model_validate({
         "version": version, "replicas": replicas, "policyRef": {"name": "policy"},
         "template": {"spec": {"containers": [{"name": "app", "image": f"example.com/app:{version}"}]}},
         **({"trafficRouting": {"gatewayAPI": {"httpRoute": "route"}}} if gateway else {}),
+        **({"hooks": HOOKS} if hooks else {}),
     })
 
 
@@ -200,7 +210,9 @@ class Rollout:
 
 
 def key(status: ReleaseStatus) -> tuple[str | None, str | None]:
-    return status.candidate_hash, status.rollout_started_at
+    """A rollout's identity: its candidate and its id (new for every rollout, a retry too; fixed
+    while it waits for its gates, whose end starts its clock again)."""
+    return status.candidate_hash, status.rollout_id or status.rollout_started_at
 
 
 def analysis_steps(policy: RolloutPolicySpec) -> dict[int, list[str] | None]:
@@ -270,14 +282,15 @@ class SluiceLoop(RuleBasedStateMachine):
 
     # ----- the start: a Release whose first version is stable -----
 
-    @initialize(policy=policies(), replicas=st.integers(1, 4), gateway=st.booleans())
-    def first_version_is_stable(self, policy: dict[str, Any], replicas: int, gateway: bool) -> None:
+    @initialize(policy=policies(), replicas=st.integers(1, 4), gateway=st.booleans(), hooks=st.booleans())
+    def first_version_is_stable(self, policy: dict[str, Any], replicas: int, gateway: bool,
+                                hooks: bool = False) -> None:
         RUNS["examples"] += 1
         if FUZZ and RUNS["examples"] % PROGRESS == 0:  # a long soak says how far it got
             took = time.monotonic() - STARTED[0]
             print(f"model: {RUNS['examples']} examples so far ({RUNS['passes']} passes) in {took:.0f}s "
                   f"({1000 * took / RUNS['examples']:.1f} ms per example)", file=sys.stderr, flush=True)
-        self.model = Model(spec=release("1.0.0", replicas, gateway),
+        self.model = Model(spec=release("1.0.0", replicas, gateway, hooks),
                            policy=RolloutPolicySpec.model_validate(policy), gateway=gateway)
         self.rollouts: dict[tuple[str | None, str | None], Rollout] = {}
         self.rolled_back: str | None = None  # I4: the candidate a decided rollback took traffic from
@@ -285,6 +298,7 @@ class SluiceLoop(RuleBasedStateMachine):
         self.healthy = {"stable": True, "canary": True}  # a healthy track's new pods come up as time passes
         for _ in range(20):
             self.kubelet()
+            self.model.job_finishes(True)  # the first version's hooks succeed
             self.reconcile()
             if self.model.status.phase == Phase.SUCCEEDED and self.model.status.stable_hash:
                 break
@@ -404,6 +418,13 @@ class SluiceLoop(RuleBasedStateMachine):
 
     # ----- I5: nothing new happens for long enough -----
 
+    @precondition(lambda self: "active" in self.model.cluster.jobs.values())
+    @rule(succeeded=st.booleans())
+    def hook_job_finishes(self, succeeded: bool) -> None:
+        """The oldest running hook Job ends: its pod exited 0, or did not."""
+        self.model.job_finishes(succeeded)
+        seen("hook Jobs that succeeded" if succeeded else "hook Jobs that failed")
+
     @rule(pods_come_up=st.booleans(), answer=st.sampled_from(ANSWERS))
     def nothing_new_happens(self, pods_come_up: bool, answer: str) -> None:
         """No spec change, no request, no policy edit: the cluster heals (every track healthy) or
@@ -418,6 +439,7 @@ class SluiceLoop(RuleBasedStateMachine):
         for _ in range(2000):
             if pods_come_up:
                 self.healthy = {"stable": True, "canary": True}
+                model.job_finishes(True)
             self.kubelet()
             self.reconcile()
             status = model.status
@@ -428,9 +450,13 @@ class SluiceLoop(RuleBasedStateMachine):
                 where, since = here, model.now
             index = status.current_step or 0
             running = model.running_policy(status)
+            deadline = max(parse_duration(running.progress_deadline), parse_duration(model.policy.progress_deadline))
+            # a hanging hook Job (the last rollout's post hook, then this one's, one at a time) is
+            # failed at its timeout (progressDeadline) and a grace period each
+            hooks = 3 * (deadline + plan_hooks.GRACE + TICK) if model.spec.hooks and index == 0 else 0.0
             bound = (max(step_time(running, index), step_time(model.policy, index))
                      + parse_duration(running.progress_deadline) + parse_duration(running.analysis.interval)
-                     + 2 * TICK)
+                     + 2 * TICK + hooks)
             waited = (model.now - since).total_seconds()
             promise("I5", waited <= bound,
                     f"step {index} is still {status.phase} after {waited:g}s with nothing new "
@@ -548,6 +574,7 @@ class SluiceLoop(RuleBasedStateMachine):
             self.track_full_traffic(done, decided)
             self.i9_the_stable_stays_warm_through_a_bake(done, decided)
         if done.acted:
+            self.i10_no_candidate_before_its_pre_rollout_hooks(done)
             if armed is not None:
                 self.i4_rollback_sticks(done, armed)
             self.i2_traffic_only_to_ready_candidate(done.after)
@@ -737,6 +764,36 @@ class SluiceLoop(RuleBasedStateMachine):
                 and stable.replicas == self.model.spec.replicas,
                 f"during the bake the stable Deployment runs {stable.template} x{stable.replicas}, not "
                 f"{status.stable_hash} x{self.model.spec.replicas}", self)
+
+    # I10 -----------------------------------------------------------------------------------------
+    def i10_no_candidate_before_its_pre_rollout_hooks(self, done: Pass) -> None:
+        """I10. While a rollout's preRollout hooks have not all succeeded (a migration not yet run),
+        no pass starts a pod of its candidate or gives the candidate traffic that a version had:
+        no more candidate pods, no more route weight, and <name> turns to the canary track only
+        if the stable track had no Ready pod to serve with."""
+        status = done.decided.status
+        wanted = len(self.model.spec.hooks.pre_rollout) if self.model.spec.hooks else 0
+        candidate = status.candidate_hash
+        if not wanted or candidate is None or status.phase not in (Phase.PENDING, Phase.PROGRESSING,
+                                                                   Phase.PAUSED):
+            return
+        runs = [r for r in status.hooks if r.rollout == status.rollout_id and r.stage == "preRollout"]
+        if len(runs) == wanted and all(r.state == "Succeeded" for r in runs):
+            return
+        seen("passes while preRollout hooks ran")
+        before, after = done.before, done.after
+
+        def pods(cluster: Cluster) -> int:
+            return sum(p.template == candidate for track in ("stable", "canary") for p in cluster.track(track).pods)
+        promise("I10", pods(after) <= pods(before),
+                f"a pass started pods of {version_of(candidate)} before its preRollout hooks succeeded "
+                f"({[(r.hook, r.state) for r in runs]})", self)
+        promise("I10", not self.model.gateway or after.route_weight <= before.route_weight,
+                f"a pass raised the route weight of {version_of(candidate)} before its preRollout hooks "
+                "succeeded", self)
+        turned = "canary" in after.selects and "canary" not in before.selects
+        promise("I10", not (turned and before.ready("stable") > 0 and after.canary.template == candidate),
+                f"<name> turned to {version_of(candidate)} before its preRollout hooks succeeded", self)
 
     # I7 ------------------------------------------------------------------------------------------
     def i7_abort_condition_ends_the_rollout_at_once(self, done: Pass, promoted: bool) -> None:
