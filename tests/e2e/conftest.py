@@ -377,3 +377,20 @@ def flux(env: dict[str, str]) -> Iterator[Flux]:
     yield Flux(git_url=settings["GIT_URL"], git_root=FLUX_STATE / "git")
     if not already:
         subprocess.run([str(ROOT / "hack/flux/down.sh")], env=env, capture_output=True, check=False)
+
+
+# --- Reports of real rollouts ---------------------------------------------------------------------
+
+GOLDEN = ROOT / "tests" / "unit" / "golden"
+
+
+def report_of(kubectl: Kubectl, name: str, case: str) -> str:
+    """`sluice report rel <name>` of a rollout this test really ran. With SLUICE_CAPTURE_GOLDEN=1,
+    what the report was made from is also saved as tests/unit/golden/<case>.input.yaml, where the
+    report's golden tests render it (UPDATE_GOLDEN=1 then writes <case>.md)."""
+    args = [sys.executable, "-m", "sluice.cli.main", "report", "rel", name, "-n", kubectl.namespace or ""]
+    if os.environ.get("SLUICE_CAPTURE_GOLDEN") == "1":
+        args += ["--save-inputs", str(GOLDEN / f"{case}.input.yaml")]
+    done = subprocess.run(args, env=kubectl.env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout

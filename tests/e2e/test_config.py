@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Kubectl, Operator, wait_for
+from tests.e2e.conftest import Kubectl, Operator, report_of, wait_for
 from tests.e2e.manifests import policy, release
 from tests.e2e.test_canary import phase
 
@@ -69,6 +69,9 @@ def test_a_rollback_restores_the_old_config_with_the_old_pods(
     assert data(kubectl, "configmap", v1_config) == {"GREETING": "hello from v1"}
     assert data(kubectl, "secret", v1_secret) == {"TOKEN": "dG9rZW4tMQ=="}  # token-1
     assert status["stableVersion"] == "1.0.0"
+    report = report_of(kubectl, "shop", "real-config-rolled-back")
+    assert "| Outcome | **↩️ RolledBack**: metric error-rate failed" in report
+    assert "- config ConfigMap shop-config: new content" in report, "the report lists the config change"
     changes = status["history"][-1]["changes"]  # what `sluice report` lists
     assert f"config ConfigMap shop-config: new content ({v1_config[-10:]} -> {v2_config[-10:]})" in changes
     assert f"config Secret shop-token: new content ({v1_secret[-10:]} -> {v2_secret[-10:]})" in changes

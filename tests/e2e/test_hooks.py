@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Kubectl, Operator, Postgres, RealNode, wait_for
+from tests.e2e.conftest import Kubectl, Operator, Postgres, RealNode, report_of, wait_for
 from tests.e2e.manifests import policy, release
 from tests.e2e.test_canary import phase
 
@@ -142,3 +142,7 @@ def test_a_failing_migration_leaves_the_old_version_serving_with_the_backup_on_d
     assert "CREATE TABLE public.orders" in (backups / "shop-before-2.0.0.sql").read_text(), "the backup stays"
     assert postgres.sql("SELECT count(*) FROM information_schema.columns WHERE table_name = 'orders'") == "1"
     assert "HookFailed" in [e["reason"] for e in kubectl.events("shop")]
+    report = report_of(kubectl, "shop", "real-hook-failed")
+    assert "| Outcome | **↩️ RolledBack**: preRollout hook migrate failed" in report
+    assert f"| preRollout | migrate | `{job}` | Failed |" in report
+    assert "sluice retry" in report, "the rollback plan says how to try again"

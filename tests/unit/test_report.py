@@ -2,8 +2,10 @@
 
 Each case is tests/unit/golden/<case>.input.yaml (release, events, policy, before, now, cluster:
 what `sluice report` fetches), rendered to <case>.md, and for one case also to <case>.json. The
-inputs were made by the real planner (tests/unit/report_cases.py); one captured from a real
-cluster is added the same way. After an intended change of the report:
+inputs were made by the real planner (tests/unit/report_cases.py), or, for the real-* cases,
+captured from rollouts the e2e tests ran on the local cluster (a failed migration hook against a
+real PostgreSQL, a bad version rolled back with its versioned config): SLUICE_CAPTURE_GOLDEN=1 with
+those e2e tests rewrites them (`sluice report --save-inputs`). After an intended change of the report:
 
     UPDATE_GOLDEN=1 PYTHONPATH=operator pytest tests/unit/test_report.py   # rewrites the goldens
 
@@ -51,7 +53,7 @@ def check(path: Path, text: str) -> None:
 
 def test_the_cases_are_there() -> None:
     assert CASES == ["bluegreen-succeeded", "bluegreen-switched", "canary-rolled-back", "canary-succeeded",
-                     "in-progress", "rolling-failed"]
+                     "in-progress", "real-config-rolled-back", "real-hook-failed", "rolling-failed"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -176,10 +178,27 @@ DOC_HEADER = """> An example of `sluice report rel checkout -n shop`, produced b
 """
 
 
+REAL_HEADER = """> A report of a real rollout: `sluice report` run by `tests/e2e/{test}` on the local cluster,
+> its inputs saved with `--save-inputs` as `tests/unit/golden/{case}.input.yaml` (the namespace is
+> the test's own). It is the golden file `tests/unit/golden/{case}.md`, kept equal by
+> `tests/unit/test_report.py` (`UPDATE_GOLDEN=1` rewrites both).
+
+"""
+
+
 @pytest.mark.parametrize(("doc", "case"), [("report-rolled-back.md", "canary-rolled-back"),
                                            ("report-succeeded.md", "canary-succeeded")])
 def test_the_example_reports_in_docs_are_the_goldens(doc: str, case: str) -> None:
     check(DOCS / doc, DOC_HEADER.format(case=case) + report.render(*args(case)))
+
+
+@pytest.mark.parametrize(("doc", "case", "test"), [
+    ("report-real-hook-failed.md", "real-hook-failed", "test_hooks.py (a migration that fails against PostgreSQL)"),
+    ("report-real-config-rolled-back.md", "real-config-rolled-back",
+     "test_config.py (a bad version rolled back with its config)"),
+])
+def test_the_real_reports_in_docs_are_the_goldens(doc: str, case: str, test: str) -> None:
+    check(DOCS / doc, REAL_HEADER.format(case=case, test=test) + report.render(*args(case)))
 
 
 def test_the_cli_looks_for_the_previous_template_only_where_status_lacks_it() -> None:

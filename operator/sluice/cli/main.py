@@ -10,6 +10,7 @@ import getpass
 import json
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -228,6 +229,10 @@ def report(
     name: str,
     output: Annotated[str | None, typer.Option(
         "--output", "-o", help="json: the same content as one JSON object (keys: docs/report.md).")] = None,
+    save_inputs: Annotated[str | None, typer.Option(
+        "--save-inputs", metavar="FILE", help="Also write what the report is made from (the Release, its events, "
+        "its policy, the previous template) to FILE as YAML: to attach to a bug report, or as a golden test's "
+        "input.")] = None,
     namespace: Namespace = None, context: Context = None, kubeconfig: Kubeconfig = None,
 ) -> None:
     """The deployment report of the latest rollout (or the one under way) in Markdown: summary, changes,
@@ -255,8 +260,13 @@ def report(
     except Exception as error:
         fail(f"cannot read what the report needs: {getattr(error, 'reason', error)}")
     events.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or e.get("firstTimestamp") or "")
+    now, cluster = datetime.now(UTC), _cluster(kubeconfig, context)
+    if save_inputs:
+        inputs = {"release": release, "events": events, "policy": policy, "before": before,
+                  "now": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "cluster": cluster}
+        Path(save_inputs).write_text(yaml.safe_dump(json.loads(json.dumps(inputs, default=str)), sort_keys=True))
     render = reporting.as_json if output == "json" else reporting.render
-    typer.echo(render(release, events, policy, before, datetime.now(UTC), _cluster(kubeconfig, context)), nl=False)
+    typer.echo(render(release, events, policy, before, now, cluster), nl=False)
 
 
 @app.command()

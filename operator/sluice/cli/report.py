@@ -241,13 +241,16 @@ def _objects(release: Body, status: ReleaseStatus, version: str, started: str | 
     name, spec = release["metadata"]["name"], release["spec"]
     route = ((spec.get("trafficRouting") or {}).get("gatewayAPI") or {}).get("httpRoute")
     deployments, services = [name], [name]
-    if status.strategy in ("canary", "blueGreen"):
+    runs = report_timeline.hook_runs(status, version, started)
+    # a failed preRollout hook ends a rollout before its candidate's Deployment is written
+    stopped_before = any(run.stage == "preRollout" and run.state == "Failed" for run in runs)
+    if status.strategy in ("canary", "blueGreen") and not stopped_before:
         deployments.append(objects.deployment_name(name, "canary"))
         if route:
             services.append(f"{name}-canary")
         if status.strategy == "blueGreen":
             services.append(f"{name}-preview")
-    jobs = [h.job for h in report_timeline.hook_runs(status, version, started)]
+    jobs = [h.job for h in runs]
     return {"deployments": deployments, "services": services, "httpRoutes": [route] if route else [],
             "jobs": list(dict.fromkeys(jobs))}
 
