@@ -93,7 +93,8 @@ def test_a_migration_runs_before_any_pod_or_traffic_of_the_new_version(
     assert any(state == "Running" for state, _, _ in before), f"the hook was seen running: {seen}"
     assert all(pods == 0 and weight == 0 for _, pods, weight in before), \
         f"no candidate pod and no traffic before the migration succeeded: {seen}"
-    assert any(weight == 50 for _, _, weight in seen), "then the rollout walked its steps"
+    walked = [e["message"] for e in kubectl.events("shop") if e["reason"] == "StepCompleted"]
+    assert any("(setWeight 50) complete" in message for message in walked), f"then it walked its steps: {walked}"
     assert postgres.sql("SELECT column_name FROM information_schema.columns WHERE table_name = 'orders' "
                         "AND column_name = 'note'") == "note"
     migrated = datetime.fromisoformat(postgres.sql(
@@ -108,6 +109,9 @@ def test_a_migration_runs_before_any_pod_or_traffic_of_the_new_version(
     assert run["state"] == "Succeeded" and run["job"].startswith("shop-migrate-")
     reasons = [e["reason"] for e in kubectl.events("shop")]
     assert "HookSucceeded" in reasons
+    report = report_of(kubectl, "shop", "real-hook-succeeded")
+    assert "| Outcome | **✅ Succeeded**" in report
+    assert f"| preRollout | migrate | `{run['job']}` | Succeeded |" in report
 
 
 def test_a_failing_migration_leaves_the_old_version_serving_with_the_backup_on_disk(

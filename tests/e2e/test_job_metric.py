@@ -54,10 +54,7 @@ def test_a_passing_smoke_test_switches_the_preview_live(
     wait_for("shop 1.0.0 to be stable", phase(kubectl, "shop", "Succeeded"), 90)
 
     kubectl.apply(release("shop", "2.0.0", policy="smoke-tested"))
-    tracks: list[str] = []
-
     def promoted() -> Any:
-        tracks.append(active_track(kubectl))
         status = kubectl.status("shop")
         return status if status.get("stableVersion") == "2.0.0" and status.get("phase") == "Succeeded" else None
     status = wait_for("shop 2.0.0 to pass its smoke test and switch", promoted, 150, every=0.5)
@@ -65,7 +62,8 @@ def test_a_passing_smoke_test_switches_the_preview_live(
     smoke = [m for m in status["analysis"] if m["metric"] == "smoke" and m["version"] == "2.0.0"]
     assert [m["verdict"] for m in smoke] == ["Successful"], smoke
     assert smoke[0]["message"].startswith("Job shop-smoke-") and smoke[0]["message"].endswith(" succeeded")
-    assert "canary" in tracks, "the switch happened after the smoke test"
+    walked = [e["message"] for e in kubectl.events("shop") if e["reason"] == "StepCompleted"]
+    assert any("(prePromotionAnalysis) complete" in m for m in walked), f"the smoke test judged the preview: {walked}"
     job = kubectl.get("job", smoke[0]["message"].split()[1])
     assert job is not None and job["metadata"]["ownerReferences"][0]["name"] == "shop"
 

@@ -53,7 +53,8 @@ def check(path: Path, text: str) -> None:
 
 def test_the_cases_are_there() -> None:
     assert CASES == ["bluegreen-succeeded", "bluegreen-switched", "canary-rolled-back", "canary-succeeded",
-                     "in-progress", "real-config-rolled-back", "real-hook-failed", "rolling-failed"]
+                     "in-progress", "real-config-rolled-back", "real-hook-failed", "real-hook-succeeded",
+                     "rolling-failed"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -193,6 +194,8 @@ def test_the_example_reports_in_docs_are_the_goldens(doc: str, case: str) -> Non
 
 
 @pytest.mark.parametrize(("doc", "case", "test"), [
+    ("report-real-hook-succeeded.md", "real-hook-succeeded",
+     "test_hooks.py (a migration against PostgreSQL, then the canary)"),
     ("report-real-hook-failed.md", "real-hook-failed", "test_hooks.py (a migration that fails against PostgreSQL)"),
     ("report-real-config-rolled-back.md", "real-config-rolled-back",
      "test_config.py (a bad version rolled back with its config)"),
