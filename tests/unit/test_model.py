@@ -435,7 +435,7 @@ class SluiceLoop(RuleBasedStateMachine):
         model = self.model
         for name in METRIC_NAMES:
             model.metrics.answers[name] = answer
-        where, since = None, model.now
+        where, since, ahead = None, model.now, 0
         for _ in range(2000):
             if pods_come_up:
                 self.healthy = {"stable": True, "canary": True}
@@ -448,12 +448,16 @@ class SluiceLoop(RuleBasedStateMachine):
             here = (status.candidate_hash, status.current_step, status.phase)
             if here != where:
                 where, since = here, model.now
+                # hook Jobs run one at a time: those unfinished now (an earlier rollout's too) and
+                # this rollout's own preRollout hooks may each run to their timeout first
+                pre = len(model.spec.hooks.pre_rollout) if model.spec.hooks else 0
+                ahead = sum(run.state in ("Pending", "Running") for run in status.hooks) + pre
             index = status.current_step or 0
             running = model.running_policy(status)
             deadline = max(parse_duration(running.progress_deadline), parse_duration(model.policy.progress_deadline))
             # a hanging hook Job (the last rollout's post hook, then this one's, one at a time) is
             # failed at its timeout (progressDeadline) and a grace period each
-            hooks = 3 * (deadline + plan_hooks.GRACE + TICK) if model.spec.hooks and index == 0 else 0.0
+            hooks = ahead * (deadline + plan_hooks.GRACE + TICK) if model.spec.hooks and index == 0 else 0.0
             bound = (max(step_time(running, index), step_time(model.policy, index))
                      + parse_duration(running.progress_deadline) + parse_duration(running.analysis.interval)
                      + 2 * TICK + hooks)
