@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from sluice import API_VERSION, metrics
 from sluice.analysis import judge
-from sluice.analysis.jobs import JobMeasurer
+from sluice.analysis.jobs import JobMeasurer, failure_tail
 from sluice.analysis.providers import Providers
 from sluice.analysis.runner import Rejected, Subject, measure
 from sluice.api.models import PendingEvent, PodTemplate, ReleaseSpec, ReleaseStatus, RolloutPolicySpec
@@ -35,12 +35,11 @@ from sluice.kube.upstream import upstream as upstream_facts
 from sluice.loop import GONE, refusal
 from sluice.plan import analysis as plan_analysis
 from sluice.plan import hooks as plan_hooks
-from sluice.plan import lifecycle as plan_lifecycle
 from sluice.plan import reasons
 from sluice.plan.lifecycle import record_events, unreadable
 from sluice.plan.release import plan as make_plan
 from sluice.plan.release import replan
-from sluice.plan.types import DeploymentIntent, Event, JobState, Observed, Plan, Upstream, Workload
+from sluice.plan.types import DeploymentIntent, Event, JobState, Observed, Plan, Upstream, Workload, deadline
 from sluice.traffic import Router, changed
 from sluice.traffic.gateway import API_VERSION as GATEWAY_API
 from sluice.traffic.gateway import GatewayRoute
@@ -397,20 +396,9 @@ async def _jobs(ctx: Context, name: str, namespace: str, status: ReleaseStatus) 
         if objects.HOOK not in (job["metadata"].get("labels") or {}):
             continue
         active, succeeded, failed, reason = objects.job_state(job)
-        tail = await _job_log(ctx, job, namespace) if failed and job["metadata"]["name"] in unfinished else ""
+        tail = await failure_tail(ctx.kube, job, namespace) if failed and job["metadata"]["name"] in unfinished else ""
         found[job["metadata"]["name"]] = JobState(active, succeeded, failed, reason, tail)
     return found
-
-
-async def _job_log(ctx: Context, job: Body, namespace: str) -> str:
-    uid = job["metadata"].get("uid")
-    pods = [pod for pod in await ctx.kube.list("v1", "Pod", namespace,
-                                               f"batch.kubernetes.io/job-name={job['metadata']['name']}")
-            if objects.controller_uid(pod) == uid]
-    if not pods:
-        return ""
-    last = max(pods, key=lambda pod: pod["metadata"].get("creationTimestamp") or "")
-    return objects.clean_log(objects.failure_message(last))
 
 
 def _selects_canary(service: Body | None) -> bool:
@@ -433,7 +421,7 @@ async def _measure(ctx: Context, release: Body, obs: Observed, first: Plan, now:
                       objects.label_version(status.candidate_version or obs.spec.version),
                       objects.label_version(status.stable_version or ""), obs.spec.analysis_args,
                       service=_candidate_service(obs, first))
-    jobs = JobMeasurer(ctx.kube, ctx.read, release, plan_lifecycle.deadline(obs), now)
+    jobs = JobMeasurer(ctx.kube, ctx.read, release, deadline(obs), now)
     job_names = {m.name: plan_analysis.job_name(meta["name"], status, m.name, m.name not in first.measure_step)
                  for m in policy.analysis.metrics if m.job is not None and m.name in first.measure}
     try:

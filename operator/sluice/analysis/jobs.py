@@ -11,7 +11,6 @@ timeout and a grace period is failed by Sluice and deleted, whatever the Job con
 
 from __future__ import annotations
 
-import copy
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -46,18 +45,8 @@ def job(release: Body, metric: Metric, name: str, env: dict[str, str], timeout: 
     Release's Services select on, and learn what they test from their environment."""
     assert metric.job is not None
     meta = release["metadata"]
-    template: Body = copy.deepcopy(metric.job.template.model_dump(by_alias=True, exclude_none=True))
-    labels = template.setdefault("metadata", {}).setdefault("labels", {})
-    for selected in (objects.NAME, objects.TRACK, objects.VERSION):
-        labels.pop(selected, None)
-    labels.update({objects.RELEASE: meta["name"], METRIC: metric.name})
-    spec = template["spec"]
-    spec.setdefault("restartPolicy", "Never")
-    for container in spec["containers"]:
-        container.setdefault("terminationMessagePolicy", "FallbackToLogsOnError")
-        given = container.setdefault("env", [])
-        own = {variable.get("name") for variable in given}
-        given.extend({"name": key, "value": value} for key, value in env.items() if key not in own)
+    template = objects.job_pod(metric.job.template.model_dump(by_alias=True, exclude_none=True),
+                               {objects.RELEASE: meta["name"], METRIC: metric.name}, env)
     return {
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": name, "namespace": meta["namespace"],
@@ -92,7 +81,7 @@ class JobMeasurer:
         if succeeded:
             return Result(metric.name, Verdict.SUCCESSFUL, 0.0, f"Job {name} succeeded", job=name)
         if failed:
-            tail = await self._tail(found, namespace)
+            tail = await failure_tail(self.writes, found, namespace)
             why = f" ({reason})" if reason else ""
             return Result(metric.name, Verdict.FAILED, None,
                           f"Job {name} failed{why}" + (f"; its log ends: {tail}" if tail else ""), job=name)
@@ -104,12 +93,22 @@ class JobMeasurer:
                           f"Job {name} did not finish within {format_duration(timeout)}", job=name)
         return Result(metric.name, Verdict.WAITING, None, f"Job {name} running", job=name, running=True)
 
-    async def _tail(self, found: Body, namespace: str) -> str:
-        uid = found["metadata"].get("uid")
-        pods = [pod for pod in await self.writes.list("v1", "Pod", namespace,
-                                                      f"batch.kubernetes.io/job-name={found['metadata']['name']}")
-                if objects.controller_uid(pod) == uid]
-        if not pods:
-            return ""
-        last = max(pods, key=lambda pod: pod["metadata"].get("creationTimestamp") or "")
-        return objects.clean_log(objects.failure_message(last))
+
+
+class Pods(Protocol):
+    async def list(self, api_version: str, kind: str, namespace: str | None = None,
+                   label_selector: str | None = None) -> list[Body]: ...
+
+
+async def failure_tail(pods: Pods, found: Body, namespace: str) -> str:
+    """The end of a failed Job's log: its latest pod's termination message, from the pods the Job
+    itself controls (by uid), no other. The pods are asked of the API server (the caches hold only
+    Sluice's tracks), once, by the pass that records the failure."""
+    uid = found["metadata"].get("uid")
+    mine = [pod for pod in await pods.list("v1", "Pod", namespace,
+                                           f"batch.kubernetes.io/job-name={found['metadata']['name']}")
+            if objects.controller_uid(pod) == uid]
+    if not mine:
+        return ""
+    last = max(mine, key=lambda pod: pod["metadata"].get("creationTimestamp") or "")
+    return objects.clean_log(objects.failure_message(last))

@@ -207,28 +207,38 @@ def route_weight(route: Body, release: str) -> int | None:
     return None
 
 
+def job_pod(template: Body, labels: dict[str, str], env: dict[str, str]) -> Body:
+    """The pod template of a Job Sluice runs (a hook, a job metric), from a user's: none of the
+    labels Sluice's Services select on (app.kubernetes.io/name, the track, the version), whatever
+    the template says, so no Service ever sends it traffic; `labels` instead; restartPolicy Never
+    unless set; `env` added where the template does not set the variable itself; and the end of a
+    failed container's log kept in its status (FallbackToLogsOnError), which is what a failed Job's
+    message shows: no log request reaches the kubelet."""
+    pod: Body = copy.deepcopy(template)
+    own_labels = pod.setdefault("metadata", {}).setdefault("labels", {})
+    for selected in (NAME, TRACK, VERSION):
+        own_labels.pop(selected, None)
+    own_labels.update(labels)
+    spec = pod["spec"]
+    spec.setdefault("restartPolicy", "Never")
+    for container in spec["containers"]:
+        container.setdefault("terminationMessagePolicy", "FallbackToLogsOnError")
+        given = container.setdefault("env", [])
+        named = {variable.get("name") for variable in given}
+        given.extend({"name": key, "value": value} for key, value in env.items() if key not in named)
+    return pod
+
+
 def hook_job(release: Body, run: HookRun, hook: Hook, stable_version: str, timeout: float) -> Body:
     """The Job of one hook run, owned by the Release. Its pods carry none of the labels Sluice's
     Services select on (app.kubernetes.io/name, the track), whatever the hook's template says, so
     no Service ever sends traffic to a migration. The pod learns what it runs for from its
     environment; a variable the template sets itself is kept as written."""
     name, namespace = release["metadata"]["name"], release["metadata"]["namespace"]
-    template: Body = copy.deepcopy(hook.template.model_dump(by_alias=True, exclude_none=True))
-    labels = template.setdefault("metadata", {}).setdefault("labels", {})
-    for selected in (NAME, TRACK, VERSION):
-        labels.pop(selected, None)
-    labels.update({RELEASE: name, HOOK: run.hook})
-    spec = template["spec"]
-    spec.setdefault("restartPolicy", "Never")
-    given = {"SLUICE_RELEASE": name, "SLUICE_NAMESPACE": namespace, "SLUICE_VERSION": run.version,
-             "SLUICE_STABLE_VERSION": stable_version, "SLUICE_HOOK": run.hook, "SLUICE_HOOK_STAGE": run.stage}
-    for container in spec["containers"]:
-        # The kubelet keeps the end of a failed container's log in its status: the message a
-        # failed hook shows, read from the pod's status (no log request reaches the kubelet).
-        container.setdefault("terminationMessagePolicy", "FallbackToLogsOnError")
-        env = container.setdefault("env", [])
-        own = {variable.get("name") for variable in env}
-        env.extend({"name": key, "value": value} for key, value in given.items() if key not in own)
+    template = job_pod(hook.template.model_dump(by_alias=True, exclude_none=True), {RELEASE: name, HOOK: run.hook},
+                       {"SLUICE_RELEASE": name, "SLUICE_NAMESPACE": namespace, "SLUICE_VERSION": run.version,
+                        "SLUICE_STABLE_VERSION": stable_version, "SLUICE_HOOK": run.hook,
+                        "SLUICE_HOOK_STAGE": run.stage})
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

@@ -26,8 +26,8 @@ from datetime import datetime, timedelta
 from sluice.api.durations import format_duration, parse_duration
 from sluice.api.models import AnalysisRun, Bake, Metric, ReleaseStatus, RolloutPolicySpec, Verdict
 from sluice.plan import analysis, reasons, steps
-from sluice.plan.lifecycle import deadline, fail, pause, restart_step
-from sluice.plan.types import Event, Observed, Plan, parse_time, seconds_since
+from sluice.plan.lifecycle import fail, pause, restart_step
+from sluice.plan.types import Event, Observed, Plan, deadline, parse_time, seconds_since
 
 
 def name(bake: Bake) -> str:

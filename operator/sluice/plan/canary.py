@@ -18,13 +18,14 @@ from sluice.api.durations import format_duration, parse_duration
 from sluice.api.models import CanaryStep, Phase, ReleaseStatus
 from sluice.plan import analysis, bake, reasons
 from sluice.plan import steps as steps_
-from sluice.plan.lifecycle import POLL, deadline, fail, halted, hold, in_flight, pause, restart_step, succeed
+from sluice.plan.lifecycle import POLL, fail, halted, hold, in_flight, pause, restart_step, succeed
 from sluice.plan.types import (
     DeploymentIntent,
     Event,
     Observed,
     Plan,
     canary_replicas,
+    deadline,
     effective_weight,
     seconds_since,
 )

@@ -27,15 +27,12 @@ from typing import Literal
 from sluice.api.durations import format_duration, parse_duration
 from sluice.api.models import Hook, HookRun, Phase, ReleaseSpec, ReleaseStatus
 from sluice.plan import reasons
-from sluice.plan.types import Event, Observed, Plan, iso, seconds_since
+from sluice.plan.types import IN_FLIGHT, Event, Observed, Plan, deadline, iso, seconds_since
 
 Stage = Literal["preRollout", "postPromotion", "postRollback"]
-STAGES: tuple[Stage, ...] = ("preRollout", "postPromotion", "postRollback")
 MAX_RUNS = 20  # status.hooks keeps the latest runs; Jobs of older ones are deleted
 GRACE = 30.0  # seconds past a hook's timeout before Sluice stops waiting for the Job controller
-DEFAULT_TIMEOUT = "10m"
 FINISHED = ("Succeeded", "Failed")
-IN_FLIGHT = (Phase.PENDING, Phase.PROGRESSING, Phase.PAUSED)
 
 
 def rollout_id(candidate_hash: str, started: str, seq: int) -> str:
@@ -72,7 +69,7 @@ def timeout(hook: Hook | None, obs: Observed) -> float:
     """The hook's own timeout, else the policy's progressDeadline: one deadline bounds every wait."""
     if hook is not None and hook.timeout:
         return parse_duration(hook.timeout)
-    return parse_duration(obs.policy.progress_deadline if obs.policy else DEFAULT_TIMEOUT)
+    return deadline(obs)
 
 
 def runs(status: ReleaseStatus, rollout: str, stage: Stage) -> list[HookRun]:

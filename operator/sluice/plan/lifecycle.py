@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from sluice.api.durations import format_duration, parse_duration
+from sluice.api.durations import format_duration
 from sluice.api.models import (
     HistoryEntry,
     OnFailure,
@@ -21,17 +21,11 @@ from sluice.api.models import (
 )
 from sluice.plan import changes, hooks, reasons
 from sluice.plan.conditions import set_condition
-from sluice.plan.types import DeploymentIntent, Event, Observed, Plan, iso, seconds_since
+from sluice.plan.types import IN_FLIGHT, DeploymentIntent, Event, Observed, Plan, deadline, iso, seconds_since
 
-DEFAULT_DEADLINE = "10m"
 MAX_HISTORY = 10
 MAX_EVENTS = 20  # the outbox keeps the last decision's events, bounded
 POLL = 5.0  # seconds between passes while waiting on pods; watch events usually come sooner
-IN_FLIGHT = (Phase.PENDING, Phase.PROGRESSING, Phase.PAUSED)
-
-
-def deadline(obs: Observed) -> float:
-    return parse_duration(obs.policy.progress_deadline if obs.policy else DEFAULT_DEADLINE)
 
 
 def in_flight(status: ReleaseStatus) -> bool:

@@ -7,8 +7,8 @@ from datetime import datetime
 from sluice.api.durations import format_duration
 from sluice.api.models import ReleaseStatus
 from sluice.plan import analysis, reasons
-from sluice.plan.lifecycle import POLL, deadline, fail, pause
-from sluice.plan.types import Event, Observed, Plan, iso, seconds_since
+from sluice.plan.lifecycle import POLL, fail, pause
+from sluice.plan.types import Event, Observed, Plan, deadline, iso, seconds_since
 
 
 def analysis_step(obs: Observed, status: ReleaseStatus, now: datetime, result: Plan, head: str,

@@ -7,7 +7,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-from sluice.api.models import HookRun, ReleaseSpec, ReleaseStatus, RolloutPolicySpec, Verdict
+from sluice.api.durations import parse_duration
+from sluice.api.models import HookRun, Phase, ReleaseSpec, ReleaseStatus, RolloutPolicySpec, Verdict
+
+DEFAULT_DEADLINE = "10m"  # progressDeadline where no policy names one
+IN_FLIGHT = (Phase.PENDING, Phase.PROGRESSING, Phase.PAUSED)  # a rollout no outcome has ended yet
 
 
 def show(value: float) -> str:
@@ -232,3 +236,8 @@ def effective_weight(canary_ready: int, stable_ready: int) -> int:
     effective_weight(1, 3) == 25, effective_weight(0, 4) == 0, effective_weight(2, 0) == 100."""
     pods = canary_ready + stable_ready
     return 0 if pods == 0 else round(100 * canary_ready / pods)
+
+
+def deadline(obs: Observed) -> float:
+    """Seconds of the one deadline that bounds every wait: the policy's progressDeadline."""
+    return parse_duration(obs.policy.progress_deadline if obs.policy else DEFAULT_DEADLINE)
