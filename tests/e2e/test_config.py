@@ -34,6 +34,12 @@ def reading_config(version: str, error_rate: float = 0.0) -> dict[str, Any]:
     return body
 
 
+def ship_first_version(kubectl: Kubectl, prometheus_url: str, greeting: str) -> None:
+    kubectl.apply([policy("fast", STEPS, prometheus_url), *config(greeting, "token-1")])
+    kubectl.apply(reading_config("1.0.0"))
+    wait_for("shop 1.0.0 to be stable", phase(kubectl, "shop", "Succeeded"), 90)
+
+
 def used_by(kubectl: Kubectl, deployment: str) -> tuple[str, str]:
     """(ConfigMap, Secret) the Deployment's pod template reads."""
     container = kubectl.get("deployment", deployment)["spec"]["template"]["spec"]["containers"][0]  # type: ignore[index]
@@ -51,9 +57,7 @@ def data(kubectl: Kubectl, kind: str, name: str) -> dict[str, str]:
 
 def test_a_rollback_restores_the_old_config_with_the_old_pods(
         kubectl: Kubectl, operator: Operator, prometheus_url: str) -> None:
-    kubectl.apply([policy("fast", STEPS, prometheus_url), *config("hello from v1", "token-1")])
-    kubectl.apply(reading_config("1.0.0"))
-    wait_for("shop 1.0.0 to be stable", phase(kubectl, "shop", "Succeeded"), 90)
+    ship_first_version(kubectl, prometheus_url, "hello from v1")
     v1_config, v1_secret = used_by(kubectl, "shop")
     assert v1_config.startswith("shop-config-") and v1_secret.startswith("shop-token-")
     assert data(kubectl, "configmap", v1_config) == {"GREETING": "hello from v1"}
@@ -79,9 +83,7 @@ def test_a_rollback_restores_the_old_config_with_the_old_pods(
 
 def test_a_config_change_alone_is_a_rollout_and_the_old_copy_goes_once_unused(
         kubectl: Kubectl, operator: Operator, prometheus_url: str) -> None:
-    kubectl.apply([policy("fast", STEPS, prometheus_url), *config("hello", "token-1")])
-    kubectl.apply(reading_config("1.0.0"))
-    wait_for("shop 1.0.0 to be stable", phase(kubectl, "shop", "Succeeded"), 90)
+    ship_first_version(kubectl, prometheus_url, "hello")
     before, secret = used_by(kubectl, "shop")
 
     kubectl.apply(config("hello, world", "token-1"))

@@ -41,6 +41,13 @@ def smoke_policy(node: RealNode) -> dict[str, Any]:
     }
 
 
+def ship_first_version(kubectl: Kubectl, node: RealNode) -> None:
+    wait_for("the default ServiceAccount", lambda: kubectl.get("serviceaccount", "default"), 30)
+    kubectl.apply(smoke_policy(node))
+    kubectl.apply(release("shop", "1.0.0", policy="smoke-tested"))
+    wait_for("shop 1.0.0 to be stable", phase(kubectl, "shop", "Succeeded"), 90)
+
+
 def active_track(kubectl: Kubectl) -> str:
     service = kubectl.get("service", "shop") or {}
     return str(service.get("spec", {}).get("selector", {}).get("sluice.dev/track", "-"))
@@ -48,10 +55,7 @@ def active_track(kubectl: Kubectl) -> str:
 
 def test_a_passing_smoke_test_switches_the_preview_live(
         kubectl: Kubectl, operator: Operator, real_node: RealNode) -> None:
-    wait_for("the default ServiceAccount", lambda: kubectl.get("serviceaccount", "default"), 30)
-    kubectl.apply(smoke_policy(real_node))
-    kubectl.apply(release("shop", "1.0.0", policy="smoke-tested"))
-    wait_for("shop 1.0.0 to be stable", phase(kubectl, "shop", "Succeeded"), 90)
+    ship_first_version(kubectl, real_node)
 
     kubectl.apply(release("shop", "2.0.0", policy="smoke-tested"))
     def promoted() -> Any:
@@ -70,10 +74,7 @@ def test_a_passing_smoke_test_switches_the_preview_live(
 
 def test_a_failing_smoke_test_keeps_users_on_the_old_version(
         kubectl: Kubectl, operator: Operator, real_node: RealNode) -> None:
-    wait_for("the default ServiceAccount", lambda: kubectl.get("serviceaccount", "default"), 30)
-    kubectl.apply(smoke_policy(real_node))
-    kubectl.apply(release("shop", "1.0.0", policy="smoke-tested"))
-    wait_for("shop 1.0.0 to be stable", phase(kubectl, "shop", "Succeeded"), 90)
+    ship_first_version(kubectl, real_node)
 
     kubectl.apply(release("shop", "2.0.0-bad", policy="smoke-tested"))
     tracks: list[str] = []
