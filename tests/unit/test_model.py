@@ -1233,3 +1233,56 @@ def test_i9_breaks_when_the_bake_lets_the_stable_go_cold(monkeypatch: pytest.Mon
     world.first_version_is_stable(policy=_baking(), replicas=2, gateway=True)
     with pytest.raises(Broken, match=r"I9: during the bake the stable Deployment runs h-1\.0\.0 x1, not h-1\.0\.0 x2"):
         world.nothing_new_happens(answer="good", pods_come_up=True)
+
+
+def test_a_rollout_waiting_behind_chained_hook_timeouts_is_bounded_by_them() -> None:
+    """I5 (make fuzz, seed 5001, after about 49,000 examples): with the stable pods down, a dozen
+    versions applied one after another left hook Jobs that never finish; hook Jobs run one at a
+    time, so 1.29.0's backup waited behind an earlier rollout's hooks, each failed at its timeout
+    plus the grace period: 370 s Pending against a bound of 365 s that allowed three such waits.
+    The bound was the model's defect, not Sluice's: it now counts every unfinished hook run and
+    the rollout's own preRollout hooks. Replayed as the soak found it."""
+    policy = _canary([{"analysis": {}}, {"analysis": {}}, {"setWeight": 0}, {"analysis": {}},
+                      {"setWeight": 0}, {"setWeight": 0}], background=True)
+    policy["analysis"]["count"] = 3
+    policy["analysis"]["metrics"][0]["consecutiveErrorLimit"] = 2
+    world = SluiceLoop()
+    world.first_version_is_stable(policy=policy, replicas=3, gateway=True, hooks=True)
+    world.pods_become_ready(count=None, track="stable")
+    world.pods_stop_being_ready(count=None, track="stable")
+    for _ in range(12):
+        world.new_version()
+    world.reconcile_now(fault="none")
+    world.stable_version_reapplied()
+    world.policy_analysis_step_removed()
+    world.slow_measurement(fault="none", seconds=3)
+    for _ in range(3):
+        world.new_version()
+    world.policy_bake_toggled(duration="20s")
+    world.pods_stop_being_ready(count=None, track="stable")
+    for _ in range(7):
+        world.new_version()
+    world.slow_measurement(fault="none", seconds=3)
+    world.new_version()
+    world.stable_version_reapplied()
+    world.policy_analysis_step_removed()
+    world.reconcile_now(fault="none")
+    world.new_version()
+    world.new_version()
+    world.pods_stop_being_ready(count=None, track="stable")
+    world.new_version()
+    world.reconcile_now(fault="none")
+    world.user_request(action="abort")
+    world.policy_steps_trimmed(keep=1)
+    world.pods_stop_being_ready(count=None, track="stable")
+    world.nothing_new_happens(answer="empty", pods_come_up=False)
+    world.pods_stop_being_ready(count=1, track="stable")
+    world.new_version()
+    world.pods_stop_being_ready(count=None, track="canary")
+    world.user_request(action="pause")
+    world.nothing_new_happens(answer="-inf", pods_come_up=False)
+    status = world.model.status
+    assert status.phase == Phase.ROLLED_BACK, status.message
+    assert "preRollout hook backup failed" in status.message and "did not finish within 1m" in status.message
+    assert sum(run.state == "Running" for run in status.hooks) <= 1
+    world.teardown()
