@@ -210,6 +210,19 @@ def test_a_pause_for_a_person_is_announced_once_in_an_event() -> None:
     assert waiting == ["WaitingForPromote: 1.1.0 waits for `sluice promote` at step 2/3 (pause), weight 25%"]
 
 
+def test_a_user_pause_and_resume_are_each_recorded_in_an_event_naming_who() -> None:
+    world = first_version(policy_spec(STEPS), gateway=True)
+    world.deploy("1.1.0").settle(OK, passes=2)
+    world.request("pause")
+    world.status.request.by = "alice"  # type: ignore[union-attr]
+    world.later(1).step(OK)
+    assert world.phase == Phase.PAUSED and world.route_weight == 25
+    world.request("resume").later(1).step(OK)
+    assert world.phase == Phase.PROGRESSING
+    applied = [e for e in world.events if e.startswith(reasons.REQUEST_APPLIED)]
+    assert applied == ["RequestApplied: paused by alice", "RequestApplied: resumed by a user"]
+
+
 def test_on_failure_pause_freezes_traffic_where_it_is() -> None:
     world = first_version(policy_spec(STEPS, onFailure="pause"), gateway=True)
     world.deploy("1.1.0").settle(OK, passes=2)

@@ -151,10 +151,13 @@ def _advance(status: ReleaseStatus, now: datetime, to: int) -> None:
 
 
 def _user_pause(obs: Observed, status: ReleaseStatus, now: datetime, pause: bool, strategy: Strategy) -> Plan:
+    who = _who(status)
     status.request = None
     if pause:
         status.pause_reason = reasons.PAUSED
-        return _hold_paused(obs, status, now, strategy)
+        held = _hold_paused(obs, status, now, strategy)
+        held.events.insert(0, Event("Normal", reasons.REQUEST_APPLIED, f"paused by {who}"))
+        return held
     if status.phase != Phase.PAUSED or status.pause_reason != reasons.PAUSED:
         result = _walk(obs, status, now, strategy)
         result.status.request = status.request
@@ -164,7 +167,9 @@ def _user_pause(obs: Observed, status: ReleaseStatus, now: datetime, pause: bool
         return result
     status.phase = Phase.PROGRESSING
     restart_step(status, now)  # a timed pause or an analysis starts again after a manual pause
-    return _walk(obs, status, now, strategy)
+    resumed = _walk(obs, status, now, strategy)
+    resumed.events.insert(0, Event("Normal", reasons.REQUEST_APPLIED, f"resumed by {who}"))
+    return resumed
 
 
 def _hold_paused(obs: Observed, status: ReleaseStatus, now: datetime, strategy: Strategy) -> Plan:
