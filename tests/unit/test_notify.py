@@ -805,3 +805,54 @@ def test_lint_refuses_an_unquoted_on_that_kubectl_would_read_as_true(tmp_path: A
     assert done.exit_code == 1
     assert f"{manifest}:11: error: RolloutPolicy careful: spec.notify[1].on: kubectl reads the unquoted key on as " \
         'true (YAML 1.1), so the API server never sees it: write "on":' in done.output.splitlines()
+
+
+SIGNED = """\
+apiVersion: sluice.dev/v1alpha1
+kind: RolloutPolicy
+metadata: {name: careful}
+spec:
+  strategy: {canary: {steps: [{setWeight: 50}]}}
+  notify:
+    - name: deploys
+      webhook:
+        url: "http://hooks.internal:8080/sluice"
+        signingSecretRef: {name: hook-key, key: secret}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: hook-key}
+stringData: {secret: "s3cr3t-key"}
+"""
+
+
+def test_lint_warns_of_a_signing_key_the_operator_would_not_read(tmp_path: Any) -> None:
+    manifest = tmp_path / "policy.yaml"
+    manifest.write_text(SIGNED)
+    done = CliRunner().invoke(app, ["lint", str(manifest)], env={"SLUICE_WEBHOOK_ALLOW": ""})
+    assert done.exit_code == 0, done.output
+    assert [line for line in done.output.splitlines() if ": warning: " in line] == [
+        f"{manifest}:10: warning: RolloutPolicy careful: spec.notify[0].webhook.signingSecretRef: notify target "
+        "deploys: Secret hook-key, its signing key, has no label sluice.dev/analysis-credential=true, so the operator "
+        "will not read it and sends nothing"]
+    labelled = SIGNED.replace("metadata: {name: hook-key}",
+                              "metadata: {name: hook-key, labels: {sluice.dev/analysis-credential: 'true'}}")
+    manifest.write_text(labelled.replace("{secret: ", "{token: "))
+    done = CliRunner().invoke(app, ["lint", str(manifest)], env={"SLUICE_WEBHOOK_ALLOW": ""})
+    assert [line.split(": warning: ")[1] for line in done.output.splitlines() if ": warning: " in line] == [
+        "RolloutPolicy careful: spec.notify[0].webhook.signingSecretRef: notify target deploys: Secret hook-key has "
+        "no signing key under key secret, so nothing is sent"]
+    manifest.write_text(labelled)
+    done = CliRunner().invoke(app, ["lint", str(manifest)], env={"SLUICE_WEBHOOK_ALLOW": ""})
+    assert done.exit_code == 0 and ": warning: " not in done.output, done.output
+    assert "s3cr3t" not in done.output
+
+
+def test_lint_refuses_a_signed_slack_target_once(tmp_path: Any) -> None:
+    manifest = tmp_path / "policy.yaml"
+    manifest.write_text(SIGNED.replace("webhook:", "slack:"))
+    done = CliRunner().invoke(app, ["lint", str(manifest)], env={"SLUICE_WEBHOOK_ALLOW": ""})
+    assert done.exit_code == 1
+    assert [line for line in done.output.splitlines() if ": error: " in line] == [
+        f"{manifest}:7: error: RolloutPolicy careful: spec.notify[0]: signingSecretRef is for webhook targets only: "
+        "Slack does not check a signature"]
