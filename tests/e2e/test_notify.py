@@ -1,7 +1,8 @@
 """Notifications on the real cluster: given a policy whose notify targets are HTTP receivers on this
-machine (a JSON webhook, a Slack-compatible one, and one that is down), when a version is promoted
-and the next one rolled back, then the receivers hear the story in order with the right fields, and
-the receiver that is down changes nothing but a Warning on the Release."""
+machine (a JSON webhook that checks Sluice's signature with a key from a labelled Secret, a
+Slack-compatible one, and one that is down), when a version is promoted and the next one rolled
+back, then the receivers hear the story in order with the right fields, every webhook request
+signed, and the receiver that is down changes nothing but a Warning on the Release."""
 
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ import pytest
 from tests.e2e.conftest import Kubectl, Operator, wait_for
 from tests.e2e.manifests import policy, release
 from tests.e2e.test_canary import deploy_first, phase
-from tests.unit.test_notify import Receiver, down_url
+from tests.unit.test_notify import Receiver, down_url, verified
 
 pytestmark = pytest.mark.e2e
 
 SLACK_PATH = "/services/T0E2E/B0E2E/SECRETPATH"
 STEPS: list[dict[str, Any]] = [{"setWeight": 50}, {"analysis": {}}, {"setWeight": 100}]
+SIGNING_KEY = b"e2e-signing-key-SECRETKEY"
 
 
 @pytest.fixture
@@ -50,17 +52,27 @@ def warnings(kubectl: Kubectl, name: str, reason: str) -> list[str]:
     return [e["message"] for e in kubectl.events(name) if e["reason"] == reason and e["type"] == "Warning"]
 
 
+def signing_secret(name: str, key: bytes) -> dict[str, Any]:
+    """A webhook's signing key, in a Secret marked for Sluice; the receiver holds the same key."""
+    return {"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "labels": {"sluice.dev/analysis-credential": "true"}},
+            "data": {"key": base64.b64encode(key).decode()}}
+
+
 def test_receivers_hear_a_promotion_then_a_rollback_and_one_that_is_down_changes_nothing(
         kubectl: Kubectl, operator: Operator, prometheus_url: str, receivers: tuple[Receiver, Receiver]) -> None:
     hooks, chat = receivers
+    hooks.key = SIGNING_KEY  # it answers 401 to a request without a good Sluice-Signature
     dead = down_url()
     targets = [
-        {"name": "deploy-log", "webhook": {"url": hooks.url + "/sluice"}},
+        {"name": "deploy-log", "webhook": {"url": hooks.url + "/sluice",
+                                           "signingSecretRef": {"name": "deploy-log-signing", "key": "key"}}},
         {"name": "team-slack", "slack": {"url": chat.url + SLACK_PATH},
          "events": ["started", "paused", "promoted", "rolledBack", "failed"]},
         {"name": "pager", "webhook": {"url": dead}},
     ]
-    kubectl.apply(policy("fast", STEPS, prometheus_url, analysis=strict(), notify=targets))
+    kubectl.apply([signing_secret("deploy-log-signing", SIGNING_KEY),
+                   policy("fast", STEPS, prometheus_url, analysis=strict(), notify=targets)])
     namespace = kubectl.namespace
     started = time.monotonic()
     deploy_first(kubectl, "cart")
@@ -102,6 +114,11 @@ def test_receivers_hear_a_promotion_then_a_rollback_and_one_that_is_down_changes
     event = kubectl.get("event", back["id"])
     assert event is not None and event["reason"] == "RolledBack" and event["involvedObject"]["name"] == "cart"
     assert all(headers["Sluice-Event-Id"] == body["id"] for _, _, headers, body in hooks.got)
+    # Every request is signed: the HMAC-SHA256 of the exact bytes received, with the Secret's key.
+    assert len(hooks.requests) >= len(wanted)
+    assert all(verified(SIGNING_KEY, raw, headers.get("Sluice-Signature")) for headers, raw in hooks.requests)
+    assert not any(verified(b"another key", raw, headers.get("Sluice-Signature")) for headers, raw in hooks.requests)
+    assert all("Sluice-Signature" not in headers for headers, _ in chat.requests), "Slack is never signed"
 
     # Slack hears only what it asked for, as text and section blocks.
     assert {b["blocks"][0]["type"] for b in chat.bodies} == {"section"}
@@ -125,6 +142,7 @@ def test_receivers_hear_a_promotion_then_a_rollback_and_one_that_is_down_changes
     # An inline url is in the policy, and so in the copy of it a rollout keeps (status.policy); nowhere else.
     unpolicied = {key: value for key, value in status.items() if key != "policy"}
     assert "SECRETPATH" not in json.dumps(kubectl.events("cart")) + json.dumps(unpolicied)
+    assert "SECRETKEY" not in json.dumps(kubectl.events("cart")) + json.dumps(status), "the key is never shown"
     assert "remote words" not in json.dumps(kubectl.events("cart")) + json.dumps(status)
     print(f"\nfirst version + promotion: {promoted_at - started:.1f}s, rollback: {rolled_back_at - promoted_at:.1f}s; "
           f"webhook got {len(hooks.got)} notifications, Slack {len(chat.got)}")

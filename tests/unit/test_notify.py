@@ -9,6 +9,8 @@ are driven through the real sluice.reconcile against test_reconcile's in-memory 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import itertools
 import json
 import logging
@@ -23,10 +25,12 @@ import pytest
 from typer.testing import CliRunner
 
 from sluice import metrics
+from sluice.analysis import cel
 from sluice.analysis.addresses import WEBHOOK, Allowlist, usable_url
-from sluice.api.models import PendingEvent, Phase, ReleaseStatus, RolloutPolicySpec
+from sluice.api.crdgen import policy_crd
+from sluice.api.models import NotifyTarget, PendingEvent, Phase, ReleaseStatus, RolloutPolicySpec
 from sluice.cli.main import app
-from sluice.notify import KINDS, Notifier, retry_delay
+from sluice.notify import KINDS, Notifier, retry_delay, signature
 from sluice.plan import reasons
 from sluice.reconcile import Context
 from tests.unit.test_analysis_trust import secret
@@ -36,12 +40,22 @@ Body = dict[str, Any]
 SLACK_PATH = "/services/T0SECRET/B0SECRET/xoxSECRETxox"
 
 
+def verified(key: bytes, body: bytes, header: str | None) -> bool:
+    """What a receiver of signed webhooks does (README): recompute the HMAC-SHA256 of the exact body
+    bytes with its own copy of the key, and compare it with Sluice-Signature in constant time."""
+    expected = "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+    return header is not None and hmac.compare_digest(header, expected)
+
+
 class Receiver:
     """An HTTP server on 127.0.0.1 that records every POST and answers as told: `answers` are the
-    status codes of the next requests (then 200), `delay` seconds before each answer."""
+    status codes of the next requests (then 200), `delay` seconds before each answer. Given a `key`,
+    it answers 401 to a request whose Sluice-Signature does not verify, as a careful receiver would."""
 
-    def __init__(self) -> None:
+    def __init__(self, key: bytes | None = None) -> None:
         self.got: list[tuple[float, str, dict[str, str], Any]] = []  # (monotonic, path, headers, body)
+        self.requests: list[tuple[dict[str, str], bytes]] = []  # (headers, the body's exact bytes)
+        self.key = key
         self.answers: list[int] = []
         self.headers: dict[str, str] = {}
         self.delay = 0.0
@@ -51,11 +65,15 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 size = int(self.headers.get("Content-Length", "0"))
-                body = json.loads(self.rfile.read(size) or b"null")
+                raw = self.rfile.read(size)
+                body = json.loads(raw or b"null")
+                receiver.requests.append((dict(self.headers), raw))
                 receiver.got.append((time.monotonic(), self.path, dict(self.headers), body))
                 if receiver.delay:
                     receiver.release.wait(receiver.delay)
                 code = receiver.answers.pop(0) if receiver.answers else 200
+                if receiver.key is not None and not verified(receiver.key, raw, self.headers["Sluice-Signature"]):
+                    code = 401
                 payload = b'{"ok": false, "error": "<remote words>"}'
                 self.send_response(code)
                 for key, value in receiver.headers.items():
@@ -494,6 +512,107 @@ async def test_a_secret_that_cannot_be_used_sends_nothing_and_says_why(stored: B
     assert "SECRET" not in message
 
 
+# --- Signed webhooks -----------------------------------------------------------------------------
+
+def signed(url: str, name: str = "hooks", secret_name: str = "hook-key", **extra: Any) -> Body:
+    return {"name": name, "webhook": {"url": url, "signingSecretRef": {"name": secret_name, "key": "secret"}}, **extra}
+
+
+def test_the_signature_is_githubs_scheme() -> None:
+    """GitHub's documented example of X-Hub-Signature-256: a receiver built for it verifies Sluice."""
+    assert signature(b"It's a Secret to Everybody", b"Hello, World!") == \
+        "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+
+
+async def test_a_signed_webhook_carries_the_hmac_of_the_exact_body_it_sends(receiver: Receiver, other: Receiver,
+                                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """The key is the Secret's value as text, surrounding whitespace removed (as `kubectl create
+    secret --from-file` of an echoed key leaves a newline): the receiver keys with "s3cr3t-key"."""
+    receiver.key = b"s3cr3t-key"
+    events = Events()
+    sender = notifier(Secrets(secret("hook-key", secret="s3cr3t-key\n")), events)
+    policy = a_policy(signed(receiver.url + "/sluice"), webhook(other.url, "plain"), slack(other.url, "team"))
+    with caplog.at_level(logging.DEBUG):
+        sender.send(a_release(), IN_FLIGHT, policy, [event(1), event(2, reasons.PROMOTED, "1.2.0 promoted")])
+        await until("two signed and four plain", lambda: len(receiver.got) == 2 and len(other.got) == 4)
+    await sender.close()
+    assert events.posted == {}, "the receiver accepted both"
+    for headers, raw in receiver.requests:
+        assert verified(b"s3cr3t-key", raw, headers["Sluice-Signature"]), headers
+        assert not verified(b"s3cr3t-key\n", raw, headers["Sluice-Signature"])
+        assert not verified(b"another key", raw, headers["Sluice-Signature"])
+        assert headers["Sluice-Signature"] == headers["Sluice-Signature"].lower()
+        assert headers["Sluice-Event-Id"] == json.loads(raw)["id"]
+    assert [b["event"] for b in receiver.bodies] == ["started", "promoted"]
+    assert all("Sluice-Signature" not in headers for headers, _ in other.requests), "only the target that asked"
+    assert "s3cr3t" not in caplog.text
+
+
+async def test_a_receiver_with_another_key_refuses_the_request_and_the_release_says_so_once(
+        receiver: Receiver) -> None:
+    receiver.key = b"the receiver's key"
+    events = Events()
+    sender = notifier(Secrets(secret("hook-key", secret="an old key")), events)
+    sender.send(a_release(), IN_FLIGHT, a_policy(signed(receiver.url)), [event(1), event(2, reasons.PROMOTED)])
+    await until("a failure said", lambda: events.posted)
+    await until("both tried", lambda: len(receiver.got) == 2)
+    await asyncio.sleep(0.1)
+    await sender.close()
+    assert len(receiver.got) == 2, "a 401 is not retried"
+    (type_, reason, message), = events.posted.values()
+    assert (type_, reason) == ("Warning", "NotificationFailed")
+    assert message == (f"notify target hooks: started of 1.2.0 could not be delivered to {receiver.url} (not "
+                       "retried): answered HTTP 401; the rollout is not affected")
+
+
+@pytest.mark.parametrize(("stored", "says"), [
+    (secret("hook-key", labelled=False, secret="s3cr3t-key"),
+     "notify target hooks: the signing key (Secret hook-key, key secret) cannot be read: Secret hook-key in namespace "
+     "shop is not marked for analysis: Sluice reads a Secret for a RolloutPolicy only if it has the label "
+     "sluice.dev/analysis-credential=true (kubectl label secret hook-key -n shop "
+     "sluice.dev/analysis-credential=true)"),
+    (None, "notify target hooks: the signing key (Secret hook-key, key secret) cannot be read: Secret hook-key not "
+           "found in namespace shop, or not marked for analysis: Sluice reads a Secret for a RolloutPolicy only if it "
+           "has the label sluice.dev/analysis-credential=true (kubectl label secret hook-key -n shop "
+           "sluice.dev/analysis-credential=true)"),
+    (secret("hook-key", token="s3cr3t-key"),
+     "notify target hooks: the signing key (Secret hook-key, key secret) cannot be read: Secret hook-key with key "
+     "secret not found in namespace shop"),
+    (secret("hook-key", secret=" \n"), "notify target hooks: the signing key (Secret hook-key, key secret) is empty"),
+], ids=["unlabelled", "missing", "no such key", "empty"])
+async def test_a_signing_key_that_cannot_be_read_sends_nothing_unsigned_and_says_why_once(
+        receiver: Receiver, stored: Body | None, says: str, caplog: pytest.LogCaptureFixture) -> None:
+    events = Events()
+    sender = notifier(Secrets(*([stored] if stored else [])), events)
+    before = count("webhook", "refused")
+    with caplog.at_level(logging.DEBUG):
+        sender.send(a_release(), IN_FLIGHT, a_policy(signed(receiver.url)), [event(1), event(2, reasons.PROMOTED)])
+        await until("two refusals", lambda: count("webhook", "refused") == before + 2)
+    await sender.close()
+    assert receiver.got == []
+    (type_, reason, message), = events.posted.values()
+    assert (type_, reason) == ("Warning", "NotificationRefused")
+    assert message == f"{says}; nothing is sent to it, and the rollout is not affected"
+    assert "s3cr3t" not in caplog.text + message
+
+
+def test_a_slack_target_cannot_be_signed_by_the_model_or_the_crd() -> None:
+    unsigned_slack = {"name": "team", "slack": {"url": "https://hooks.slack.com/services/x",
+                                                "signingSecretRef": {"name": "hook-key", "key": "secret"}}}
+    with pytest.raises(ValueError, match="signingSecretRef is for webhook targets only: Slack does not check a "
+                                         "signature"):
+        NotifyTarget.model_validate(unsigned_slack)
+    spec = policy_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    target = spec["properties"]["notify"]["items"]
+    rule, = (r["rule"] for r in target["x-kubernetes-validations"]
+             if r["message"] == "signingSecretRef is for webhook targets only: Slack does not check a signature")
+    assert cel.rule_holds(rule, unsigned_slack) is False
+    assert cel.rule_holds(rule, signed("http://hooks.internal/x")) is True
+    assert cel.rule_holds(rule, slack("https://hooks.slack.com/services/x")) is True
+    hook = NotifyTarget.model_validate(signed("http://hooks.internal/x")).webhook
+    assert hook is not None and hook.signing_secret_ref is not None
+
+
 def test_the_operator_command_refuses_a_bad_webhook_entry_from_the_flag_or_the_environment() -> None:
     runner = CliRunner()
     done = runner.invoke(app, ["operator", "--webhook-allow", "hooks.slack.com"])
@@ -686,3 +805,54 @@ def test_lint_refuses_an_unquoted_on_that_kubectl_would_read_as_true(tmp_path: A
     assert done.exit_code == 1
     assert f"{manifest}:11: error: RolloutPolicy careful: spec.notify[1].on: kubectl reads the unquoted key on as " \
         'true (YAML 1.1), so the API server never sees it: write "on":' in done.output.splitlines()
+
+
+SIGNED = """\
+apiVersion: sluice.dev/v1alpha1
+kind: RolloutPolicy
+metadata: {name: careful}
+spec:
+  strategy: {canary: {steps: [{setWeight: 50}]}}
+  notify:
+    - name: deploys
+      webhook:
+        url: "http://hooks.internal:8080/sluice"
+        signingSecretRef: {name: hook-key, key: secret}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: hook-key}
+stringData: {secret: "s3cr3t-key"}
+"""
+
+
+def test_lint_warns_of_a_signing_key_the_operator_would_not_read(tmp_path: Any) -> None:
+    manifest = tmp_path / "policy.yaml"
+    manifest.write_text(SIGNED)
+    done = CliRunner().invoke(app, ["lint", str(manifest)], env={"SLUICE_WEBHOOK_ALLOW": ""})
+    assert done.exit_code == 0, done.output
+    assert [line for line in done.output.splitlines() if ": warning: " in line] == [
+        f"{manifest}:10: warning: RolloutPolicy careful: spec.notify[0].webhook.signingSecretRef: notify target "
+        "deploys: Secret hook-key, its signing key, has no label sluice.dev/analysis-credential=true, so the operator "
+        "will not read it and sends nothing"]
+    labelled = SIGNED.replace("metadata: {name: hook-key}",
+                              "metadata: {name: hook-key, labels: {sluice.dev/analysis-credential: 'true'}}")
+    manifest.write_text(labelled.replace("{secret: ", "{token: "))
+    done = CliRunner().invoke(app, ["lint", str(manifest)], env={"SLUICE_WEBHOOK_ALLOW": ""})
+    assert [line.split(": warning: ")[1] for line in done.output.splitlines() if ": warning: " in line] == [
+        "RolloutPolicy careful: spec.notify[0].webhook.signingSecretRef: notify target deploys: Secret hook-key has "
+        "no signing key under key secret, so nothing is sent"]
+    manifest.write_text(labelled)
+    done = CliRunner().invoke(app, ["lint", str(manifest)], env={"SLUICE_WEBHOOK_ALLOW": ""})
+    assert done.exit_code == 0 and ": warning: " not in done.output, done.output
+    assert "s3cr3t" not in done.output
+
+
+def test_lint_refuses_a_signed_slack_target_once(tmp_path: Any) -> None:
+    manifest = tmp_path / "policy.yaml"
+    manifest.write_text(SIGNED.replace("webhook:", "slack:"))
+    done = CliRunner().invoke(app, ["lint", str(manifest)], env={"SLUICE_WEBHOOK_ALLOW": ""})
+    assert done.exit_code == 1
+    assert [line for line in done.output.splitlines() if ": error: " in line] == [
+        f"{manifest}:7: error: RolloutPolicy careful: spec.notify[0]: signingSecretRef is for webhook targets only: "
+        "Slack does not check a signature"]

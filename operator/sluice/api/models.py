@@ -642,12 +642,19 @@ ONE_URL = "a target needs exactly one of url or urlSecretRef"
 class WebhookTarget(Model):
     """Where a notification is POSTed. A URL in a Secret (Slack's webhook URL is a credential) is
     read only if the Secret carries the label sluice.dev/analysis-credential=true; either way the
-    address must be on the operator's allowlist."""
+    address must be on the operator's allowlist. A generic webhook may be signed, with a key from a
+    Secret under the same rule."""
 
     model_config = ConfigDict(json_schema_extra=_rules(_cel("has(self.url) != has(self.urlSecretRef)", ONE_URL)))
 
     url: str | None = Field(default=None, pattern=URL_PATTERN, max_length=2048, description="The URL.")
     url_secret_ref: SecretKeyRef | None = Field(default=None, description="The URL, from a Secret.")
+    signing_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="For a webhook target (not slack): a key, from a Secret, that signs each request with the "
+        "header Sluice-Signature: sha256=<hex HMAC-SHA256 of the body>, as GitHub's X-Hub-Signature-256. If the "
+        "key cannot be read, nothing is sent: never an unsigned request.",
+    )
 
     @model_validator(mode="after")
     def _one(self) -> WebhookTarget:
@@ -657,13 +664,17 @@ class WebhookTarget(Model):
 
 
 ONE_KIND = "a notify target needs exactly one of webhook or slack"
+UNSIGNED_SLACK = "signingSecretRef is for webhook targets only: Slack does not check a signature"
 
 
 class NotifyTarget(Model):
     """One receiver of a Release's phase changes. Sending is retried with backoff in the background:
     it never blocks or slows a rollout."""
 
-    model_config = ConfigDict(json_schema_extra=_rules(_cel("has(self.webhook) != has(self.slack)", ONE_KIND)))
+    model_config = ConfigDict(json_schema_extra=_rules(
+        _cel("has(self.webhook) != has(self.slack)", ONE_KIND),
+        _cel("!has(self.slack) || !has(self.slack.signingSecretRef)", UNSIGNED_SLACK),
+    ))
 
     name: str = Field(pattern=DNS_LABEL_PATTERN, max_length=63, description="Name of the target.")
     webhook: WebhookTarget | None = Field(default=None, description="A generic JSON webhook.")
@@ -678,6 +689,8 @@ class NotifyTarget(Model):
     def _one(self) -> NotifyTarget:
         if (self.webhook is None) == (self.slack is None):
             raise ValueError(ONE_KIND)
+        if self.slack is not None and self.slack.signing_secret_ref is not None:
+            raise ValueError(UNSIGNED_SLACK)
         return self
 
 

@@ -4,7 +4,8 @@ check them (the schema, and the CRDs' own CEL rules, evaluated with cel-expr-pyt
 Each problem is reported as file:line; warnings (valid, but probably not what was meant) too,
 without failing the run. Given the operator's notification allowlist (`--webhook-allow`, or
 SLUICE_WEBHOOK_ALLOW), it warns of notify targets the operator would send nothing to; Secrets in
-the same files that a target's urlSecretRef names are checked for the label the operator needs."""
+the same files that a target's urlSecretRef or signingSecretRef names are checked for the label the
+operator needs."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from sluice.api.models import (
     WEB_URL_PATTERN,
     ReleaseSpec,
     RolloutPolicySpec,
+    SecretKeyRef,
 )
 from sluice.kube.objects import CREDENTIAL_LABEL
 from sluice.plan.types import canary_replicas, effective_weight
@@ -217,28 +219,55 @@ def _secret_text(secret: dict[str, Any], key: str) -> str | None:
         return None
 
 
+def _secret_among(secrets: dict[tuple[str | None, str], Any], namespace: str | None, name: str) -> Any:
+    """The Secret `name` among the files, in `namespace` or (a document without one) by name alone."""
+    return secrets.get((namespace, name)) or next(
+        (body for (where, found), body in secrets.items() if found == name and (where is None or namespace is None)),
+        None)
+
+
+def _unlabelled(secret: dict[str, Any]) -> bool:
+    labels = (secret.get("metadata") or {}).get("labels") or {}
+    return str(labels.get(CREDENTIAL_LABEL)).lower() != "true"
+
+
+def _signing_warnings(target: str, ref: SecretKeyRef | None, where: Path_, namespace: str | None,
+                      secrets: dict[tuple[str | None, str], Any]) -> list[tuple[Path_, str]]:
+    """A signing key's Secret among the files that the operator would not read, or that has no key:
+    either way the operator sends the target nothing (never an unsigned request)."""
+    secret = _secret_among(secrets, namespace, ref.name) if ref is not None else None
+    if ref is None or secret is None:  # not among the files: nothing to check offline
+        return []
+    if _unlabelled(secret):
+        return [(where, f"notify target {target}: Secret {ref.name}, its signing key, has no label "
+                        f"{CREDENTIAL_LABEL}=true, so the operator will not read it and sends nothing")]
+    if not _secret_text(secret, ref.key):
+        return [(where, f"notify target {target}: Secret {ref.name} has no signing key under key {ref.key}, so "
+                        "nothing is sent")]
+    return []
+
+
 def _notify_warnings(policy: RolloutPolicySpec, namespace: str | None, secrets: dict[tuple[str | None, str], Any],
                      allowed: Allowlist | None) -> list[tuple[Path_, str]]:
     """Notify targets the operator would skip: an address off the given allowlist, a Secret among
-    the files without the label the operator reads Secrets by, or with no usable URL. An address
-    is shown as its origin only: a webhook's path is its credential."""
+    the files (a URL's or a signing key's) without the label the operator reads Secrets by, or with
+    no usable URL or key. An address is shown as its origin only: a webhook's path is its credential."""
     out: list[tuple[Path_, str]] = []
     for i, target in enumerate(policy.notify):
         field = "webhook" if target.webhook else "slack"
         hook = target.webhook or target.slack
         assert hook is not None
+        out += _signing_warnings(target.name, hook.signing_secret_ref,
+                                 ("spec", "notify", i, field, "signingSecretRef"), namespace, secrets)
         url: str | None = hook.url
         where: Path_ = ("spec", "notify", i, field, "url")
         ref = hook.url_secret_ref
         if ref is not None:
             where = ("spec", "notify", i, field, "urlSecretRef")
-            secret = secrets.get((namespace, ref.name)) or next(  # a document without a namespace: by name
-                (body for (where_, name), body in secrets.items()
-                 if name == ref.name and (where_ is None or namespace is None)), None)
+            secret = _secret_among(secrets, namespace, ref.name)
             if secret is None:
                 continue  # not among the files: nothing to check offline
-            labels = (secret.get("metadata") or {}).get("labels") or {}
-            if str(labels.get(CREDENTIAL_LABEL)).lower() != "true":
+            if _unlabelled(secret):
                 out.append((where, f"notify target {target.name}: Secret {ref.name} has no label "
                                    f"{CREDENTIAL_LABEL}=true, so the operator will not read it and sends nothing"))
                 continue
