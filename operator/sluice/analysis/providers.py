@@ -29,8 +29,9 @@ from sluice.analysis import web
 from sluice.analysis.addresses import ENVIRONMENT, FLAG, WEB, Allowlist, redact, shown
 from sluice.analysis.prometheus import Connection, MetricProvider, Prometheus
 from sluice.analysis.runner import Rejected, Sources, asks_prometheus
+from sluice.analysis.tls import SYSTEM, Trust
 from sluice.api.durations import parse_duration
-from sluice.api.models import Metric, RolloutPolicySpec, SecretKeyRef
+from sluice.api.models import Metric, RolloutPolicySpec, SecretKeyRef, TLSConfig
 from sluice.kube.objects import CREDENTIAL_LABEL
 
 log = logging.getLogger(__name__)
@@ -85,17 +86,19 @@ def check_token(token: str, ref: SecretKeyRef) -> str:
     return token
 
 
-def check_ca(pem: str, ref: SecretKeyRef) -> ssl.SSLContext:
-    """An SSL context trusting the PEM bundle, or Rejected. An empty bundle would trust nothing,
-    so every measurement would fail: it is refused as input instead."""
+def check_ca(pem: str, ref: SecretKeyRef) -> Trust:
+    """A Trust in the PEM bundle, or Rejected. An empty bundle would trust nothing, so every
+    measurement would fail: it is refused as input instead."""
     if not pem.strip():
         raise Rejected(f"the CA bundle in Secret {ref.name}, key {ref.key}, is empty")
+    trust = Trust(ca_pem=pem)
     try:
-        return ssl.create_default_context(cadata=pem)
+        trust.verify()
     except (ssl.SSLError, ValueError, TypeError) as error:
         log.info("the CA bundle in Secret %s, key %s, was refused: %s", ref.name, ref.key, error)  # OpenSSL's words
         raise Rejected(f"the CA bundle in Secret {ref.name}, key {ref.key}, is not a PEM certificate bundle") \
             from error
+    return trust
 
 
 async def read_secret(secrets: SecretSource, namespace: str, ref: SecretKeyRef) -> str:
@@ -171,6 +174,17 @@ class Providers:
     async def _secret(self, namespace: str, ref: SecretKeyRef | None) -> str | None:
         return None if ref is None else await read_secret(self.kube, namespace, ref)
 
+    async def _trust(self, namespace: str, tls: TLSConfig | None) -> Trust:
+        """How a server is verified under a policy's `tls`: insecureSkipVerify reads no Secret; a
+        caSecretRef must name a labelled Secret holding a PEM bundle (or Rejected); without
+        either, the system's CAs."""
+        if tls is not None and tls.insecure_skip_verify:
+            return Trust(insecure=True)
+        ref = tls.ca_secret_ref if tls is not None else None
+        if ref is None:
+            return SYSTEM
+        return check_ca(await read_secret(self.kube, namespace, ref), ref)
+
     async def sources(self, policy: RolloutPolicySpec, namespace: str, names: tuple[str, ...]) -> Sources:
         """Where the named metrics are measured: Prometheus only if one of them asks it, and each web
         metric's endpoint. Every web URL is checked against the allowlist before any Secret is read."""
@@ -227,7 +241,7 @@ class Providers:
         now = self.clock()
         await self._close_idle(now)
         try:
-            connection = await self._connection(source, token_ref, ca_ref)
+            connection = await self._connection(source, token_ref, tls)
         except Rejected:
             await self._drop(source, "its Secrets can no longer be used")
             raise
@@ -244,16 +258,12 @@ class Providers:
         self.used[source] = now
         return self.clients[source]
 
-    async def _connection(self, source: Source, token_ref: SecretKeyRef | None,
-                          ca_ref: SecretKeyRef | None) -> Connection:
+    async def _connection(self, source: Source, token_ref: SecretKeyRef | None, tls: TLSConfig | None) -> Connection:
         token = await self._secret(source.namespace, token_ref)
-        ca_pem = await self._secret(source.namespace, ca_ref) if not source.insecure else None
         if token is not None and token_ref is not None:
             check_token(token, token_ref)
-        if ca_pem is not None and ca_ref is not None:
-            check_ca(ca_pem, ca_ref)
-        return Connection(address=source.address, timeout=source.timeout, token=token, ca_pem=ca_pem,
-                          insecure=source.insecure)
+        return Connection(address=source.address, timeout=source.timeout, token=token,
+                          trust=await self._trust(source.namespace, tls))
 
     async def _drop(self, source: Source, why: str) -> None:
         client = self.clients.pop(source, None)
