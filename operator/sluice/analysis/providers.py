@@ -1,5 +1,6 @@
 """Metric providers for a policy: one Prometheus client per connection, reused across passes,
-with the bearer token and CA read from Secrets; and web metrics' endpoints, on one shared client.
+with the bearer token and CA read from Secrets; and web metrics' endpoints, on clients shared by
+every endpoint that trusts the same CAs.
 
 Everything here is input, and some of it is a trust boundary. The address comes from the policy,
 so it must be on the operator's allowlist (sluice.analysis.addresses) before anything else
@@ -144,7 +145,8 @@ def _ref(ref: SecretKeyRef | None) -> tuple[str, str] | None:
 
 class Providers:
     """Prometheus clients for policies, within the operator's allowlist: one per source, reused
-    across passes and Releases, closed when its credentials change or it goes unused."""
+    across passes and Releases, closed when its credentials change or it goes unused. Web metrics
+    share a client per Trust (the system's CAs, a CA bundle, or none), closed when unused."""
 
     def __init__(self, kube: SecretSource, allowed: Allowlist | None = None,
                  clock: Callable[[], float] = time.monotonic, web_allowed: Allowlist | None = None) -> None:
@@ -156,7 +158,8 @@ class Providers:
         self.clock = clock
         self.clients: dict[Source, Prometheus] = {}
         self.used: dict[Source, float] = {}
-        self.web_client: httpx.AsyncClient | None = None
+        self.web_clients: dict[Trust, httpx.AsyncClient] = {}
+        self.web_used: dict[Trust, float] = {}
         if self.allowed:
             log.info("analysis may query Prometheus at: %s", self.allowed)
         else:
@@ -194,9 +197,16 @@ class Providers:
         endpoints = {m.name: await self._endpoint(m, url, namespace) for m, url in webs}
         if not endpoints:
             return Sources(prometheus)
-        if self.web_client is None:
-            self.web_client = web.client()
-        return Sources(prometheus, {name: web.Web(endpoint, self.web_client) for name, endpoint in endpoints.items()})
+        now = self.clock()
+        await self._close_idle(now)
+        return Sources(prometheus, {name: web.Web(endpoint, self._web_client(endpoint.trust, now))
+                                    for name, endpoint in endpoints.items()})
+
+    def _web_client(self, trust: Trust, now: float) -> httpx.AsyncClient:
+        if trust not in self.web_clients:
+            self.web_clients[trust] = web.client(trust=trust)  # check_ca has built this context once already
+        self.web_used[trust] = now
+        return self.web_clients[trust]
 
     def _web_url(self, metric: Metric) -> httpx.URL:
         assert metric.web is not None
@@ -221,7 +231,8 @@ class Providers:
         basic = (url.username, url.password) if url.userinfo else None
         bare = str(url.copy_with(username=None, password=None)) if url.userinfo else spec.url
         return web.Endpoint(url=bare, method=spec.method, json_path=spec.json_path, timeout=timeout,
-                            headers=tuple(spec.headers.items()), token=token, basic=basic)
+                            headers=tuple(spec.headers.items()), token=token, basic=basic,
+                            trust=await self._trust(namespace, spec.tls))
 
     async def get(self, policy: RolloutPolicySpec, namespace: str) -> MetricProvider:
         prom = policy.analysis.prometheus
@@ -276,12 +287,17 @@ class Providers:
     async def _close_idle(self, now: float) -> None:
         for source in [s for s, last in self.used.items() if now - last > IDLE_CLIENT]:
             await self._drop(source, "unused for a while")
+        for trust in [t for t, last in self.web_used.items() if now - last > IDLE_CLIENT]:
+            del self.web_used[trust]
+            log.info("closing a web metric client: unused for a while")
+            await self.web_clients.pop(trust).aclose()
 
     async def close(self) -> None:
         for source in list(self.clients):
             client = self.clients.pop(source)
             await client.close()
         self.used.clear()
-        if self.web_client is not None:
-            await self.web_client.aclose()
-            self.web_client = None
+        for web_client in self.web_clients.values():
+            await web_client.aclose()
+        self.web_clients.clear()
+        self.web_used.clear()
