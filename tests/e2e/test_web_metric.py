@@ -1,14 +1,16 @@
 """Web metric stories on the real cluster: a canary judged by a number an HTTP endpoint reports.
 
 The endpoint is a small HTTP server on 127.0.0.1 (a thread in the test): the operator runs as a
-host process, so it reaches loopback. The operator here allows exactly that server for web
-metrics (SLUICE_WEB_ALLOW) and the shared Prometheus for queries, as an administrator would set
-it; the stories read what a user reads: phase, message, measurements, events and weights.
+host process, so it reaches loopback. A second one serves HTTPS with a certificate from a CA of
+the test's own (tests.unit.certs). The operator here allows exactly those servers for web metrics
+(SLUICE_WEB_ALLOW) and the shared Prometheus for queries, as an administrator would set it; the
+stories read what a user reads: phase, message, measurements, events and weights.
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,6 +23,7 @@ from tests.e2e.conftest import Kubectl, Operator, wait_for
 from tests.e2e.manifests import policy, release
 from tests.e2e.test_canary import deploy_first, phase
 from tests.e2e.test_tls import secret
+from tests.unit.certs import HTTPSServer, pki
 
 pytestmark = pytest.mark.e2e
 
@@ -32,13 +35,14 @@ STEPS = [{"setWeight": 25}, {"analysis": {}}, {"setWeight": 100}]
 @dataclass
 class HealthAPI:
     """An endpoint reporting an error rate per path, as JSON ({"data": {"errorRate": x}}), or the
-    bytes a test puts in `raw`; it records each request's method, path, Authorization and body."""
+    bytes a test puts in `raw`; it records each request's method, path, Authorization and body.
+    With `tls` it serves HTTPS."""
 
     rates: dict[str, float] = field(default_factory=dict)
     raw: dict[str, bytes] = field(default_factory=dict)
     heard: list[tuple[str, str, str, bytes]] = field(default_factory=list)
 
-    def start(self) -> None:
+    def start(self, tls: ssl.SSLContext | None = None) -> None:
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -58,8 +62,9 @@ class HealthAPI:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        local = ("127.0.0.1", 0)
+        self.server = HTTPSServer(local, Handler, tls) if tls else ThreadingHTTPServer(local, Handler)
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, args=(0.1,), daemon=True).start()
 
     def stop(self) -> None:
@@ -76,16 +81,26 @@ def health_api() -> Iterator[HealthAPI]:
 
 
 @pytest.fixture(scope="module")
-def web_operator(env: dict[str, str], operator: Operator, health_api: HealthAPI, prometheus_url: str
-                 ) -> Iterator[Operator]:
-    """The operator, restarted with allowlists: the health API for web metrics, Prometheus for queries."""
+def private_health_api() -> Iterator[HealthAPI]:
+    """The health API over HTTPS, its certificate (for 127.0.0.1) from the test's own CA."""
+    api = HealthAPI()
+    api.start(pki().server_context())
+    yield api
+    api.stop()
+
+
+@pytest.fixture(scope="module")
+def web_operator(env: dict[str, str], operator: Operator, health_api: HealthAPI, private_health_api: HealthAPI,
+                 prometheus_url: str) -> Iterator[Operator]:
+    """The operator, restarted with allowlists: the health APIs for web metrics, Prometheus for queries."""
     operator.stop()
-    scoped = Operator({**env, "SLUICE_WEB_ALLOW": f"{health_api.url}/rates", "SLUICE_PROMETHEUS_ALLOW": prometheus_url})
+    allowed = f"{health_api.url}/rates, {private_health_api.url}/rates"
+    scoped = Operator({**env, "SLUICE_WEB_ALLOW": allowed, "SLUICE_PROMETHEUS_ALLOW": prometheus_url})
     mark = scoped.log.stat().st_size if scoped.log.exists() else 0
     scoped.start()
     try:
         started = scoped.log.read_text()[mark:]
-        assert f"web metrics may call: {health_api.url}/rates" in started, "the web allowlist was not taken"
+        assert f"web metrics may call: {allowed}" in started, "the web allowlist was not taken"
         yield scoped
     finally:
         scoped.stop()
@@ -168,3 +183,36 @@ def test_an_endpoint_answering_garbage_never_promotes_and_is_never_echoed(
     seen = json.dumps(kubectl.status("ledger")) + json.dumps(kubectl.events("ledger"))
     assert "hunter2" not in seen and "db-7" not in seen, "the endpoint's answer reached status or events"
     assert any(says in e["message"] for e in kubectl.events("ledger")), kubectl.events("ledger")
+
+
+def test_an_https_endpoint_is_trusted_with_the_metrics_ca_and_refused_without_it(
+        kubectl: Kubectl, web_operator: Operator, private_health_api: HealthAPI, prometheus_url: str) -> None:
+    """Given a health API serving HTTPS with a certificate from a private CA, when 1.1.0 rolls out
+    with a policy whose web metric gives that CA from a labelled Secret, then it is promoted on the
+    endpoint's word; when it rolls out with a policy that gives no CA, then every measurement is an
+    Error saying the server is not trusted, 1.1.0 is rolled back, and the endpoint was asked nothing."""
+    path = f"/rates/{kubectl.namespace}/payments"
+    url = f"{private_health_api.url}{path}"
+    private_health_api.rates[path] = 0.01
+    trusting = web_policy("trusting", url, prometheus_url, tls={"caSecretRef": {"name": "health-ca", "key": "ca.crt"}})
+    kubectl.apply([secret("health-ca", "ca.crt", pki().ca), trusting, web_policy("doubtful", url, prometheus_url)])
+
+    deploy_first(kubectl, "payments", policy="trusting")
+    kubectl.apply(release("payments", "1.1.0", policy="trusting"))
+    status = wait_for("1.1.0 promoted, judged over HTTPS", phase(kubectl, "payments", "Succeeded"), 120)
+    assert status["stableVersion"] == "1.1.0"
+    measurements = measured(kubectl, "payments", "1.1.0")
+    assert [m["verdict"] for m in measurements] == ["Successful", "Successful"], measurements
+    asked = len(private_health_api.heard)
+    assert asked and all(where.startswith(path) for _, where, _, _ in private_health_api.heard)
+
+    deploy_first(kubectl, "refunds", policy="doubtful")
+    kubectl.apply(release("refunds", "1.1.0", policy="doubtful"))
+    status = wait_for("a rollback: an unverified server is never trusted", phase(kubectl, "refunds", "RolledBack"),
+                      120)
+    errors = measured(kubectl, "refunds", "1.1.0")
+    says = (f"GET {url} is not trusted: its certificate could not be verified (CERTIFICATE_VERIFY_FAILED); "
+            "give the policy its CA in the metric's web.tls.caSecretRef")
+    assert errors and all(m["verdict"] == "Error" and m["message"] == says for m in errors), errors
+    assert status["stableVersion"] == "1.0.0" and not status.get("canaryWeight")
+    assert len(private_health_api.heard) == asked, "a server that was not trusted was sent a request"

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import json
 import logging
+import ssl
 import threading
 from collections.abc import Iterator
 from datetime import datetime
@@ -26,10 +27,12 @@ from sluice.analysis.addresses import Allowlist, parse_entry, redact
 from sluice.analysis.prometheus import Connection, Prometheus
 from sluice.analysis.providers import IDLE_CLIENT, Providers
 from sluice.analysis.runner import Rejected, Sources, measure
-from sluice.api.models import RolloutPolicySpec, SecretKeyRef
+from sluice.analysis.tls import Trust
+from sluice.api.models import RolloutPolicySpec, SecretKeyRef, TLSConfig, Verdict
 from sluice.cli.main import app
 from sluice.kube.objects import CREDENTIAL_LABEL
 from sluice.reconcile import Context
+from tests.unit.certs import HTTPSServer, pki
 from tests.unit.test_analysis import SUBJECT, with_prometheus
 from tests.unit.test_reconcile import T0, Store, passes, release, selector, status
 from tests.unit.world import policy_spec
@@ -39,9 +42,9 @@ REMOTE = "<remote words: token=s3cret-token-of-the-shop>"
 
 
 class Listener:
-    """A plain HTTP server on 127.0.0.1 that records every request and answers as told."""
+    """An HTTP server on 127.0.0.1 (HTTPS with `tls`) that records every request and answers as told."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.requests: list[tuple[str, dict[str, str]]] = []  # (path, headers)
         self.status, self.body = 200, json.dumps(
             {"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1, "0.01"]}]}})
@@ -64,23 +67,33 @@ class Listener:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = HTTPSServer(("127.0.0.1", 0), Handler, tls) if tls else ThreadingHTTPServer(("127.0.0.1", 0),
+                                                                                                   Handler)
         self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
 
     def tokens(self) -> list[str]:
         return [headers.get("Authorization", "") for _, headers in self.requests]
 
 
-@pytest.fixture
-def listener() -> Iterator[Listener]:
-    server = Listener()
+def _serve(server: Listener) -> Iterator[Listener]:
     server.thread.start()
     yield server
     server.answered.set()
     server.server.shutdown()
     server.server.server_close()
+
+
+@pytest.fixture
+def listener() -> Iterator[Listener]:
+    yield from _serve(Listener())
+
+
+@pytest.fixture
+def https_listener() -> Iterator[Listener]:
+    """HTTPS, with a certificate for 127.0.0.1 from the test's own CA (tests.unit.certs)."""
+    yield from _serve(Listener(pki().server_context()))
 
 
 def secret(name: str, labelled: bool = True, **data: str) -> dict[str, Any]:
@@ -366,6 +379,28 @@ async def test_a_bad_ca_stalls_the_release_with_a_plain_message(
     traffic_unmoved(store)
 
 
+@pytest.mark.parametrize(("tls", "says"), [
+    pytest.param({"caSecretRef": {"name": "prom-ca", "key": "ca.crt"}}, "0.01: result < 0.05", id="its CA: verified"),
+    pytest.param(None, "is not trusted: its certificate could not be verified (CERTIFICATE_VERIFY_FAILED); give "
+                 "the policy its CA in tls.caSecretRef", id="the system's CAs: refused"),
+    pytest.param({"caSecretRef": {"name": "prom-ca", "key": "other.crt"}}, "is not trusted", id="another CA: refused"),
+    pytest.param({"insecureSkipVerify": True}, "0.01: result < 0.05", id="insecureSkipVerify"),
+])
+async def test_prometheus_over_https_is_verified_with_the_policys_ca(
+        https_listener: Listener, tls: dict[str, Any] | None, says: str) -> None:
+    store = Store()
+    store.put(secret("prom-ca", **{"ca.crt": pki().ca, "other.crt": pki().other_ca}))
+    providers = Providers(store, Allowlist())  # type: ignore[arg-type]
+    policy = with_prometheus(address=https_listener.url, tls=TLSConfig.model_validate(tls) if tls else None)
+    try:
+        [result] = await measure(await providers.sources(policy, "shop", ("error-rate",)), policy,
+                                 ("error-rate",), SUBJECT)
+    finally:
+        await providers.close()
+    assert says in result.message, result
+    assert bool(https_listener.requests) == (result.verdict == Verdict.SUCCESSFUL), "a refused server heard nothing"
+
+
 # --- 6. Clients follow their credentials and are not leaked -------------------------------------
 
 def token_policy(address: str) -> RolloutPolicySpec:
@@ -446,5 +481,5 @@ async def test_a_redirect_is_not_followed(listener: Listener) -> None:
 
 
 def test_a_connection_shows_no_secret_in_its_repr() -> None:
-    shown = repr(Connection(address="http://p:9090", timeout=1.0, token=TOKEN, ca_pem="PEM"))
+    shown = repr(Connection(address="http://p:9090", timeout=1.0, token=TOKEN, trust=Trust(ca_pem="PEM")))
     assert TOKEN not in shown and "PEM" not in shown

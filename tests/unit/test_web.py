@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,11 +22,12 @@ import pytest
 from sluice.analysis import template
 from sluice.analysis.addresses import WEB, Allowlist
 from sluice.analysis.judge import problems
-from sluice.analysis.providers import Providers
+from sluice.analysis.providers import IDLE_CLIENT, Providers
 from sluice.analysis.runner import Rejected, Subject, measure
-from sluice.analysis.web import MAX_ANSWER
+from sluice.analysis.web import MAX_ANSWER, Web
 from sluice.api.models import RolloutPolicySpec, Verdict
 from sluice.plan.types import Result
+from tests.unit.certs import HTTPSServer, pki
 from tests.unit.test_analysis_trust import (
     first_then_candidate,
     secret,
@@ -51,7 +53,7 @@ class Heard:
 
 @dataclass
 class Endpoint:
-    """A JSON endpoint on 127.0.0.1 that records every request and answers as told."""
+    """A JSON endpoint on 127.0.0.1 (HTTPS with `tls`) that records every request and answers as told."""
 
     status: int = 200
     body: bytes = b'{"errorRate": 0.01}'
@@ -63,7 +65,7 @@ class Endpoint:
     def answer(self, value: Any, status: int = 200) -> None:
         self.status, self.body = status, value if isinstance(value, bytes) else json.dumps(value).encode()
 
-    def start(self) -> None:
+    def start(self, tls: ssl.SSLContext | None = None) -> None:
         endpoint = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -85,8 +87,9 @@ class Endpoint:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        local = ("127.0.0.1", 0)
+        self.server = HTTPSServer(local, Handler, tls) if tls else ThreadingHTTPServer(local, Handler)
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
@@ -108,6 +111,15 @@ def endpoint() -> Iterator[Endpoint]:
 def other() -> Iterator[Endpoint]:
     server = Endpoint()
     server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def https_endpoint() -> Iterator[Endpoint]:
+    """HTTPS, with a certificate for 127.0.0.1 from the test's own CA (tests.unit.certs)."""
+    server = Endpoint()
+    server.start(pki().server_context())
     yield server
     server.stop()
 
@@ -375,12 +387,12 @@ def test_a_good_web_metric_has_no_problems() -> None:
 
 # --- through a reconcile: status and events show the number, never the answer -----------------------------
 
-def web_policy_object(url: str) -> dict[str, Any]:
+def web_policy_object(url: str, **web: Any) -> dict[str, Any]:
     return {"apiVersion": "sluice.dev/v1alpha1", "kind": "RolloutPolicy",
             "metadata": {"name": "manual", "namespace": "shop"},
             "spec": {"strategy": {"canary": {"steps": [{"analysis": {}}, {"setWeight": 50}, {"setWeight": 100}]}},
                      "analysis": {"interval": "1s", "count": 1, "metrics": [
-                         {"name": "error-rate", "web": {"url": url, "jsonPath": "$.errorRate", "timeout": "2s"},
+                         {"name": "error-rate", "web": {"url": url, "jsonPath": "$.errorRate", "timeout": "2s", **web},
                           "successCondition": "result < 0.05", "consecutiveErrorLimit": 1}]}}}
 
 
@@ -460,3 +472,114 @@ def test_lint_names_what_a_web_metric_cannot_do(tmp_path: Any) -> None:
         "$.data.errorRate)",
         "RolloutPolicy p: spec.analysis: metric careless: web body is not JSON once rendered; a {{variable}} is "
         'substituted as the contents of a JSON string, so it belongs inside quotes: {"app": "{{release}}"}'], errors
+
+
+# --- HTTPS: the endpoint verified with the metric's own CA, from a labelled Secret -----------------------
+
+CA_REF = {"name": "web-ca", "key": "ca.crt"}
+UNTRUSTED = ("GET {url}/rate is not trusted: its certificate could not be verified (CERTIFICATE_VERIFY_FAILED); "
+             "give the policy its CA in the metric's web.tls.caSecretRef")
+
+
+def ca_secret(labelled: bool = True, **data: str) -> dict[str, Any]:
+    """Secret web-ca: by default the test's CA under ca.crt and a CA that signed nothing here under other.crt."""
+    return secret("web-ca", labelled=labelled, **(data or {"ca.crt": pki().ca, "other.crt": pki().other_ca}))
+
+
+@pytest.mark.parametrize(("tls", "verdict", "says"), [
+    pytest.param({"caSecretRef": CA_REF}, Verdict.SUCCESSFUL, "0.01: result < 0.05", id="its CA: verified"),
+    pytest.param(None, Verdict.ERROR, UNTRUSTED, id="no tls: the system's CAs refuse it"),
+    pytest.param({"caSecretRef": {"name": "web-ca", "key": "other.crt"}}, Verdict.ERROR, UNTRUSTED,
+                 id="another CA: refused"),
+    pytest.param({"insecureSkipVerify": True}, Verdict.SUCCESSFUL, "0.01: result < 0.05", id="insecureSkipVerify"),
+    pytest.param({"insecureSkipVerify": True, "caSecretRef": {"name": "absent", "key": "ca.crt"}}, Verdict.SUCCESSFUL,
+                 "0.01: result < 0.05", id="insecureSkipVerify reads no CA"),
+])
+async def test_an_https_endpoint_is_verified_with_the_metrics_ca(
+        https_endpoint: Endpoint, caplog: pytest.LogCaptureFixture, tls: dict[str, Any] | None, verdict: Verdict,
+        says: str) -> None:
+    caplog.set_level(logging.INFO, logger="sluice")
+    store = Store()
+    store.put(ca_secret())
+    result = await measure_web(web_policy(https_endpoint.url + "/rate", **({"tls": tls} if tls else {})), store)
+    assert (result.verdict, result.message) == (verdict, says.format(url=https_endpoint.url)), result
+    assert bool(https_endpoint.heard) == (verdict == Verdict.SUCCESSFUL), "a refused server is sent no request"
+    if verdict == Verdict.ERROR:  # OpenSSL's reason, for the person on call
+        assert "a server's certificate was refused: unable to get local issuer certificate" in caplog.text
+
+
+@pytest.mark.parametrize(("stored", "labelled", "says"), [
+    pytest.param({"ca.crt": "not read anyway"}, False, "Secret web-ca in namespace shop is not marked for analysis: "
+                 "Sluice reads a Secret for a RolloutPolicy only if it has the label "
+                 "sluice.dev/analysis-credential=true (kubectl label secret web-ca -n shop "
+                 "sluice.dev/analysis-credential=true)", id="not labelled"),
+    pytest.param(None, True, "Secret web-ca not found in namespace shop, or not marked for analysis: Sluice reads a "
+                 "Secret for a RolloutPolicy only if it has the label sluice.dev/analysis-credential=true "
+                 "(kubectl label secret web-ca -n shop sluice.dev/analysis-credential=true)", id="absent"),
+    pytest.param({"other.crt": "x"}, True, "Secret web-ca with key ca.crt not found in namespace shop",
+                 id="no such key"),
+    pytest.param({"ca.crt": f"this is not a certificate: {REMOTE}"}, True,
+                 "the CA bundle in Secret web-ca, key ca.crt, is not a PEM certificate bundle", id="garbage"),
+    pytest.param({"ca.crt": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"}, True,
+                 "the CA bundle in Secret web-ca, key ca.crt, is not a PEM certificate bundle",
+                 id="a truncated certificate"),
+    pytest.param({"ca.crt": "  \n"}, True, "the CA bundle in Secret web-ca, key ca.crt, is empty",
+                 id="empty: it would trust nothing"),
+])
+async def test_a_ca_secret_that_cannot_be_used_is_rejected_plainly_and_nothing_is_sent(
+        https_endpoint: Endpoint, stored: dict[str, str] | None, labelled: bool, says: str) -> None:
+    store = Store()
+    if stored is not None:
+        store.put(ca_secret(labelled, **stored))
+    with pytest.raises(Rejected) as refused:
+        await measure_web(web_policy(https_endpoint.url, tls={"caSecretRef": CA_REF}), store)
+    assert str(refused.value) == says
+    assert https_endpoint.heard == []
+
+
+@pytest.mark.parametrize(("pem", "phase"), [
+    pytest.param("this is not a certificate", "Stalled", id="a garbage CA: Stalled, nothing sent"),
+    pytest.param("other", "RolledBack", id="a server the CA does not vouch for: Errors, rolled back"),
+    pytest.param("ours", "Succeeded", id="the server's own CA: promoted"),
+])
+async def test_a_release_is_judged_over_https_only_with_a_ca_that_verifies(
+        https_endpoint: Endpoint, caplog: pytest.LogCaptureFixture, pem: str, phase: str) -> None:
+    store, context, clock = shop()
+    store.put(ca_secret(**{"ca.crt": {"ours": pki().ca, "other": pki().other_ca}.get(pem, pem)}))
+    store.put(web_policy_object(https_endpoint.url + "/rate", tls={"caSecretRef": CA_REF}))
+    await first_then_candidate(store, context, clock, passes_after=10)  # a pass that raised would fail the test here
+    assert "Traceback" not in caplog.text
+    if phase == "Stalled":
+        assert stalled_message(store) == "the CA bundle in Secret web-ca, key ca.crt, is not a PEM certificate bundle"
+        assert https_endpoint.heard == []
+        traffic_unmoved(store)
+        return
+    assert status(store)["phase"] == phase, status(store)
+    measured = [m for m in status(store)["analysis"] if m["version"] == "1.1.0"]
+    says = "0.01: result < 0.05" if phase == "Succeeded" else UNTRUSTED.format(url=https_endpoint.url)
+    assert measured and measured[-1]["message"] == says, measured
+    assert bool(https_endpoint.heard) == (phase == "Succeeded")
+
+
+async def test_endpoints_that_trust_alike_share_a_client_and_an_unused_one_is_closed(
+        endpoint: Endpoint, https_endpoint: Endpoint) -> None:
+    now = [0.0]
+    store = Store()
+    store.put(ca_secret())
+    providers = Providers(store, Allowlist(), clock=lambda: now[0], web_allowed=Allowlist())  # type: ignore[arg-type]
+
+    async def web_of(policy: RolloutPolicySpec) -> Web:
+        found = (await providers.sources(policy, "shop", ("error-rate",))).web["error-rate"]
+        assert isinstance(found, Web)
+        return found
+
+    plain, private = web_policy(endpoint.url), web_policy(https_endpoint.url, tls={"caSecretRef": CA_REF})
+    first, second = await web_of(plain), await web_of(private)
+    assert first.client is not second.client, "a client verifies servers one way only"
+    assert (await web_of(private)).client is second.client and (await web_of(plain)).client is first.client
+    now[0] += IDLE_CLIENT + 1
+    third = await web_of(plain)
+    assert first.client.is_closed and second.client.is_closed, "unused for longer than IDLE_CLIENT"
+    assert list(providers.web_clients.values()) == [third.client] and await third.query(None) == 0.01
+    await providers.close()
+    assert third.client.is_closed

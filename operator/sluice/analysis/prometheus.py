@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -22,6 +21,7 @@ from typing import Any, Protocol
 import httpx
 
 from sluice.analysis.addresses import redact
+from sluice.analysis.tls import SYSTEM, Trust, certificate_refused, untrusted
 
 log = logging.getLogger(__name__)
 
@@ -51,21 +51,7 @@ class Connection:
     address: str
     timeout: float
     token: str | None = field(default=None, repr=False)  # a Connection in a log or traceback shows no secret
-    ca_pem: str | None = field(default=None, repr=False)
-    insecure: bool = False
-
-
-def _certificate_refused(error: BaseException) -> bool:
-    """Whether our own TLS check refused the server's certificate (told by the exception's type,
-    never by its text, which a server can shape)."""
-    seen: set[int] = set()
-    cause: BaseException | None = error
-    while cause is not None and id(cause) not in seen:
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            return True
-        seen.add(id(cause))
-        cause = cause.__cause__ or cause.__context__
-    return False
+    trust: Trust = SYSTEM
 
 
 class Prometheus:
@@ -75,9 +61,6 @@ class Prometheus:
 
     def __init__(self, connection: Connection, transport: httpx.AsyncBaseTransport | None = None) -> None:
         headers = {"Authorization": f"Bearer {connection.token}"} if connection.token else {}
-        verify: ssl.SSLContext | bool = not connection.insecure
-        if connection.ca_pem and not connection.insecure:
-            verify = ssl.create_default_context(cadata=connection.ca_pem)
         self.connection = connection
         self.address = connection.address.rstrip("/")
         self.shown = redact(self.address)
@@ -88,7 +71,8 @@ class Prometheus:
         # No redirects: an allowed server must not send the query (or the operator) anywhere else.
         self.settings: dict[str, Any] = dict(
             base_url=url.copy_with(username=None, password=None) if url.userinfo else url, auth=auth,
-            timeout=connection.timeout, headers=headers, verify=verify, transport=transport, follow_redirects=False)
+            timeout=connection.timeout, headers=headers, verify=connection.trust.verify(), transport=transport,
+            follow_redirects=False)
         self.client = httpx.AsyncClient(**self.settings)
         self.in_flight = 0
         self.retired = False
@@ -124,9 +108,8 @@ class Prometheus:
         except httpx.TimeoutException as error:
             raise ProviderError(f"{where} timed out") from error
         except httpx.HTTPError as error:
-            if _certificate_refused(error):
-                raise ProviderError(f"{where} is not trusted: its certificate could not be verified "
-                                    "(CERTIFICATE_VERIFY_FAILED); give the policy its CA in tls.caSecretRef") from error
+            if certificate_refused(error):
+                raise ProviderError(untrusted(where, "tls.caSecretRef")) from error
             # A connection refused or a name not found is our own system's sentence; a protocol
             # error may quote the server's bytes, so only its kind is logged above debug.
             if isinstance(error, httpx.ConnectError):

@@ -1,5 +1,6 @@
 """Metric providers for a policy: one Prometheus client per connection, reused across passes,
-with the bearer token and CA read from Secrets; and web metrics' endpoints, on one shared client.
+with the bearer token and CA read from Secrets; and web metrics' endpoints, on clients shared by
+every endpoint that trusts the same CAs.
 
 Everything here is input, and some of it is a trust boundary. The address comes from the policy,
 so it must be on the operator's allowlist (sluice.analysis.addresses) before anything else
@@ -29,8 +30,9 @@ from sluice.analysis import web
 from sluice.analysis.addresses import ENVIRONMENT, FLAG, WEB, Allowlist, redact, shown
 from sluice.analysis.prometheus import Connection, MetricProvider, Prometheus
 from sluice.analysis.runner import Rejected, Sources, asks_prometheus
+from sluice.analysis.tls import SYSTEM, Trust
 from sluice.api.durations import parse_duration
-from sluice.api.models import Metric, RolloutPolicySpec, SecretKeyRef
+from sluice.api.models import Metric, RolloutPolicySpec, SecretKeyRef, TLSConfig
 from sluice.kube.objects import CREDENTIAL_LABEL
 
 log = logging.getLogger(__name__)
@@ -85,17 +87,19 @@ def check_token(token: str, ref: SecretKeyRef) -> str:
     return token
 
 
-def check_ca(pem: str, ref: SecretKeyRef) -> ssl.SSLContext:
-    """An SSL context trusting the PEM bundle, or Rejected. An empty bundle would trust nothing,
-    so every measurement would fail: it is refused as input instead."""
+def check_ca(pem: str, ref: SecretKeyRef) -> Trust:
+    """A Trust in the PEM bundle, or Rejected. An empty bundle would trust nothing, so every
+    measurement would fail: it is refused as input instead."""
     if not pem.strip():
         raise Rejected(f"the CA bundle in Secret {ref.name}, key {ref.key}, is empty")
+    trust = Trust(ca_pem=pem)
     try:
-        return ssl.create_default_context(cadata=pem)
+        trust.verify()
     except (ssl.SSLError, ValueError, TypeError) as error:
         log.info("the CA bundle in Secret %s, key %s, was refused: %s", ref.name, ref.key, error)  # OpenSSL's words
         raise Rejected(f"the CA bundle in Secret {ref.name}, key {ref.key}, is not a PEM certificate bundle") \
             from error
+    return trust
 
 
 async def read_secret(secrets: SecretSource, namespace: str, ref: SecretKeyRef) -> str:
@@ -141,7 +145,8 @@ def _ref(ref: SecretKeyRef | None) -> tuple[str, str] | None:
 
 class Providers:
     """Prometheus clients for policies, within the operator's allowlist: one per source, reused
-    across passes and Releases, closed when its credentials change or it goes unused."""
+    across passes and Releases, closed when its credentials change or it goes unused. Web metrics
+    share a client per Trust (the system's CAs, a CA bundle, or none), closed when unused."""
 
     def __init__(self, kube: SecretSource, allowed: Allowlist | None = None,
                  clock: Callable[[], float] = time.monotonic, web_allowed: Allowlist | None = None) -> None:
@@ -153,7 +158,8 @@ class Providers:
         self.clock = clock
         self.clients: dict[Source, Prometheus] = {}
         self.used: dict[Source, float] = {}
-        self.web_client: httpx.AsyncClient | None = None
+        self.web_clients: dict[Trust, httpx.AsyncClient] = {}
+        self.web_used: dict[Trust, float] = {}
         if self.allowed:
             log.info("analysis may query Prometheus at: %s", self.allowed)
         else:
@@ -171,6 +177,17 @@ class Providers:
     async def _secret(self, namespace: str, ref: SecretKeyRef | None) -> str | None:
         return None if ref is None else await read_secret(self.kube, namespace, ref)
 
+    async def _trust(self, namespace: str, tls: TLSConfig | None) -> Trust:
+        """How a server is verified under a policy's `tls`: insecureSkipVerify reads no Secret; a
+        caSecretRef must name a labelled Secret holding a PEM bundle (or Rejected); without
+        either, the system's CAs."""
+        if tls is not None and tls.insecure_skip_verify:
+            return Trust(insecure=True)
+        ref = tls.ca_secret_ref if tls is not None else None
+        if ref is None:
+            return SYSTEM
+        return check_ca(await read_secret(self.kube, namespace, ref), ref)
+
     async def sources(self, policy: RolloutPolicySpec, namespace: str, names: tuple[str, ...]) -> Sources:
         """Where the named metrics are measured: Prometheus only if one of them asks it, and each web
         metric's endpoint. Every web URL is checked against the allowlist before any Secret is read."""
@@ -180,9 +197,16 @@ class Providers:
         endpoints = {m.name: await self._endpoint(m, url, namespace) for m, url in webs}
         if not endpoints:
             return Sources(prometheus)
-        if self.web_client is None:
-            self.web_client = web.client()
-        return Sources(prometheus, {name: web.Web(endpoint, self.web_client) for name, endpoint in endpoints.items()})
+        now = self.clock()
+        await self._close_idle(now)
+        return Sources(prometheus, {name: web.Web(endpoint, self._web_client(endpoint.trust, now))
+                                    for name, endpoint in endpoints.items()})
+
+    def _web_client(self, trust: Trust, now: float) -> httpx.AsyncClient:
+        if trust not in self.web_clients:
+            self.web_clients[trust] = web.client(trust=trust)  # check_ca has built this context once already
+        self.web_used[trust] = now
+        return self.web_clients[trust]
 
     def _web_url(self, metric: Metric) -> httpx.URL:
         assert metric.web is not None
@@ -207,7 +231,8 @@ class Providers:
         basic = (url.username, url.password) if url.userinfo else None
         bare = str(url.copy_with(username=None, password=None)) if url.userinfo else spec.url
         return web.Endpoint(url=bare, method=spec.method, json_path=spec.json_path, timeout=timeout,
-                            headers=tuple(spec.headers.items()), token=token, basic=basic)
+                            headers=tuple(spec.headers.items()), token=token, basic=basic,
+                            trust=await self._trust(namespace, spec.tls))
 
     async def get(self, policy: RolloutPolicySpec, namespace: str) -> MetricProvider:
         prom = policy.analysis.prometheus
@@ -227,7 +252,7 @@ class Providers:
         now = self.clock()
         await self._close_idle(now)
         try:
-            connection = await self._connection(source, token_ref, ca_ref)
+            connection = await self._connection(source, token_ref, tls)
         except Rejected:
             await self._drop(source, "its Secrets can no longer be used")
             raise
@@ -244,16 +269,12 @@ class Providers:
         self.used[source] = now
         return self.clients[source]
 
-    async def _connection(self, source: Source, token_ref: SecretKeyRef | None,
-                          ca_ref: SecretKeyRef | None) -> Connection:
+    async def _connection(self, source: Source, token_ref: SecretKeyRef | None, tls: TLSConfig | None) -> Connection:
         token = await self._secret(source.namespace, token_ref)
-        ca_pem = await self._secret(source.namespace, ca_ref) if not source.insecure else None
         if token is not None and token_ref is not None:
             check_token(token, token_ref)
-        if ca_pem is not None and ca_ref is not None:
-            check_ca(ca_pem, ca_ref)
-        return Connection(address=source.address, timeout=source.timeout, token=token, ca_pem=ca_pem,
-                          insecure=source.insecure)
+        return Connection(address=source.address, timeout=source.timeout, token=token,
+                          trust=await self._trust(source.namespace, tls))
 
     async def _drop(self, source: Source, why: str) -> None:
         client = self.clients.pop(source, None)
@@ -266,12 +287,17 @@ class Providers:
     async def _close_idle(self, now: float) -> None:
         for source in [s for s, last in self.used.items() if now - last > IDLE_CLIENT]:
             await self._drop(source, "unused for a while")
+        for trust in [t for t, last in self.web_used.items() if now - last > IDLE_CLIENT]:
+            del self.web_used[trust]
+            log.info("closing a web metric client: unused for a while")
+            await self.web_clients.pop(trust).aclose()
 
     async def close(self) -> None:
         for source in list(self.clients):
             client = self.clients.pop(source)
             await client.close()
         self.used.clear()
-        if self.web_client is not None:
-            await self.web_client.aclose()
-            self.web_client = None
+        for web_client in self.web_clients.values():
+            await web_client.aclose()
+        self.web_clients.clear()
+        self.web_used.clear()

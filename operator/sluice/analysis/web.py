@@ -3,15 +3,15 @@
 Like Prometheus (and Flagger's providers) it answers two questions: the value now, and whether
 the endpoint is reachable. No value at the path, or null, is None (no data); NaN is returned as
 NaN and ±Infinity as ±inf, for the judge to tell apart. Several values, a value that is not a
-number, an answer that is not JSON, a status other than 2xx, a timeout: a ProviderError, which
-the judge counts as a measurement Error.
+number, an answer that is not JSON, a status other than 2xx, a timeout, a server certificate
+that does not verify: a ProviderError, which the judge counts as a measurement Error.
 
 The endpoint is anyone's server, so its answer is never echoed: errors name the method, the URL
 without user name, password or query string, the HTTP status, the JSONPath and the JSON type found
 there, never the body. Redirects are not followed (the next address could be off the allowlist),
 the answer is read up to MAX_ANSWER bytes, the metric's timeout bounds the whole exchange (a server
 that trickles its answer still times out), and no cookie is kept between requests: one client
-serves every policy's web metrics.
+serves every policy's web metrics that verify servers alike (sluice.analysis.tls).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import httpx
 from sluice.analysis import jsonpath
 from sluice.analysis.addresses import redact
 from sluice.analysis.prometheus import ProviderError, QueryRejected
+from sluice.analysis.tls import SYSTEM, Trust, certificate_refused, untrusted
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class Endpoint:
     headers: tuple[tuple[str, str], ...] = ()
     token: str | None = field(default=None, repr=False)  # an Endpoint in a log or traceback shows no secret
     basic: tuple[str, str] | None = field(default=None, repr=False)
+    trust: Trust = SYSTEM  # which client asks it: the one that verifies servers this way
 
     @property
     def shown(self) -> str:
@@ -57,11 +59,11 @@ class Endpoint:
         return f"{self.method} {redact(self.url.split('?', 1)[0])}"
 
 
-def client(transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
-    """The client web metrics share: no redirects, and a cookie jar that keeps nothing, so one
-    policy's endpoint cannot hand a session to another's request."""
+def client(transport: httpx.AsyncBaseTransport | None = None, trust: Trust = SYSTEM) -> httpx.AsyncClient:
+    """A client web metrics share (one per Trust): no redirects, and a cookie jar that keeps
+    nothing, so one policy's endpoint cannot hand a session to another's request."""
     refuse_all = http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-    return httpx.AsyncClient(follow_redirects=False, cookies=refuse_all, transport=transport)
+    return httpx.AsyncClient(follow_redirects=False, cookies=refuse_all, transport=transport, verify=trust.verify())
 
 
 class Web:
@@ -114,6 +116,8 @@ class Web:
         except (TimeoutError, httpx.TimeoutException) as error:
             raise ProviderError(f"{where} timed out after {endpoint.timeout:g}s") from error
         except httpx.HTTPError as error:
+            if certificate_refused(error):
+                raise ProviderError(untrusted(where, "the metric's web.tls.caSecretRef")) from error
             # A connection refused is our own system's sentence; a protocol error may quote the
             # server's bytes, so only its kind is logged above debug.
             if isinstance(error, httpx.ConnectError):

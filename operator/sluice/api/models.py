@@ -435,7 +435,11 @@ class SecretKeyRef(Model):
 
 
 class TLSConfig(Model):
-    ca_secret_ref: SecretKeyRef | None = Field(default=None, description="PEM CA bundle to verify Prometheus.")
+    """How the server (Prometheus, or a web metric's endpoint) is verified over HTTPS."""
+
+    ca_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="PEM CA bundle, from a Secret: the server's certificate must chain to one of "
+        "these CAs (instead of the system's).")
     insecure_skip_verify: bool = Field(default=False, description="Do not verify the server certificate.")
 
 
@@ -493,7 +497,7 @@ WEB_URL_PATTERN = r"^https?://[^\s/?#]+[^\s#]*$"
 class WebMetric(Model):
     """A number from an HTTP endpoint: the JSON answer, at `jsonPath`, is the `result` the metric's
     CEL conditions judge. The address must be on the operator's allowlist (as Prometheus's), and a
-    token comes only from a Secret labelled sluice.dev/analysis-credential=true. The answer itself
+    token or CA comes only from a Secret labelled sluice.dev/analysis-credential=true. The answer itself
     is never written to status: only the number, or why there is none."""
 
     url: str = Field(pattern=WEB_URL_PATTERN, max_length=2048,
@@ -506,6 +510,7 @@ class WebMetric(Model):
     )
     headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers (not secret).")
     bearer_token_secret_ref: SecretKeyRef | None = Field(default=None, description="Bearer token, from a Secret.")
+    tls: TLSConfig | None = Field(default=None, description="TLS settings, for an https URL.")
     json_path: str = Field(min_length=1, max_length=512,
                            description="JSONPath to the number in the answer, e.g. $.data.errorRate.")
     timeout: Timeout = Field(default="5s", description="Per-request timeout (at most 1m).")
