@@ -6,7 +6,6 @@ signed, and the receiver that is down changes nothing but a Warning on the Relea
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ import pytest
 from tests.e2e.conftest import Kubectl, Operator, wait_for
 from tests.e2e.manifests import policy, release
 from tests.e2e.test_canary import deploy_first, phase
+from tests.e2e.test_tls import secret
 from tests.unit.test_notify import Receiver, down_url, verified
 
 pytestmark = pytest.mark.e2e
@@ -52,13 +52,6 @@ def warnings(kubectl: Kubectl, name: str, reason: str) -> list[str]:
     return [e["message"] for e in kubectl.events(name) if e["reason"] == reason and e["type"] == "Warning"]
 
 
-def signing_secret(name: str, key: bytes) -> dict[str, Any]:
-    """A webhook's signing key, in a Secret marked for Sluice; the receiver holds the same key."""
-    return {"apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": name, "labels": {"sluice.dev/analysis-credential": "true"}},
-            "data": {"key": base64.b64encode(key).decode()}}
-
-
 def test_receivers_hear_a_promotion_then_a_rollback_and_one_that_is_down_changes_nothing(
         kubectl: Kubectl, operator: Operator, prometheus_url: str, receivers: tuple[Receiver, Receiver]) -> None:
     hooks, chat = receivers
@@ -71,7 +64,7 @@ def test_receivers_hear_a_promotion_then_a_rollback_and_one_that_is_down_changes
          "events": ["started", "paused", "promoted", "rolledBack", "failed"]},
         {"name": "pager", "webhook": {"url": dead}},
     ]
-    kubectl.apply([signing_secret("deploy-log-signing", SIGNING_KEY),
+    kubectl.apply([secret("deploy-log-signing", "key", SIGNING_KEY.decode()),
                    policy("fast", STEPS, prometheus_url, analysis=strict(), notify=targets)])
     namespace = kubectl.namespace
     started = time.monotonic()
@@ -148,12 +141,6 @@ def test_receivers_hear_a_promotion_then_a_rollback_and_one_that_is_down_changes
           f"webhook got {len(hooks.got)} notifications, Slack {len(chat.got)}")
 
 
-def labelled(name: str, url: str, label: bool) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {
-        "name": name, "labels": {"sluice.dev/analysis-credential": "true"} if label else {}},
-        "data": {"url": base64.b64encode(url.encode()).decode()}}
-
-
 def test_an_operator_with_a_webhook_allowlist_sends_nothing_elsewhere_and_the_release_says_why(
         kubectl: Kubectl, operator: Operator, prometheus_url: str, receivers: tuple[Receiver, Receiver]) -> None:
     """Given an operator that allows notifications to one receiver, a target off the list and a
@@ -169,7 +156,7 @@ def test_an_operator_with_a_webhook_allowlist_sends_nothing_elsewhere_and_the_re
         targets = [{"name": "ok", "webhook": {"url": allowed.url + "/ok"}},
                    {"name": "off-list", "webhook": {"url": elsewhere.url + "/private/SECRETPATH"}},
                    {"name": "from-secret", "slack": {"urlSecretRef": {"name": "hook-url", "key": "url"}}}]
-        kubectl.apply([labelled("hook-url", allowed.url + "/from-secret/SECRETPATH", label=False),
+        kubectl.apply([secret("hook-url", "url", allowed.url + "/from-secret/SECRETPATH", labelled=False),
                        policy("fast", [{"setWeight": 50}, {"setWeight": 100}], prometheus_url, notify=targets)])
         deploy_first(kubectl, "ledger")
         wait_for("the allowed target's notification", lambda: allowed.got, 30)

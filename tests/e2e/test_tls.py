@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,30 +11,23 @@ import pytest
 from tests.e2e.conftest import Kubectl, Operator, PrivatePrometheus, wait_for
 from tests.e2e.manifests import policy, release
 from tests.e2e.test_canary import deploy_first, phase
+from tests.unit.certs import pki
 
 pytestmark = pytest.mark.e2e
 
 
-def openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
 @pytest.fixture
 def tls_prometheus(tmp_path: Path) -> Iterator[tuple[PrivatePrometheus, str]]:
-    """A real Prometheus serving HTTPS with a certificate for 127.0.0.1 from a CA of our own."""
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=sluice-test-ca",
-            "-keyout", "ca.key", "-out", "ca.crt", cwd=tmp_path)
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key",
-            "-out", "server.csr", cwd=tmp_path)
-    (tmp_path / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-            "-days", "1", "-extfile", "san.ext", "-out", "server.crt", cwd=tmp_path)
+    """A real Prometheus serving HTTPS with a certificate for 127.0.0.1 from a CA of our own
+    (tests.unit.certs, which the unit tests' HTTPS servers use too)."""
+    (tmp_path / "server.crt").write_text(pki().server_cert)
+    (tmp_path / "server.key").write_text(pki().server_key)
     web = tmp_path / "web.yml"
     web.write_text("tls_server_config:\n"
                    f"  cert_file: {tmp_path / 'server.crt'}\n  key_file: {tmp_path / 'server.key'}\n")
     instance = PrivatePrometheus(tmp_path, web_config=str(web))
     instance.start()
-    yield instance, (tmp_path / "ca.crt").read_text()
+    yield instance, pki().ca
     instance.stop()
 
 
