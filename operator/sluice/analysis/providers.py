@@ -204,7 +204,7 @@ class Providers:
 
     def _web_client(self, trust: Trust, now: float) -> httpx.AsyncClient:
         if trust not in self.web_clients:
-            self.web_clients[trust] = web.client(trust=trust)  # check_ca has built this context once already
+            self.web_clients[trust] = web.client(trust=trust)
         self.web_used[trust] = now
         return self.web_clients[trust]
 

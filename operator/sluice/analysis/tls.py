@@ -8,6 +8,7 @@ type, never its text: the server can shape its text, not our check's verdict.
 
 from __future__ import annotations
 
+import functools
 import logging
 import ssl
 from dataclasses import dataclass, field
@@ -30,8 +31,16 @@ class Trust:
         if self.insecure:
             return False
         if self.ca_pem:
-            return ssl.create_default_context(cadata=self.ca_pem)
+            return _context(self.ca_pem)
         return True
+
+
+@functools.lru_cache(maxsize=64)
+def _context(ca_pem: str) -> ssl.SSLContext:
+    """One context per CA bundle: check_ca builds it on each pass to judge the Secret's bundle, and
+    the client verifying with it is given the same one, so the PEM is parsed once, not per pass.
+    A bundle that is not PEM raises, and is not cached."""
+    return ssl.create_default_context(cadata=ca_pem)
 
 
 SYSTEM = Trust()  # the default: the system's CAs
